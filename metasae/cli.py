@@ -1,0 +1,89 @@
+"""`metasae <stage> ...`: one thin subcommand per stage. Each parses flags and calls one library function.
+
+Stages register themselves below in `_STAGES`; a stage's function reads files and writes files only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from metasae.errors import MetasaeError
+
+Register = Callable[[argparse._SubParsersAction], None]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="run seed (recorded in every artefact)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+
+
+def _register_train_classifier(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-classifier", help="train a base classifier on an image dataset")
+    p.add_argument("--model", required=True, help="architecture: mlp | cnn")
+    p.add_argument("--train", required=True, help="dataset reference, e.g. digits:train or mnist:test[:8000]")
+    p.add_argument("--test", required=True, help="dataset reference for the test accuracy")
+    p.add_argument("--out", required=True, type=Path, help="output folder (model.safetensors, cfg.json, metrics.json)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets")
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.train_classifier import ClassifierTrainConfig, train_classifier
+
+        cfg = ClassifierTrainConfig(model=a.model, train=a.train, test=a.test, epochs=a.epochs,
+                                    batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+        train_classifier(cfg, a.out, data_dir=a.data_dir, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+def _register_cache_acts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache-acts", help="cache one layer's activations of a trained classifier on a dataset")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--dataset", required=True, help="dataset reference, e.g. glyphs:test")
+    p.add_argument("--layer", required=True, help="named layer, e.g. fc1")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--data-dir", type=Path, default=None)
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.activations import cache_activations
+
+        cache_activations(a.model_dir, a.dataset, a.layer, a.out, batch_size=a.batch_size,
+                          data_dir=a.data_dir, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+_STAGES: list[Register] = [
+    _register_train_classifier,
+    _register_cache_acts,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metasae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
+    for register in _STAGES:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MetasaeError as exc:
+        print(f"metasae {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
