@@ -1,0 +1,127 @@
+"""Stage `cache-acts`: one named layer's activations over a whole dataset, with a verifiable manifest.
+
+The cache holds exactly one row per dataset image, in dataset order, with each image's stable index, so the
+pixels shown for a latent later are the pixels that produced its code (no augmentation, ever).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from metasae.data import InputSpec, load_dataset, to_input_spec
+from metasae.devices import resolve_device
+from metasae.errors import MetasaeError
+from metasae.io import load_tensors, provenance, read_json, save_tensors, sha256_file, write_json
+from metasae.models import check_layer, load_classifier
+
+ACTS_FILE = "acts.safetensors"
+MANIFEST = "manifest.json"
+
+
+@dataclasses.dataclass
+class ActivationCache:
+    acts: torch.Tensor  # float32 [N, dim]
+    labels: torch.Tensor  # int64 [N]
+    index: torch.Tensor  # int64 [N], position of each image in its dataset split
+    manifest: dict
+
+
+class _Capture:
+    """Forward hook that copies one layer's output into a preallocated [N, dim] buffer."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        self.out, self.filled, self.expected_rows = out, 0, 0
+
+    def __call__(self, _module, _inputs, output: torch.Tensor) -> None:
+        rows = output.flatten(1)
+        if rows.shape[0] != self.expected_rows:
+            raise MetasaeError(f"layer produced {rows.shape[0]} rows for a batch of {self.expected_rows} images; "
+                               "a cache must hold exactly one row per image")
+        self.out[self.filled:self.filled + rows.shape[0]] = rows.detach().to("cpu", torch.float32)
+        self.filled += rows.shape[0]
+
+
+@torch.no_grad()
+def cache_activations(model_dir: str | Path, dataset: str, layer: str, out_dir: str | Path, batch_size: int = 512,
+                      data_dir: str | Path | None = None, device: str = "cpu") -> ActivationCache:
+    dev = resolve_device(device)
+    model, model_cfg = load_classifier(model_dir, device=str(dev))
+    module = check_layer(model, layer, where=str(model_dir))
+    data = load_dataset(dataset, data_dir)
+    images = to_input_spec(data.images, InputSpec(*model.input_shape))
+    n = len(images)
+    if n == 0:
+        raise MetasaeError(f"dataset {dataset!r} is empty")
+    dim = _layer_width(model, module, images[:1].to(dev))
+    acts = torch.empty(n, dim, dtype=torch.float32)
+    probe = _Capture(acts)
+    handle = module.register_forward_hook(probe)
+    try:
+        for start in tqdm(range(0, n, batch_size), desc=f"cache {layer} on {dataset}", disable=None, leave=False):
+            batch = images[start:start + batch_size]
+            probe.expected_rows = len(batch)
+            model(batch.to(dev))
+    finally:
+        handle.remove()
+    if probe.filled != n:
+        raise MetasaeError(f"cached {probe.filled} rows for {n} images of {dataset!r}")
+    if not torch.isfinite(acts).all():
+        raise MetasaeError(f"layer {layer!r} produced NaN/inf activations on {dataset!r}")
+
+    out_dir = Path(out_dir)
+    save_tensors(out_dir / ACTS_FILE, {"acts": acts, "labels": data.labels, "index": data.index})
+    manifest = {
+        "n": n,
+        "dim": dim,
+        "dtype": "float32",
+        "sha256": sha256_file(out_dir / ACTS_FILE),
+        "source_model": str(model_dir),
+        "model": model_cfg["model"],
+        "model_train_dataset": model_cfg.get("train_dataset"),
+        "dataset": data.ref,
+        "dataset_is_real": data.is_real,
+        "dataset_description": data.description,
+        "label_names": list(data.label_names),
+        "layer": layer,
+        "provenance": provenance({"model_dir": str(model_dir), "dataset": dataset, "layer": layer,
+                                  "batch_size": batch_size}, model_cfg.get("train_config", {}).get("seed")),
+    }
+    write_json(out_dir / MANIFEST, manifest)
+    return ActivationCache(acts, data.labels, data.index, manifest)
+
+
+def _layer_width(model: torch.nn.Module, module: torch.nn.Module, one_image: torch.Tensor) -> int:
+    widths: list[int] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: widths.append(out.flatten(1).shape[1]))
+    try:
+        model(one_image)
+    finally:
+        handle.remove()
+    return widths[0]
+
+
+def load_activations(cache_dir: str | Path) -> ActivationCache:
+    """Read a cache and verify it against its manifest; any mismatch is a one-line MetasaeError."""
+    cache_dir = Path(cache_dir)
+    manifest = read_json(cache_dir / MANIFEST)
+    path = cache_dir / ACTS_FILE
+    for key in ("n", "dim", "sha256"):
+        if key not in manifest:
+            raise MetasaeError(f"{cache_dir / MANIFEST}: missing key {key!r}")
+    if not path.is_file():
+        raise MetasaeError(f"{path}: file not found")
+    if sha256_file(path) != manifest["sha256"]:
+        raise MetasaeError(f"{path}: sha256 does not match {MANIFEST} (corrupt or replaced file)")
+    tensors = load_tensors(path)
+    acts, labels, index = tensors["acts"], tensors["labels"], tensors["index"]
+    n, dim = manifest["n"], manifest["dim"]
+    if tuple(acts.shape) != (n, dim) or len(labels) != n or len(index) != n:
+        raise MetasaeError(f"{path}: shapes {list(acts.shape)}/{len(labels)}/{len(index)} do not match "
+                           f"manifest n={n}, dim={dim}")
+    if not torch.isfinite(acts).all():
+        raise MetasaeError(f"{path}: contains NaN/inf activations")
+    return ActivationCache(acts, labels, index, manifest)
