@@ -1,0 +1,152 @@
+"""What every SAE architecture shares: config, parameters, decoder-norm constraint, input-scale folding.
+
+An architecture subclasses `SAE` and implements `encode` (inference codes) and `loss` (training objective);
+everything else (decode, saving, the unit-norm decoder, folding the input scale) lives here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from metasae.errors import MetasaeError
+
+L1_REDUCTIONS = ("decoder_norm", "sum")
+
+
+@dataclass
+class SAEConfig:
+    """Architecture and loss of one SAE. `d_in` is the input width, `d_sae` the number of latents.
+
+    l1_reduction (relu only): `decoder_norm` = the "April update" loss, sum_dims MSE averaged over the
+    batch + l1_coeff * mean_batch sum_j |z_j| * ||W_dec[j]||; `sum` = the research log's loss exactly,
+    mean-over-elements MSE + l1_coeff * sum over batch and latents of |z|.
+    """
+
+    architecture: str
+    d_in: int
+    d_sae: int
+    k: int | None = None  # topk / batchtopk: active latents per example (mean, for batchtopk)
+    l1_coeff: float = 0.0  # relu: L1 coefficient; jumprelu: L0 coefficient
+    l1_reduction: str = "decoder_norm"
+    k_aux: int | None = None  # AuxK latents per example; None = d_in // 2 (Gao et al.)
+    aux_coeff: float = 1 / 32
+    normalize_decoder: bool = True  # keep decoder rows at unit norm (parallel gradient removed)
+    pre_encoder_bias: bool = True  # subtract b_dec before encoding
+    threshold_momentum: float = 0.99  # batchtopk: EMA of the smallest kept activation -> inference threshold
+    jumprelu_init_threshold: float = 0.001
+    jumprelu_bandwidth: float = 0.001
+
+    def __post_init__(self) -> None:
+        from metasae.sae import ARCHITECTURES
+
+        if self.architecture not in ARCHITECTURES:
+            raise MetasaeError(f"sae.architecture={self.architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
+        if self.d_in < 1 or self.d_sae < 1:
+            raise MetasaeError(f"sae.d_in={self.d_in}, sae.d_sae={self.d_sae}: both must be >= 1")
+        if ARCHITECTURES[self.architecture].needs_k and not (self.k and 1 <= self.k <= self.d_sae):
+            raise MetasaeError(f"sae.k={self.k}: {self.architecture} needs 1 <= k <= d_sae={self.d_sae}")
+        if self.l1_reduction not in L1_REDUCTIONS:
+            raise MetasaeError(f"sae.l1_reduction={self.l1_reduction!r}; allowed: {', '.join(L1_REDUCTIONS)}")
+        if self.k_aux is not None and self.k_aux < 0:
+            raise MetasaeError(f"sae.k_aux={self.k_aux}: must be >= 0")
+        if self.l1_coeff < 0 or self.aux_coeff < 0:
+            raise MetasaeError("sae.l1_coeff and sae.aux_coeff must be >= 0")
+
+    @property
+    def k_aux_resolved(self) -> int:
+        return self.d_in // 2 if self.k_aux is None else self.k_aux
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "sae config") -> SAEConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise MetasaeError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class LossParts:
+    """One training step's loss and the statistics the trainer logs (all but `total` detached)."""
+
+    total: Tensor
+    mse: Tensor
+    sparsity: Tensor
+    aux: Tensor
+    l0: float  # mean active latents per example
+    fired: Tensor  # bool [d_sae]: latents active on at least one example of the batch
+    x_hat: Tensor  # detached reconstruction, for batch FVU
+
+
+class SAE(nn.Module):
+    """W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in] (rows unit norm), b_dec [d_in]."""
+
+    needs_k: ClassVar[bool] = False
+    saelens_architecture: ClassVar[str] = "standard"
+
+    def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        W_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=generator)  # noqa: N806
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        # Encoder = decoder transpose: each latent starts by reading the direction it writes.
+        self.W_enc = nn.Parameter(W_dec.t().clone())
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+
+    # -- the architecture's job -------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """Dense codes [B, d_sae], per example (no dependence on the rest of the batch)."""
+        raise NotImplementedError
+
+    def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
+        """Training objective on a batch; `dead` (bool [d_sae]) feeds AuxK where the architecture has it."""
+        raise NotImplementedError
+
+    def _scale_thresholds(self, scale: float) -> None:
+        """Architectures with activation thresholds rescale them with the input (see fold_input_scale)."""
+
+    # -- shared -----------------------------------------------------------------------------------
+    def pre_acts(self, x: Tensor) -> Tensor:
+        x_c = x - self.b_dec if self.cfg.pre_encoder_bias else x
+        return torch.addmm(self.b_enc, x_c, self.W_enc)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return z @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    def sum_dims_mse(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        return (x_hat - x).pow(2).sum(1).mean()
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """Project out each decoder row's gradient component along the row, so the step keeps its norm."""
+        if self.W_dec.grad is not None:
+            w = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self.W_dec.grad -= (self.W_dec.grad * w).sum(1, keepdim=True) * w
+
+    @torch.no_grad()
+    def fold_input_scale(self, scale: float) -> None:
+        """Make an SAE trained on x / scale take raw x, with the same decoder rows.
+
+        Every architecture is positively homogeneous in (pre-activation, threshold), so codes of raw x are
+        scale * codes of x / scale: b_enc, b_dec and thresholds scale, W_enc and W_dec stay.
+        """
+        self.b_enc *= scale
+        self.b_dec *= scale
+        self._scale_thresholds(scale)

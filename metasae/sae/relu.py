@@ -1,0 +1,31 @@
+"""ReLU SAE with an L1 penalty: decoder-norm-weighted (April update) or the research log's summed form."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metasae.sae.base import SAE, LossParts
+
+
+class ReLUSAE(SAE):
+    saelens_architecture = "standard"
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.pre_acts(x).relu()
+
+    def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
+        z = self.encode(x)
+        x_hat = self.decode(z)
+        if self.cfg.l1_reduction == "sum":
+            mse = F.mse_loss(x_hat, x)
+            l1 = z.sum()
+        else:
+            mse = self.sum_dims_mse(x, x_hat)
+            l1 = (z * self.W_dec.norm(dim=1)).sum(1).mean()
+        sparsity = self.cfg.l1_coeff * sparsity_scale * l1
+        active = z > 0
+        return LossParts(total=mse + sparsity, mse=mse.detach(), sparsity=sparsity.detach(),
+                         aux=torch.zeros((), device=x.device), l0=float(active.sum()) / len(x),
+                         fired=active.any(0), x_hat=x_hat.detach())
