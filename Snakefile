@@ -1,0 +1,56 @@
+"""The metasae study: classifiers -> activation caches -> SAE + meta-SAE stack -> per-depth analysis ->
+aggregation -> write-up. Every rule calls the `metasae` CLI; depth is a wildcard whose input is depth - 1.
+
+    snakemake --cores all                                   # the embedded default study
+    snakemake --cores all --configfile config/mnist_real.yaml
+    snakemake --cores all --configfile config/config.yaml config/presets/log.yaml
+"""
+
+import sys
+
+from snakemake.utils import min_version, validate
+
+from metasae import study
+from metasae.errors import MetasaeError
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+study.drop_nulls(config)
+try:
+    study.validate_schema(config)
+    validate(config, "config/schema.yaml")
+    study.validate_semantics(config, study.known_datasets())
+    study.check_data_available(config)
+except MetasaeError as exc:
+    sys.exit(f"metasae: config error: {exc}")
+
+R = config["results"]
+RUNS = study.runs(config)
+
+
+wildcard_constraints:
+    clf="[a-z0-9_]+",
+    probe="[a-z0-9_]+",
+    layer="[a-z0-9_]+",
+    sae="[a-z0-9_]+",
+    mode="decoder|activations",
+    seed=r"\d+",
+    depth=r"\d+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/sae.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/summary.smk"
+
+
+rule all:
+    input:
+        rules.aggregate.output,
+    default_target: True

@@ -1,0 +1,192 @@
+"""The meta-SAE stack: what depth d trains on, given depth d-1, in each mode; widths; stop rules; lineage.
+
+- depth 1: an SAE on a layer's cached activations.
+- `decoder` mode (the published meta-SAE): depth d trains on the unit-normed decoder rows of depth d-1, one
+  example per parent latent. C_d = meta-SAE codes of those rows; an image's depth-d code is
+  code_{d-1}(x) @ C_d.
+- `activations` mode (the research log's): depth d trains on depth d-1's codes of the probe images; the
+  meta-code of a parent latent is the code of that latent firing alone at its mean active value.
+Every depth folder ends with `metrics.json` (status `trained` or `stopped` + reason), written last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from metasae.activations import load_activations
+from metasae.codes import CODES_FILE, load_codes, save_codes
+from metasae.errors import MetasaeError
+from metasae.io import atomic_path, provenance, read_json, write_json
+from metasae.sae import SAE, load_sae
+from metasae.sae.trainer import spec_to_configs, train_sae
+from metasae.seeds import derive_seed, generator
+
+MODES = ("decoder", "activations")
+META_CODES_FILE = "meta_codes.safetensors"  # C_d: [parent latents, latents], sparse
+LINEAGE_FILE = "lineage.parquet"
+EVAL_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class StopRules:
+    min_alive: int = 1
+    max_fvu: float = 1.0
+
+
+def depth_seed(run_seed: int, depth: int, mode: str) -> int:
+    """Each depth's own seed: the log's SAEs all started from identical weights because they shared one."""
+    return derive_seed(run_seed, "sae-depth", depth, mode if depth > 1 else "base")
+
+
+def split_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed train/eval split of the probe images, shared by every depth of a run."""
+    order = torch.randperm(n, generator=generator(seed, "train-eval-split"))
+    n_eval = max(1, int(round(n * EVAL_FRACTION))) if n > 1 else 0
+    return order[n_eval:].sort().values, order[:n_eval].sort().values
+
+
+@torch.no_grad()
+def _encode(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Codes of many rows, in batches, as a sparse tensor (keeps memory near O(batch) + non-zeros)."""
+    parts = [sae.encode(x[i:i + batch_size]).to_sparse() for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).coalesce() if parts else torch.zeros(0, sae.cfg.d_sae).to_sparse()
+
+
+def _alive(codes: torch.Tensor) -> torch.Tensor:
+    alive = torch.zeros(codes.shape[1], dtype=torch.bool)
+    alive[codes.coalesce().indices()[1].unique()] = True
+    return alive
+
+
+def _finish(out_dir: Path, sae: SAE, codes: torch.Tensor, train_metrics: dict, cfg: dict, extra: dict) -> dict:
+    """Write codes, then cfg + metrics (metrics last: its presence means the depth is complete)."""
+    save_codes(out_dir / CODES_FILE, codes)
+    alive = _alive(codes)
+    metrics = {
+        **train_metrics,
+        **extra,
+        "status": "trained",
+        "stop_reason": None,
+        "depth": cfg["depth"],
+        "mode": cfg["mode"],
+        "d_sae": sae.cfg.d_sae,
+        "alive_latents_images": int(alive.sum()),
+        "l0_images": float(codes._nnz() / max(1, codes.shape[0])),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, parent: Path | None) -> dict:
+    return {"depth": depth, "mode": mode, "spec": spec, "run_seed": seed, "seed": depth_seed(seed, depth, mode),
+            "acts_dir": str(acts_dir), "parent": str(parent) if parent else None}
+
+
+def train_base(acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu") -> dict:
+    """Depth 1: an SAE of `spec["width"]` latents on the cached activations (train split), codes of all."""
+    acts_dir, out_dir = Path(acts_dir), Path(out_dir)
+    cache = load_activations(acts_dir)
+    train_idx, eval_idx = split_rows(len(cache.acts), seed)
+    run_cfg = _run_cfg(1, "base", spec, seed, acts_dir, None)
+    sae_cfg, train_cfg = spec_to_configs(spec, d_in=cache.acts.shape[1], d_sae=spec["width"], seed=run_cfg["seed"])
+    sae = train_sae(cache.acts[train_idx], sae_cfg, train_cfg, out_dir, device=device,
+                    eval_data=cache.acts[eval_idx], extra_cfg=run_cfg)
+    sae = sae.cpu().eval()
+    return _finish(out_dir, sae, _encode(sae, cache.acts), read_json(out_dir / "metrics.json"), run_cfg, {})
+
+
+def stop_reason(parent_dir: Path, width: int, min_width: int, rules: StopRules) -> str | None:
+    """Why depth d must not be trained, or None. Checked before any training."""
+    parent = read_json(parent_dir / "metrics.json")
+    if parent.get("status") != "trained":
+        return f"parent depth stopped ({parent.get('stop_reason')})"
+    alive = parent.get("alive_latents_images", 0)
+    if alive < rules.min_alive:
+        return f"parent has {alive} alive latents, fewer than stop.min_alive={rules.min_alive}"
+    fvu = parent.get("fvu")
+    if fvu is not None and fvu > rules.max_fvu:
+        return f"parent FVU {fvu:.4g} exceeds stop.max_fvu={rules.max_fvu}"
+    if width < min_width:
+        return f"width schedule gives {width} latents, fewer than width.min={min_width}"
+    return None
+
+
+def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_dir: str | Path, seed: int,
+               rules: StopRules = StopRules(), device: str = "cpu") -> dict:
+    """Depth d >= 2 in `mode`; a depth that must stop writes metrics.json with the reason and nothing else."""
+    if mode not in MODES:
+        raise MetasaeError(f"--mode {mode!r}; allowed: {', '.join(MODES)}")
+    if depth < 2:
+        raise MetasaeError(f"--depth {depth}: meta-SAEs start at depth 2 (depth 1 trains on --acts)")
+    parent_dir, out_dir = Path(parent_dir), Path(out_dir)
+    parent_cfg = read_json(parent_dir / "cfg.json") if (parent_dir / "cfg.json").is_file() else {}
+    parent_width = int(read_json(parent_dir / "metrics.json").get("d_sae") or parent_cfg.get("d_sae", 0))
+    width = int(round(parent_width * spec["width"]["factor"]))
+    reason = stop_reason(parent_dir, width, spec["width"]["min"], rules)
+    if reason:
+        write_json(out_dir / "metrics.json", {"status": "stopped", "stop_reason": reason, "depth": depth,
+                                              "mode": mode, "d_sae": width, "provenance": provenance(spec, seed)})
+        print(f"depth {depth} ({mode}) stopped: {reason}")
+        return read_json(out_dir / "metrics.json")
+
+    parent = load_sae(parent_dir).eval()
+    parent_codes = load_codes(parent_dir / CODES_FILE)
+    acts_dir = Path(read_json(parent_dir / "cfg.json")["acts_dir"])
+    run_cfg = _run_cfg(depth, mode, spec, seed, acts_dir, parent_dir)
+    if mode == "decoder":
+        rows = parent.W_dec.detach() / parent.W_dec.detach().norm(dim=1, keepdim=True).clamp_min(1e-12)
+        sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], d_sae=width, seed=run_cfg["seed"])
+        sae = train_sae(rows, sae_cfg, train_cfg, out_dir, device=device, eval_data=rows, extra_cfg=run_cfg)
+        sae = sae.cpu().eval()
+        meta_codes = _encode(sae, rows)
+        codes = torch.sparse.mm(parent_codes, meta_codes.to_dense()).to_sparse()
+    else:
+        dense = parent_codes.to_dense()
+        train_idx, eval_idx = split_rows(len(dense), seed)
+        sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], d_sae=width, seed=run_cfg["seed"])
+        sae = train_sae(dense[train_idx], sae_cfg, train_cfg, out_dir, device=device, eval_data=dense[eval_idx],
+                        extra_cfg=run_cfg)
+        sae = sae.cpu().eval()
+        meta_codes = _encode(sae, torch.diag(_mean_active(dense)))
+        codes = _encode(sae, dense)
+    save_codes(out_dir / META_CODES_FILE, meta_codes)
+    write_lineage(out_dir / LINEAGE_FILE, meta_codes)
+    decomposed = int((meta_codes.to_dense() != 0).any(1).sum())
+    return _finish(out_dir, sae, codes, read_json(out_dir / "metrics.json"), run_cfg,
+                   {"parent_latents_decomposed": decomposed, "parent_d_sae": parent_width})
+
+
+def _mean_active(codes: torch.Tensor) -> torch.Tensor:
+    """Each latent's mean value where it fires (1.0 for a latent that never fires, to keep its row defined)."""
+    fires = codes > 0
+    count = fires.sum(0)
+    return torch.where(count > 0, codes.sum(0) / count.clamp_min(1), torch.ones_like(count, dtype=codes.dtype))
+
+
+def write_lineage(path: Path, meta_codes: torch.Tensor) -> None:
+    """One row per (parent latent, meta-latent) pair with a non-zero weight; sorted for stable bytes."""
+    mc = meta_codes.coalesce()
+    parent, meta = mc.indices()
+    table = pd.DataFrame({"parent_latent": parent.numpy(), "meta_latent": meta.numpy(),
+                          "weight": mc.values().numpy()}).sort_values(["parent_latent", "meta_latent"])
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def stack_encoder(depth_dir: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A differentiable map from layer activations to this depth's codes (feature visualisation uses it)."""
+    depth_dir = Path(depth_dir)
+    cfg = read_json(depth_dir / "cfg.json")
+    sae = load_sae(depth_dir).eval()
+    if cfg["depth"] == 1:
+        return sae.encode
+    parent = stack_encoder(cfg["parent"])
+    if cfg["mode"] == "decoder":
+        meta_codes = load_codes(depth_dir / META_CODES_FILE).to_dense()
+        return lambda x: parent(x) @ meta_codes
+    return lambda x: sae.encode(parent(x))

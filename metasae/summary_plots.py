@@ -1,0 +1,61 @@
+"""Study-level figures: each metric vs depth, one line per dataset, seeds as a band (min to max)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from metasae.io import atomic_path  # noqa: E402
+
+METRICS = {
+    "fvu": "FVU (own inputs)",
+    "stack_fvu": "FVU of the layer through the stack",
+    "l0": "L0 (active latents per input)",
+    "alive_latents": "alive latents",
+    "purity_mean": "mean label purity (top-10)",
+    "entropy_mean": "mean label entropy (bits)",
+    "count_all_top10_nonzero": "latents with all top-10 non-zero",
+    "mean_active_per_image": "mean active latents per image",
+    "spliced_accuracy": "classifier accuracy, stack spliced in",
+}
+
+
+def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Path) -> None:
+    modes = sorted(depths["mode"].unique())
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.4), sharey=True, squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        rows = depths[(depths["mode"] == mode) & (depths["status"] == "trained")]
+        for (model, dataset), group in rows.groupby(["model", "dataset"]):
+            stats = group.groupby("depth")[metric].agg(["mean", "min", "max"]).dropna()
+            if stats.empty:
+                continue
+            line = ax.plot(stats.index, stats["mean"], marker="o", label=f"{dataset} ({model})")[0]
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{mode} mode")
+        ax.set_xlabel("depth")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(label)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, 1.08),
+                   frameon=False, fontsize=8)
+    fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max)", y=1.15, fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_metrics_vs_depth(depths: pd.DataFrame, out_dir: Path) -> list[Path]:
+    paths = []
+    for metric, label in METRICS.items():
+        if metric in depths and depths[metric].notna().any():
+            path = out_dir / f"{metric}_vs_depth.png"
+            plot_metric_vs_depth(depths, metric, label, path)
+            paths.append(path)
+    return paths

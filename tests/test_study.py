@@ -1,0 +1,80 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metasae import study
+from metasae.errors import MetasaeError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+def load(name="config.yaml"):
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "schema.yaml"], ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    config = study.drop_nulls(yaml.safe_load(path.read_text()))
+    study.validate_schema(config)
+    study.validate_semantics(config, study.known_datasets())
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(bogus=1), "Additional properties are not allowed"),
+    (lambda c: c["sae"]["topk"].update(architecture="vanilla"), r"config key sae.topk.architecture: 'vanilla'"),
+    (lambda c: c["meta"].update(max_depth=-1), r"config key meta.max_depth: -1 is less than the minimum"),
+    (lambda c: c.update(seeds="0"), r"config key seeds: '0' is not of type 'array'"),
+    (lambda c: c["probes"].update(digits="digits:train; rm -rf /"), r"config key probes.digits"),
+])
+def test_schema_errors_name_the_key(edit, message):
+    config = load()
+    edit(config)
+    with pytest.raises(MetasaeError, match=message):
+        study.validate_schema(config)
+
+
+def test_unknown_dataset_and_probe_and_layer_are_named():
+    config = load()
+    config["probes"]["digits"] = "nosuch:train"
+    with pytest.raises(MetasaeError, match=r"probes.digits: unknown dataset 'nosuch'; allowed: \["):
+        study.validate_semantics(config, study.known_datasets())
+    config = load()
+    config["classifiers"]["mlp_digits"]["probes"].append("missing")
+    with pytest.raises(MetasaeError, match="unknown probe 'missing'"):
+        study.validate_semantics(config, study.known_datasets())
+    config = load()
+    config["classifiers"]["mlp_digits"]["layers"] = ["conv1"]
+    with pytest.raises(MetasaeError, match="mlp has no layer 'conv1'"):
+        study.validate_semantics(config, study.known_datasets())
+
+
+def test_width_schedule_reaching_zero_fails():
+    config = load()
+    config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.01
+    with pytest.raises(MetasaeError, match=r"meta.modes.decoder.width: .* reaches 0 latents by depth 3"):
+        study.validate_semantics(config, study.known_datasets())
+
+
+def test_width_schedule():
+    assert study.width_schedule(512, 0.25, 5) == [512, 128, 32, 8, 2]
+    assert study.width_schedule(64, 2, 3) == [64, 128, 256]
+
+
+def test_presets_drop_inherited_entries_with_null():
+    config = copy.deepcopy(load())
+    config["sae"]["topk"] = None
+    config["sae"]["other"] = {"architecture": "relu", "width": 8}
+    study.drop_nulls(config)
+    assert list(config["sae"]) == ["other"]
+
+
+def test_runs_and_depth_folders_cover_every_combination():
+    config = load()
+    runs = study.runs(config)
+    assert len(runs) == len(config["seeds"]) * 3
+    folders = study.depth_folders(config, runs[0])
+    assert folders[0].endswith("/depth1")
+    assert len(folders) == 1 + len(config["meta"]["modes"]) * (config["meta"]["max_depth"] - 1)

@@ -1,0 +1,29 @@
+rule aggregate:
+    """Study-level tables (depths.csv, optimal_depth.csv, claims.csv) and metric-vs-depth figures."""
+    input:
+        summaries=all_analysis_summaries(),
+        classifiers=[f"{R}/models/{run.classifier}/seed{run.seed}/metrics.json" for run in RUNS],
+    output:
+        depths=report(f"{R}/summary/depths.csv", category="Summary"),
+        optimal=report(f"{R}/summary/optimal_depth.csv", category="Summary"),
+        claims=report(f"{R}/summary/claims.csv", category="Summary"),
+        study=f"{R}/summary/study.json",
+        figures=report(
+            directory(f"{R}/summary/figures"),
+            patterns=["{name}.png"],
+            category="Figures vs depth",
+        ),
+    params:
+        out=f"{R}/summary",
+        config=as_json(config),
+    log:
+        f"{R}/logs/aggregate.log",
+    benchmark:
+        f"{R}/benchmarks/aggregate.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        THREADS_ENV + "metasae aggregate --config-json {params.config:q} --out {params.out} {input.summaries:q}"
+        " > {log} 2>&1"
