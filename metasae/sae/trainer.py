@@ -1,0 +1,287 @@
+"""Train one SAE on any [N, d] tensor (activations or another SAE's decoder rows), resumable bit-for-bit.
+
+Batches are a pure function of (seed, step), so a resumed run needs only weights, optimizer moments,
+dead-latent counters and the log from its checkpoint to end identical to an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from metasae.devices import resolve_device
+from metasae.errors import MetasaeError
+from metasae.io import load_tensors, provenance, read_json, save_tensors, sha256_file, write_json, write_text
+from metasae.metrics import sae_metrics
+from metasae.sae import SAE, SAEConfig, build_sae, load_sae, save_sae
+from metasae.seeds import generator
+
+SAMPLINGS = ("epoch", "replacement")
+B_DEC_INITS = ("geometric_median", "mean", "zeros")
+CKPT_DIR = "checkpoint"
+LOG_FIELDS = ("step", "examples", "lr", "total", "mse", "sparsity", "aux", "l0", "fvu", "dead_fraction")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Exactly one of epochs / steps; lr schedule = linear warmup, constant, linear decay to 0
+    over the last `decay_steps`; the sparsity coefficient ramps up linearly over `sparsity_warmup_steps`."""
+
+    lr: float = 3e-4
+    batch_size: int = 4096
+    epochs: int | None = None
+    steps: int | None = None
+    sampling: str = "epoch"  # 'replacement': each batch drawn uniformly with replacement (SAEBench meta-SAE)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    sparsity_warmup_steps: int = 0
+    dead_after_examples: int = 20_000  # a latent is dead after this many examples without firing
+    log_every: int = 50
+    checkpoint_every: int = 500
+    seed: int = 0
+    b_dec_init: str = "geometric_median"
+    normalize_inputs: bool = True  # train on x / sqrt(E||x||^2); folded back into the saved weights
+    eval_batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # JSON round-trips give lists
+        if (self.epochs is None) == (self.steps is None):
+            raise MetasaeError(f"train: set exactly one of epochs / steps (got epochs={self.epochs}, steps={self.steps})")
+        if (self.epochs or self.steps or 0) < 1:
+            raise MetasaeError("train.epochs / train.steps must be >= 1")
+        if self.sampling not in SAMPLINGS:
+            raise MetasaeError(f"train.sampling={self.sampling!r}; allowed: {', '.join(SAMPLINGS)}")
+        if self.b_dec_init not in B_DEC_INITS:
+            raise MetasaeError(f"train.b_dec_init={self.b_dec_init!r}; allowed: {', '.join(B_DEC_INITS)}")
+        for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise MetasaeError(f"train.{key}={getattr(self, key)}: must be >= 1")
+        if self.lr <= 0:
+            raise MetasaeError(f"train.lr={self.lr}: must be > 0")
+
+    def total_steps(self, n: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * math.ceil(n / self.batch_size)
+
+    def lr_at(self, step: int, total: int) -> float:
+        scale = 1.0
+        if self.warmup_steps:
+            scale = min(scale, (step + 1) / self.warmup_steps)
+        if self.decay_steps:
+            scale = min(scale, (total - step) / self.decay_steps)
+        return self.lr * scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def geometric_median(points: Tensor, iters: int = 64, eps: float = 1e-8) -> Tensor:
+    """Weiszfeld's algorithm: the point minimising the summed Euclidean distance (robust b_dec init)."""
+    median = points.mean(0)
+    for _ in range(iters):
+        w = 1.0 / (points - median).norm(dim=1).clamp_min(eps)
+        new = (w[:, None] * points).sum(0) / w.sum()
+        if (new - median).norm() <= eps * (1 + median.norm()):
+            return new
+        median = new
+    return median
+
+
+class _Batches:
+    """Row indices of step t: epoch-wise permutations, or uniform with replacement; both from (seed, t)."""
+
+    def __init__(self, n: int, cfg: TrainConfig) -> None:
+        self.n, self.cfg = n, cfg
+        self.per_epoch = math.ceil(n / cfg.batch_size)
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def __call__(self, step: int) -> Tensor:
+        cfg = self.cfg
+        if cfg.sampling == "replacement":
+            return torch.randint(self.n, (cfg.batch_size,), generator=generator(cfg.seed, "sae-batch", step))
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator(cfg.seed, "sae-epoch", epoch))
+        return self._perm[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+
+
+def _fingerprint(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig) -> str:
+    h = hashlib.sha256(repr((sae_cfg.to_dict(), train_cfg.to_dict(), tuple(data.shape))).encode())
+    h.update(data.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _save_checkpoint(ckpt: Path, sae: SAE, opt: torch.optim.Optimizer, since_fired: Tensor, progress: dict) -> None:
+    """state.safetensors (weights, Adam moments, counters), then state.json naming its sha256 (commit mark)."""
+    tensors = {f"model.{k}": v for k, v in sae.state_dict().items()}
+    tensors["since_fired"] = since_fired
+    params = list(sae.parameters())
+    for i, p in enumerate(params):
+        for key, value in opt.state.get(p, {}).items():
+            tensors[f"opt.{i}.{key}"] = torch.as_tensor(value)
+    save_tensors(ckpt / "state.safetensors", tensors)
+    write_json(ckpt / "state.json", {**progress, "sha256": sha256_file(ckpt / "state.safetensors"),
+                                     "param_groups": [{k: v for k, v in g.items() if k != "params"}
+                                                      for g in opt.param_groups]})
+
+
+def _load_checkpoint(ckpt: Path, sae: SAE, opt: torch.optim.Optimizer, fingerprint: str,
+                     device: torch.device) -> tuple[dict, Tensor] | None:
+    """(progress, since_fired) of a valid checkpoint of this very run, loading weights and Adam state."""
+    state_path = ckpt / "state.json"
+    if not state_path.is_file():
+        return None
+    state = read_json(state_path)
+    if state.get("fingerprint") != fingerprint:
+        print(f"metasae train-sae: {ckpt} holds a run with other data or config; starting afresh", file=sys.stderr)
+        return None
+    if sha256_file(ckpt / "state.safetensors") != state["sha256"]:
+        print(f"metasae train-sae: {ckpt}/state.safetensors does not match state.json; starting afresh",
+              file=sys.stderr)
+        return None
+    tensors = load_tensors(ckpt / "state.safetensors", device=str(device))
+    sae.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    params = list(sae.parameters())
+    opt_state: dict[int, dict[str, Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, i, key = name.split(".", 2)
+            opt_state.setdefault(int(i), {})[key] = value.cpu() if key == "step" else value
+    groups = [{**g, "params": list(range(len(params)))} for g in state["param_groups"]]
+    opt.load_state_dict({"state": opt_state, "param_groups": groups})
+    return {k: state[k] for k in ("step", "examples", "log", "fingerprint")}, tensors["since_fired"]
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir: str | Path, device: str = "cpu",
+              resume: bool = True, eval_data: Tensor | None = None, extra_cfg: dict | None = None) -> SAE:
+    """Train, then write out_dir/{sae.safetensors, cfg.json, metrics.json, train_log.csv}.
+
+    `data` stays on the CPU (batches move to `device`). Checkpoints go to out_dir/checkpoint/ every
+    `checkpoint_every` steps and are removed once the outputs are written.
+    """
+    out_dir = Path(out_dir)
+    dev = resolve_device(device)
+    data = data.detach().to("cpu", torch.float32)
+    if data.ndim != 2 or data.shape[1] != sae_cfg.d_in or len(data) == 0:
+        raise MetasaeError(f"training data has shape {list(data.shape)}; expected [N >= 1, d_in={sae_cfg.d_in}]")
+    bad = (~torch.isfinite(data)).any(1).nonzero()
+    if len(bad):
+        raise MetasaeError(f"training data row {int(bad[0])} contains NaN/inf ({len(bad)} bad rows)")
+    scale = float(data.pow(2).sum(1).mean().sqrt()) if train_cfg.normalize_inputs else 1.0
+    if not scale > 0:
+        raise MetasaeError("training data is all zeros; cannot normalise it (set normalize_inputs false)")
+
+    sae = build_sae(sae_cfg, generator(train_cfg.seed, "sae-init")).to(dev)
+    with torch.no_grad():
+        sample = data[torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]] / scale
+        if train_cfg.b_dec_init != "zeros":
+            sae.b_dec.copy_(geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0))
+    opt = torch.optim.Adam(sae.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
+    total = train_cfg.total_steps(len(data))
+    fingerprint = _fingerprint(data, sae_cfg, train_cfg)
+    ckpt = out_dir / CKPT_DIR
+    since_fired = torch.zeros(sae_cfg.d_sae, dtype=torch.long, device=dev)
+    progress: dict[str, Any] = {"step": 0, "examples": 0, "log": [], "fingerprint": fingerprint}
+    if resume and (loaded := _load_checkpoint(ckpt, sae, opt, fingerprint, dev)):
+        progress, since_fired = loaded
+    log_rows = progress["log"]
+    start = progress["step"]
+
+    batches = _Batches(len(data), train_cfg)
+    sae.train()
+    for step in tqdm(range(start, total), desc=f"train {sae_cfg.architecture} SAE", initial=start, total=total,
+                     disable=None, leave=False):
+        x = data[batches(step)].to(dev) / scale
+        lr = train_cfg.lr_at(step, total)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        dead = since_fired >= train_cfg.dead_after_examples
+        sparsity_scale = min(1.0, (step + 1) / train_cfg.sparsity_warmup_steps) if train_cfg.sparsity_warmup_steps else 1.0
+        parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
+        if not torch.isfinite(parts.total):
+            raise MetasaeError(f"step {step}: loss is {float(parts.total)} (mse={float(parts.mse)}, "
+                               f"sparsity={float(parts.sparsity)}, aux={float(parts.aux)}); lower train.lr")
+        opt.zero_grad(set_to_none=True)
+        parts.total.backward()
+        if sae_cfg.normalize_decoder:
+            sae.remove_parallel_grad_()
+        opt.step()
+        if sae_cfg.normalize_decoder:
+            sae.normalize_decoder_()
+        since_fired += len(x)
+        since_fired[parts.fired] = 0
+        progress["examples"] += len(x)
+        if step % train_cfg.log_every == 0 or step == total - 1:
+            var = (x - x.mean(0)).pow(2).sum()
+            log_rows.append({"step": step, "examples": progress["examples"], "lr": lr, "total": float(parts.total.detach()),
+                             "mse": float(parts.mse), "sparsity": float(parts.sparsity), "aux": float(parts.aux),
+                             "l0": parts.l0, "fvu": float((x - parts.x_hat).pow(2).sum() / var) if var > 0 else float("nan"),
+                             "dead_fraction": float(dead.float().mean())})
+        if (step + 1) % train_cfg.checkpoint_every == 0 and step + 1 < total:
+            progress["step"] = step + 1
+            _save_checkpoint(ckpt, sae, opt, since_fired, progress)
+
+    if eval_data is not None and (eval_data.ndim != 2 or eval_data.shape[1] != sae_cfg.d_in):
+        raise MetasaeError(f"eval data has shape {list(eval_data.shape)}; expected [N, d_in={sae_cfg.d_in}]")
+    sae.fold_input_scale(scale)
+    sae.eval()
+    metrics = sae_metrics(sae, data if eval_data is None else eval_data.to(torch.float32),
+                          train_cfg.eval_batch_size, dev)
+    metrics["train_dead_fraction"] = float((since_fired >= train_cfg.dead_after_examples).float().mean())
+    metrics["evaluated_on"] = "train" if eval_data is None else "eval"
+    record = {"train_cfg": train_cfg.to_dict(), "input_scale": scale, "n_train": len(data), "steps": total,
+              "provenance": provenance({"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict()}, train_cfg.seed),
+              **(extra_cfg or {})}
+    save_sae(sae, out_dir, record)
+    write_json(out_dir / "metrics.json", metrics)
+    _write_log(out_dir / "train_log.csv", log_rows)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return sae
+
+
+def decoder_rows(sae_dir: str | Path) -> Tensor:
+    """Unit-normed decoder rows of a saved SAE, [d_sae, d_in]: the training set of its meta-SAE."""
+    w = load_sae(sae_dir).W_dec.detach()
+    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def train_sae_stage(out_dir: str | Path, sae_params: dict, train_cfg: TrainConfig, acts_dir: str | Path | None = None,
+                    decoder_of: str | Path | None = None, eval_acts_dir: str | Path | None = None,
+                    device: str = "cpu", resume: bool = True) -> SAE:
+    """The `train-sae` stage: load the [N, d] source, fill in d_in, train. Exactly one source."""
+    if (acts_dir is None) == (decoder_of is None):
+        raise MetasaeError("train-sae: give exactly one of --acts DIR or --decoder-of SAE_DIR")
+    if acts_dir is not None:
+        from metasae.activations import load_activations
+
+        data, source = load_activations(acts_dir).acts, {"kind": "activations", "path": str(acts_dir)}
+    else:
+        data, source = decoder_rows(decoder_of), {"kind": "decoder_rows", "path": str(decoder_of)}
+    eval_data = None
+    if eval_acts_dir is not None:
+        from metasae.activations import load_activations
+
+        eval_data = load_activations(eval_acts_dir).acts
+    sae_cfg = SAEConfig(d_in=data.shape[1], **sae_params)
+    return train_sae(data, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=eval_data,
+                     extra_cfg={"source": source})

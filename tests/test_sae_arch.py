@@ -1,0 +1,214 @@
+"""SAE architectures: invariants (property tests), sparse-vs-dense gradients, hand-computed losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metasae.errors import MetasaeError
+from metasae.sae import ARCHITECTURES, SAEConfig, build_sae
+from metasae.sae.sparse import select_batch_topk
+
+ARCHS = sorted(ARCHITECTURES)
+
+
+def _sae(arch: str, d_in: int = 6, d_sae: int = 20, k: int = 3, seed: int = 0, **kw):
+    return build_sae(SAEConfig(arch, d_in, d_sae, k=k, l1_coeff=0.01, **kw), torch.Generator().manual_seed(seed))
+
+
+@settings(max_examples=25, deadline=None)
+@given(arch=st.sampled_from(ARCHS), batch=st.integers(1, 9), d_in=st.integers(1, 8), d_sae=st.integers(4, 24),
+       seed=st.integers(0, 2**16))
+def test_shapes_and_unit_decoder_rows(arch, batch, d_in, d_sae, seed):
+    sae = _sae(arch, d_in, d_sae, k=min(3, d_sae), seed=seed)
+    x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(seed))
+    assert sae.encode(x).shape == (batch, d_sae)
+    assert sae(x).shape == (batch, d_in)
+    assert sae.W_enc.shape == (d_in, d_sae) and sae.W_dec.shape == (d_sae, d_in)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(d_sae))
+    parts = sae.loss(x, dead=torch.ones(d_sae, dtype=torch.bool))
+    assert torch.isfinite(parts.total)
+    # a training step keeps the rows at unit norm
+    parts.total.backward()
+    sae.remove_parallel_grad_()
+    with torch.no_grad():
+        for p in sae.parameters():
+            p -= 0.1 * p.grad
+    sae.normalize_decoder_()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(d_sae))
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 9), k=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_topk_exactly_k_active(batch, k, seed):
+    sae = _sae("topk", k=k, seed=seed)
+    with torch.no_grad():
+        sae.b_enc.fill_(10.0)  # all pre-activations positive, so ReLU zeroes none of the k
+    x = torch.randn(batch, 6, generator=torch.Generator().manual_seed(seed))
+    assert ((sae.encode(x) != 0).sum(1) == k).all()
+    assert sae.loss(x).l0 == k
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 40), k=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_batchtopk_selects_k_times_batch(batch, k, seed):
+    pre = torch.randn(batch, 20, generator=torch.Generator().manual_seed(seed)) + 3.0  # all positive
+    rows, idx = select_batch_topk(k)(pre)
+    assert len(rows) == k * batch  # mean L0 is exactly k
+    assert (rows[1:] >= rows[:-1]).all()  # row-major, as embedding_bag needs
+    flat = pre.flatten()
+    expected = set(flat.topk(k * batch).indices.tolist())
+    assert set((rows * 20 + idx).tolist()) == expected
+
+
+def test_batchtopk_widens_when_one_row_holds_the_winners():
+    pre = torch.full((4, 50), 0.1)
+    pre[0] = torch.linspace(5, 10, 50)  # all k*B = 8 winners sit in row 0, filling its 4k = 8 candidates
+    rows, idx = select_batch_topk(2)(pre)
+    assert rows.tolist() == [0] * 8 and sorted(idx.tolist()) == list(range(42, 50))
+
+
+def test_batchtopk_mean_l0_near_k_at_inference():
+    sae = _sae("batchtopk", d_in=8, d_sae=64, k=4, threshold_momentum=0.9)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(50):
+        sae.loss(torch.randn(256, 8, generator=g))
+    sae.eval()
+    l0 = float((sae.encode(torch.randn(4096, 8, generator=g)) != 0).sum(1).float().mean())
+    assert 2.5 < l0 < 6.0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_determinism_under_seed(arch):
+    a, b, c = _sae(arch, seed=1), _sae(arch, seed=1), _sae(arch, seed=2)
+    for name, t in a.state_dict().items():
+        assert torch.equal(t, b.state_dict()[name])
+    assert not torch.equal(a.W_dec, c.W_dec)
+    torch.testing.assert_close(a.W_enc, a.W_dec.t())  # encoder starts as decoder transpose
+
+
+def _dense_topk_loss(sae, x, dead, k_aux):
+    """Plain autograd reference of the TopK + AuxK loss (what the sparse ops must equal)."""
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    vals, idx = pre.topk(sae.cfg.k, dim=1)
+    z = torch.zeros_like(pre).scatter(1, idx, vals.relu())
+    x_hat = z @ sae.W_dec + sae.b_dec
+    mse = (x_hat - x).pow(2).sum(1).mean()
+    masked = pre.masked_fill(~dead, -math.inf)
+    avals, aidx = masked.topk(k_aux, dim=1)
+    za = torch.zeros_like(pre).scatter(1, aidx, avals.relu())
+    aux = ((x - x_hat).detach() - za @ sae.W_dec).pow(2).sum(1).mean()
+    return mse + sae.cfg.aux_coeff * aux
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_sparse_gradients_equal_dense_reference(arch):
+    torch.manual_seed(0)
+    sae = _sae(arch, d_in=5, d_sae=16, k=3, k_aux=2).double()
+    with torch.no_grad():
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
+    x = torch.randn(7, 5, dtype=torch.float64)
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[::2] = True
+    sae.train()
+    sae.loss(x, dead=dead).total.backward()
+    sparse_grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    if arch == "topk":
+        _dense_topk_loss(sae, x, dead, 2).backward()
+    else:  # dense BatchTopK reference
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        flat = pre.relu().flatten()
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[flat.topk(3 * 7).indices] = True
+        z = (flat * keep).view_as(pre)
+        x_hat = z @ sae.W_dec + sae.b_dec
+        masked = pre.masked_fill(~dead, -math.inf)
+        av, ai = masked.topk(2, dim=1)
+        za = torch.zeros_like(pre).scatter(1, ai, av.relu())
+        ((x_hat - x).pow(2).sum(1).mean()
+         + sae.cfg.aux_coeff * ((x - x_hat).detach() - za @ sae.W_dec).pow(2).sum(1).mean()).backward()
+    for n, p in sae.named_parameters():
+        torch.testing.assert_close(sparse_grads[n], p.grad, msg=n)
+
+
+def test_relu_sum_loss_is_the_research_log_loss():
+    sae = _sae("relu", d_in=2, d_sae=3, l1_reduction="sum", normalize_decoder=False, pre_encoder_bias=False)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, 0.5]]))
+        sae.b_enc.zero_()
+        sae.W_dec.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        sae.b_dec.zero_()
+    x = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
+    # z = relu(x W_enc) = [[1, 1, 1], [2, 0, 1]]; x_hat = z W_dec = [[2, 2], [3, 1]]
+    # MSE mean over 4 elements = (1 + 1 + 1 + 1) / 4 = 1; L1 sum = 3 + 3 = 6; total = 1 + 0.01 * 6
+    parts = sae.loss(x)
+    assert parts.mse.item() == pytest.approx(1.0)
+    assert parts.total.item() == pytest.approx(1.06)
+
+
+def test_relu_decoder_norm_l1_weights_by_row_norm():
+    sae = _sae("relu", d_in=1, d_sae=2, normalize_decoder=False, pre_encoder_bias=False)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor([[1.0, 1.0]]))
+        sae.b_enc.zero_()
+        sae.W_dec.copy_(torch.tensor([[2.0], [0.5]]))
+        sae.b_dec.zero_()
+    # x = 1: z = [1, 1]; x_hat = 2.5; mse = 2.25; l1 = 1*2 + 1*0.5 = 2.5
+    parts = sae.loss(torch.tensor([[1.0]]))
+    assert parts.total.item() == pytest.approx(2.25 + 0.01 * 2.5)
+
+
+def test_jumprelu_straight_through_threshold_gradient():
+    sae = _sae("jumprelu", d_in=1, d_sae=1, jumprelu_init_threshold=1.0, jumprelu_bandwidth=0.5,
+               pre_encoder_bias=False)
+    with torch.no_grad():
+        sae.W_enc.fill_(1.0)
+        sae.W_dec.fill_(1.0)
+    x = torch.tensor([[1.2]])  # pre = 1.2 > theta = 1: z = 1.2, x_hat = 1.2, mse = 0
+    parts = sae.loss(x)
+    parts.total.backward()
+    # L0 = 1; sparsity = 0.01. d/dtheta: mse part 0 (error 0); L0 part -(1/eps) K((1.2-1)/0.5) = -2 (|0.4| < 0.5)
+    # d/dlog_theta = theta * d/dtheta = 1 * 0.01 * -2
+    assert parts.sparsity.item() == pytest.approx(0.01)
+    assert sae.log_threshold.grad.item() == pytest.approx(-0.02)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_folding_the_input_scale_gives_an_sae_on_raw_inputs(arch):
+    sae = _sae(arch, d_sae=12, k=3)
+    with torch.no_grad():
+        sae.b_enc.normal_(generator=torch.Generator().manual_seed(5))
+        sae.b_dec.normal_(generator=torch.Generator().manual_seed(6))
+    if arch == "batchtopk":
+        sae.threshold.fill_(0.3)
+    x = torch.randn(10, 6, generator=torch.Generator().manual_seed(7)) * 7.0
+    scale = 7.0
+    before_codes, before_out = sae.encode(x / scale), sae(x / scale)
+    sae.fold_input_scale(scale)
+    torch.testing.assert_close(sae.encode(x), scale * before_codes)
+    torch.testing.assert_close(sae(x), scale * before_out)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(12))
+
+
+def test_bad_config_is_a_one_line_error():
+    with pytest.raises(MetasaeError, match="architecture='gated'; allowed"):
+        SAEConfig("gated", 4, 8)
+    with pytest.raises(MetasaeError, match="sae.k=None"):
+        SAEConfig("topk", 4, 8)
+    with pytest.raises(MetasaeError, match="l1_reduction='mean'"):
+        SAEConfig("relu", 4, 8, l1_reduction="mean")
+    with pytest.raises(MetasaeError, match=r"unknown key\(s\) \['kk'\]"):
+        SAEConfig.from_dict({"architecture": "relu", "d_in": 4, "d_sae": 8, "kk": 1})
+
+
+def test_encode_is_per_example_for_batchtopk():
+    sae = _sae("batchtopk")
+    sae.threshold.fill_(0.1)
+    x = torch.randn(8, 6)
+    torch.testing.assert_close(sae.encode(x)[:1], sae.encode(x[:1]))
