@@ -61,9 +61,36 @@ def _register_cache_acts(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_datasets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list the registered datasets (real and embedded) with descriptions")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.data import list_datasets
+
+        for name, description in list_datasets().items():
+            print(f"{name:16s} {description}")
+
+    p.set_defaults(func=run)
+
+
+def _register_fetch_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fetch-data", help="download a real dataset's official files (needs a network)")
+    p.add_argument("--dataset", required=True, help="real dataset name, e.g. mnist, cifar10, dsprites")
+    p.add_argument("--data-dir", required=True, type=Path, help="folder to download into")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.data.fetch import fetch_data
+
+        print(fetch_data(a.dataset, a.data_dir))
+
+    p.set_defaults(func=run)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
+    _register_datasets,
+    _register_fetch_data,
 ]
 
 
