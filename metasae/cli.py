@@ -86,11 +86,27 @@ def _register_fetch_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render the write-up (HTML, PDF, Markdown) from a results folder")
+    p.add_argument("--results", required=True, type=Path, help="results folder (reads summary/, analysis/, probes/)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (index.html, index.pdf, index.md, figures/)")
+    p.add_argument("--template", type=Path, default=None, help="report source (default: the repository's report/index.qmd)")
+    p.add_argument("--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.report import DEFAULT_TEMPLATE, render_report
+
+        render_report(a.results, a.out, template=a.template or DEFAULT_TEMPLATE, renderer=a.renderer)
+
+    p.set_defaults(func=run)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
     _register_datasets,
     _register_fetch_data,
+    _register_report,
 ]
 
 

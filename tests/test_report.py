@@ -1,0 +1,262 @@
+"""The write-up renderer: content computed from a tiny results fixture, rendered to HTML, PDF and Markdown."""
+
+from __future__ import annotations
+
+import html.parser
+import os
+import re
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pypdf
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from metasae.cli import main
+from metasae.errors import MetasaeError
+from metasae.io import read_json, write_json
+from metasae.report import execute_cells, render_report
+from metasae.report_content import ReportData, depth_table, md_table
+
+HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
+
+
+def _png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), (30, 90, 200)).save(path)
+
+
+def make_results(root: Path) -> Path:
+    """A results folder with every input the report reads; values follow simple formulas to check by hand."""
+    rows = []
+    for dataset, is_real in (("mnist", True), ("glyphs", False)):
+        for mode in ("decoder", "activations"):
+            for seed in (0, 1):
+                for depth in (1, 2, 3):
+                    rows.append(dict(
+                        model="mlp", train_dataset="mnist", dataset=dataset, layer="fc1", mode=mode,
+                        architecture="topk", seed=seed, depth=depth, d_sae=64 // 2 ** (depth - 1),
+                        alive_latents=60 - 10 * depth, dead_fraction=0.1 * depth, fvu=0.1 * depth + 0.01 * seed,
+                        explained_variance=1 - 0.1 * depth - 0.01 * seed, l0=8 / depth,
+                        purity_mean=0.5 + 0.1 * depth, purity_median=0.5, entropy_mean=1.0 / depth,
+                        count_all_top10_nonzero=(10, 30, 5)[depth - 1], mean_active_per_image=4.0,
+                        spliced_accuracy=0.9, loss_recovered=0.95 - 0.1 * depth, is_real=is_real))
+    summary = root / "summary"
+    summary.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(summary / "depths.csv", index=False)
+    pd.DataFrame([
+        dict(model="mlp", dataset="mnist", layer="fc1", mode="decoder", architecture="topk",
+             criterion="max_activation_count", optimal_depth=2, ci_low=2, ci_high=2, n_seeds=2,
+             log_claim_depth2_holds=True),
+        dict(model="mlp", dataset="mnist", layer="fc1", mode="activations", architecture="topk",
+             criterion="max_activation_count", optimal_depth=1, ci_low=1, ci_high=2, n_seeds=2,
+             log_claim_depth2_holds=False),
+        dict(model="mlp", dataset="glyphs", layer="fc1", mode="decoder", architecture="topk",
+             criterion="max_activation_count", optimal_depth=3, ci_low=3, ci_high=3, n_seeds=2,
+             log_claim_depth2_holds=False),
+    ]).to_csv(summary / "optimal_depth.csv", index=False)
+    pd.DataFrame([
+        dict(claim="depth 2 is optimal", log_value="2", our_value="1–2", verdict="holds", note="a | b"),
+        dict(claim="purity improves with depth", log_value="no", our_value="yes", verdict="fails", note=""),
+        dict(claim="deep codes collapse", log_value="3.6e-44", our_value="", verdict="untested", note=""),
+    ]).to_csv(summary / "claims.csv", index=False)
+    write_json(summary / "study.json", {
+        "config_file": "config/mnist_real.yaml", "git_commit": "abc1234", "wall_time_s": 90.0,
+        "headline_run": "run_a",
+        "datasets": [{"name": "mnist", "is_real": True, "description": "real MNIST digits"},
+                     {"name": "glyphs", "is_real": False, "description": "procedural letters"}]})
+    for name in ("fvu_vs_depth", "purity_vs_depth", "extra_panel"):
+        _png(summary / "figures" / f"{name}.png")
+    _png(root / "analysis" / "run_a" / "depth1" / "figures" / "top_images.png")
+    _png(root / "analysis" / "run_a" / "depth2" / "figures" / "lineage_card.png")
+    probes = [dict(train_set="glyphs", checkpoint=f"step{s}", step=s, layer=layer, factor=f, probe="linear",
+                   metric="accuracy", value=0.5 + 0.1 * i + s / 1000, ci_low=0.4, ci_high=0.9)
+              for s in (10, 100) for i, layer in enumerate(("embed", "block0")) for f in ("shape", "scale")]
+    (root / "probes" / "vit_a").mkdir(parents=True)
+    pd.DataFrame(probes).to_csv(root / "probes" / "vit_a" / "probes.csv", index=False)
+    _png(root / "probes" / "vit_a" / "figures" / "probe_vs_layer.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    results = make_results(tmp_path_factory.mktemp("results"))
+    out = results / "report"
+    assert main(["report", "--results", str(results), "--out", str(out), "--renderer", "pandoc"]) == 0
+    return results, out
+
+
+def test_pdf_has_pages_with_the_tldr(rendered):
+    _, out = rendered
+    reader = pypdf.PdfReader(out / "index.pdf")
+    text = " ".join(page.extract_text() for page in reader.pages)
+    assert len(reader.pages) >= 2
+    assert "TL;DR" in text
+    assert "Claims of the research log" in text
+
+
+class _ResourceFinder(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "source", "iframe") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        if tag == "link" and attrs.get("href"):
+            self.urls.append(attrs["href"])
+
+
+def test_html_is_self_contained(rendered):
+    _, out = rendered
+    page = (out / "index.html").read_text()
+    finder = _ResourceFinder()
+    finder.feed(page)
+    assert finder.urls, "the fixture's figures should appear as embedded images"
+    assert all(u.startswith("data:") for u in finder.urls), finder.urls
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", page)
+    assert not re.search(r"@import", page)
+
+
+def test_markdown_has_no_html_and_its_images_exist(rendered):
+    _, out = rendered
+    text = (out / "index.md").read_text()
+    assert not HTML_TAG.search(text), HTML_TAG.search(text)
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) == 6  # 2 summary + the appendix's extra_panel, 2 lineage, 1 probe figure
+    assert all(not Path(p).is_absolute() and (out / p).is_file() for p in images)
+    assert "## TL;DR" in text and "[^1]:" in text  # ATX headings and a footnote, as LessWrong imports
+    assert "Not run" not in text
+
+
+def test_provenance_lists_what_was_read(rendered):
+    _, out = rendered
+    prov = read_json(out / "provenance.json")
+    assert prov["config"]["renderer"] == "pandoc"
+    assert {"summary/depths.csv", "summary/claims.csv", "probes/vit_a/probes.csv"} <= set(prov["config"]["inputs"])
+
+
+def test_tldr_numbers_are_computed_from_the_results(tmp_path):
+    data = ReportData(make_results(tmp_path), tmp_path / "figs")
+    tldr = data.tldr()
+    # Headline = real rows (mnist). Decoder FVU at depth 1 over seeds 0, 1: median(0.10, 0.11) = 0.105.
+    assert "real data (mnist)" in tldr
+    assert "median FVU 0.105 at depth 1 and 0.305 at depth 3" in tldr
+    assert "peaks at depth 2 (median 30)" in tldr
+    # glyphs' optimal-depth row is not headline: 1 of the 2 mnist rows has depth 2.
+    assert "depth 2 in 1 of 2" in tldr
+    assert "1 hold, 1 fail, 1 untested (of 3)" in tldr
+
+
+def test_headline_filter_from_study_json(tmp_path):
+    results = make_results(tmp_path)
+    study = read_json(results / "summary" / "study.json")
+    write_json(results / "summary" / "study.json", {**study, "headline": {"dataset": "glyphs"}})
+    tldr = ReportData(results, tmp_path / "figs").tldr()
+    assert "dataset = glyphs" in tldr and "depth 2 in 0 of 1" in tldr
+    write_json(results / "summary" / "study.json", {**study, "headline": {"seed": 0}})
+    with pytest.raises(MetasaeError, match="study.json: key headline"):
+        ReportData(results, tmp_path / "figs").tldr()
+
+
+def test_missing_inputs_say_not_run(tmp_path):
+    (tmp_path / "results").mkdir()
+    out = tmp_path / "report"
+    render_report(tmp_path / "results", out, renderer="pandoc")
+    text = (out / "index.md").read_text().replace("’", "'")  # pandoc's smart quotes
+    for what in ("the headline numbers", "reconstruction and sparsity", "optimal depth", "lineage examples",
+                 "the dSprites probes", "the re-test of the log's claims"):
+        assert f"Not run: {what}" in text
+    assert "Not run, for want of `summary/depths.csv`: the headline numbers;" in text  # in Limitations
+    assert (out / "index.pdf").stat().st_size > 0 and not (out / "figures").exists()
+
+
+def test_only_in_distribution_probes_say_ood_not_run(tmp_path):
+    results = make_results(tmp_path)
+    depths = pd.read_csv(results / "summary" / "depths.csv")
+    depths.loc[depths["dataset"] == "mnist"].to_csv(results / "summary" / "depths.csv", index=False)
+    text = ReportData(results, tmp_path / "figs").out_of_distribution()
+    assert text.startswith("*Not run: every probe dataset")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.drop(columns=["fvu"]), "depths.csv: missing columns fvu"),
+    (lambda d: d.assign(mode="meta"), "depths.csv: column mode has meta \\(allowed: decoder, activations\\)"),
+    (lambda d: d.assign(is_real="maybe"), "depths.csv: column is_real has maybe"),
+])
+def test_bad_inputs_name_file_and_allowed_values(tmp_path, edit, message):
+    results = make_results(tmp_path)
+    path = results / "summary" / "depths.csv"
+    edit(pd.read_csv(path)).to_csv(path, index=False)
+    with pytest.raises(MetasaeError, match=message):
+        ReportData(results, tmp_path / "figs")
+
+
+def test_depth_table_mean_and_sd_by_hand():
+    df = pd.DataFrame(dict(model="m", train_dataset="t", dataset="t", layer="l", architecture="relu",
+                           mode=["decoder"] * 3, seed=[0, 1, 0], depth=[1, 1, 2], fvu=[1.0, 3.0, 0.5]))
+    table = depth_table(df, "fvu", "FVU")
+    # depth 1: mean 2, sample sd sqrt(2) = 1.41; depth 2: one seed, no spread.
+    assert "| decoder | 2 ± 1.41 | 0.5" in table
+    assert "mean ± sd over seeds" in table
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip().replace(r"\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8),
+                          st.floats(allow_nan=True, allow_infinity=False, width=32)), min_size=1, max_size=6))
+def test_md_table_round_trips_cells(rows):
+    df = pd.DataFrame(rows, columns=["name", "value"])
+    df["name"] = df["name"].str.strip()
+    lines = md_table(df, "cap").splitlines()
+    assert lines[len(df) + 2:] == ["", ": cap", ""]
+    assert [_cells(line)[0] for line in lines[2:len(df) + 2]] == list(df["name"])
+    assert all(len(_cells(line)) == 2 for line in lines[:len(df) + 2])
+
+
+def test_execute_cells_parameters_and_asis():
+    src = "a\n```{python}\n#| tags: [parameters]\nx = 1\n```\nb\n```{python}\n#| output: asis\nprint(x + 1)\n```\nc\n"
+    text, ns = execute_cells(src, {"x": 41}, "t.qmd")
+    assert text == "a\n\nb\n42\n\nc\n" and ns["x"] == 41
+    with pytest.raises(MetasaeError, match="t.qmd: cell 1 prints output but lacks"):
+        execute_cells("```{python}\nprint('raw')\n```\n", {}, "t.qmd")
+
+
+def test_unfetchable_resource_fails_the_render(tmp_path):
+    template = tmp_path / "t.qmd"
+    template.write_text("---\ntitle: t\n---\n\n# TL;DR\n\n![gone](figures/missing.png)\n")
+    (tmp_path / "results").mkdir()
+    with pytest.raises(MetasaeError, match="would not be self-contained: .*Could not fetch"):
+        render_report(tmp_path / "results", tmp_path / "out", template=template, renderer="pandoc")
+
+
+def test_quarto_is_used_when_on_path(tmp_path, monkeypatch):
+    """Plumbing only (no Quarto here): auto picks `quarto`, which gets the executed Markdown."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "quarto"
+    fake.write_text('#!/bin/sh\ncp source.md "$6"\necho "$@" >> calls.txt\ncp calls.txt ../calls.txt\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    results = make_results(tmp_path / "results")
+    out = tmp_path / "out"
+    render_report(results, out)
+    assert "median FVU 0.105" in (out / "index.md").read_text()
+    assert read_json(out / "provenance.json")["config"]["renderer"] == "quarto"
+    assert (out / "calls.txt").read_text().split("\n")[:3] == [
+        "render source.md --to html --output index.html", "render source.md --to typst --output index.pdf",
+        "render source.md --to gfm --output index.md"]
+
+
+def test_bad_renderer_is_a_one_line_cli_error(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "o"),
+                 "--renderer", "latex"]) == 2
+    assert "allowed values are auto, quarto, pandoc" in capsys.readouterr().err
