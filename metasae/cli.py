@@ -101,12 +101,79 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_train_sae(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-sae", help="train an SAE on cached activations or on another SAE's decoder rows")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--acts", type=Path, help="activation cache folder (cache-acts output)")
+    src.add_argument("--decoder-of", type=Path, help="SAE folder: train on its unit-normed decoder rows")
+    p.add_argument("--eval-acts", type=Path, default=None, help="activation cache for metrics.json (default: train)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, ...)")
+    p.add_argument("--architecture", required=True, help="relu | topk | batchtopk | jumprelu")
+    p.add_argument("--d-sae", required=True, type=int, help="number of latents")
+    p.add_argument("--k", type=int, default=None, help="topk / batchtopk: active latents per example")
+    p.add_argument("--l1-coeff", type=float, default=0.0, help="relu: L1 coefficient; jumprelu: L0 coefficient")
+    p.add_argument("--l1-reduction", default="decoder_norm", help="relu: decoder_norm | sum (the research log)")
+    p.add_argument("--k-aux", type=int, default=None, help="AuxK latents (default d_in // 2)")
+    p.add_argument("--aux-coeff", type=float, default=1 / 32)
+    p.add_argument("--no-normalize-decoder", action="store_true", help="let decoder rows grow (research log)")
+    p.add_argument("--no-pre-encoder-bias", action="store_true", help="do not subtract b_dec before encoding")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=4096)
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument("--epochs", type=int)
+    length.add_argument("--steps", type=int)
+    p.add_argument("--sampling", default="epoch", help="epoch | replacement")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--decay-steps", type=int, default=0)
+    p.add_argument("--sparsity-warmup-steps", type=int, default=0)
+    p.add_argument("--dead-after-examples", type=int, default=20_000)
+    p.add_argument("--b-dec-init", default="geometric_median", help="geometric_median | mean | zeros")
+    p.add_argument("--no-normalize-inputs", action="store_true", help="train on raw inputs (research log)")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by a crashed run")
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.sae.trainer import TrainConfig, train_sae_stage
+
+        sae_params = dict(architecture=a.architecture, d_sae=a.d_sae, k=a.k, l1_coeff=a.l1_coeff,
+                          l1_reduction=a.l1_reduction, k_aux=a.k_aux, aux_coeff=a.aux_coeff,
+                          normalize_decoder=not a.no_normalize_decoder, pre_encoder_bias=not a.no_pre_encoder_bias)
+        train_cfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, steps=a.steps,
+                                sampling=a.sampling, warmup_steps=a.warmup_steps, decay_steps=a.decay_steps,
+                                sparsity_warmup_steps=a.sparsity_warmup_steps,
+                                dead_after_examples=a.dead_after_examples, log_every=a.log_every,
+                                checkpoint_every=a.checkpoint_every, seed=a.seed, b_dec_init=a.b_dec_init,
+                                normalize_inputs=not a.no_normalize_inputs)
+        train_sae_stage(a.out, sae_params, train_cfg, acts_dir=a.acts, decoder_of=a.decoder_of,
+                        eval_acts_dir=a.eval_acts, device=a.device, resume=not a.no_resume)
+
+    p.set_defaults(func=run)
+
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a trained SAE in another library's format")
+    p.add_argument("--sae", required=True, type=Path, help="SAE folder (train-sae output)")
+    p.add_argument("--format", required=True, help="saelens")
+    p.add_argument("--out", required=True, type=Path)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.sae.checkpoint import export_sae
+
+        export_sae(a.sae, a.out, a.format)
+
+    p.set_defaults(func=run)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
     _register_datasets,
     _register_fetch_data,
     _register_report,
+    _register_train_sae,
+    _register_export,
 ]
 
 

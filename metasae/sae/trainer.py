@@ -219,7 +219,7 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
         sparsity_scale = min(1.0, (step + 1) / train_cfg.sparsity_warmup_steps) if train_cfg.sparsity_warmup_steps else 1.0
         parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
         if not torch.isfinite(parts.total):
-            raise MetasaeError(f"step {step}: loss is {float(parts.total)} (mse={float(parts.mse)}, "
+            raise MetasaeError(f"step {step}: loss is {float(parts.total.detach())} (mse={float(parts.mse)}, "
                                f"sparsity={float(parts.sparsity)}, aux={float(parts.aux)}); lower train.lr")
         opt.zero_grad(set_to_none=True)
         parts.total.backward()

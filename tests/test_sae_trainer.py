@@ -1,0 +1,142 @@
+"""Trainer: ground-truth recovery, bit-identical resume, NaN naming the step, save/load/export, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from metasae.cli import main
+from metasae.errors import MetasaeError
+from metasae.io import load_tensors, read_json
+from metasae.sae import SAEConfig, export_saelens, load_sae
+from metasae.sae import trainer as trainer_mod
+from metasae.sae.trainer import TrainConfig, geometric_median, train_sae
+
+
+def _synthetic(n=4096, d=32, m=48, per_example=3, seed=1):
+    """x = codes @ atoms with a known unit-norm dictionary and ~per_example active atoms per row."""
+    g = torch.Generator().manual_seed(seed)
+    atoms = torch.randn(m, d, generator=g)
+    atoms /= atoms.norm(dim=1, keepdim=True)
+    codes = (torch.rand(n, m, generator=g) < per_example / m).float() * (0.5 + torch.rand(n, m, generator=g))
+    return codes @ atoms, atoms
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_recovers_ground_truth_atoms(arch, tmp_path):
+    x, atoms = _synthetic()
+    sae = train_sae(x, SAEConfig(arch, 32, 96, k=3), TrainConfig(lr=1e-2, batch_size=256, epochs=20,
+                                                                 dead_after_examples=2048), tmp_path)
+    best_cos = (atoms @ sae.W_dec.detach().T).max(1).values
+    assert (best_cos > 0.9).float().mean() >= 0.9
+    metrics = read_json(tmp_path / "metrics.json")
+    assert metrics["fvu"] < 0.2 and 2 <= metrics["l0"] <= 4
+
+
+def _small_run(out, **kw):
+    x, _ = _synthetic(n=300, d=8, m=12)
+    cfg = dict(lr=3e-3, batch_size=32, steps=12, log_every=2, checkpoint_every=4, dead_after_examples=64)
+    cfg.update(kw)
+    return train_sae(x, SAEConfig("topk", 8, 24, k=2, k_aux=4), TrainConfig(**cfg), out)
+
+
+@pytest.mark.parametrize("sampling", ["epoch", "replacement"])
+def test_resume_after_crash_is_bit_identical(sampling, tmp_path, monkeypatch):
+    full = _small_run(tmp_path / "full", sampling=sampling)
+    real_save = trainer_mod._save_checkpoint
+    calls = []
+
+    def crash_after_second(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies right after writing the step-8 checkpoint
+
+    monkeypatch.setattr(trainer_mod, "_save_checkpoint", crash_after_second)
+    with pytest.raises(KeyboardInterrupt):
+        _small_run(tmp_path / "resumed", sampling=sampling)
+    assert (tmp_path / "resumed" / "checkpoint" / "state.json").is_file()
+    monkeypatch.setattr(trainer_mod, "_save_checkpoint", real_save)
+    resumed = _small_run(tmp_path / "resumed", sampling=sampling)
+    for name, t in full.state_dict().items():
+        assert torch.equal(t, resumed.state_dict()[name]), name
+    assert (tmp_path / "full" / "train_log.csv").read_text() == (tmp_path / "resumed" / "train_log.csv").read_text()
+    assert not (tmp_path / "resumed" / "checkpoint").exists()
+
+
+def test_same_seed_same_sae_other_seed_differs(tmp_path):
+    a, b = _small_run(tmp_path / "a"), _small_run(tmp_path / "b")
+    c = _small_run(tmp_path / "c", seed=1)
+    assert torch.equal(a.W_dec, b.W_dec) and not torch.equal(a.W_dec, c.W_dec)
+
+
+def test_nan_loss_names_the_step(tmp_path):
+    with pytest.raises(MetasaeError, match=r"^step \d+: loss is (nan|inf)"):
+        _small_run(tmp_path, lr=1e30)
+
+
+def test_nan_input_names_the_row(tmp_path):
+    x = torch.ones(10, 4)
+    x[7, 2] = float("nan")
+    with pytest.raises(MetasaeError, match="row 7"):
+        train_sae(x, SAEConfig("relu", 4, 8), TrainConfig(steps=1), tmp_path)
+
+
+def test_outputs_and_roundtrip(tmp_path):
+    sae = _small_run(tmp_path)
+    cfg = read_json(tmp_path / "cfg.json")
+    assert cfg["d_in"] == 8 and cfg["d_sae"] == 24 and cfg["architecture"] == "topk" and cfg["k"] == 2
+    assert cfg["provenance"]["seed"] == 0 and "git_commit" in cfg["provenance"]
+    with open(tmp_path / "train_log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [0, 2, 4, 6, 8, 10, 11]
+    loaded = load_sae(tmp_path)
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(loaded(x), sae(x))
+    # the loaded SAE takes raw inputs: metrics.json was computed that way
+    assert read_json(tmp_path / "metrics.json")["n_examples"] == 300
+
+
+def test_export_saelens_names(tmp_path):
+    _small_run(tmp_path / "sae")
+    out = export_saelens(tmp_path / "sae", tmp_path / "export")
+    tensors = load_tensors(out / "sae_weights.safetensors")
+    assert tensors["W_enc"].shape == (8, 24) and tensors["W_dec"].shape == (24, 8)
+    assert set(tensors) == {"W_enc", "W_dec", "b_enc", "b_dec"}
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and cfg["activation_fn_kwargs"] == {"k": 2}
+    assert cfg["apply_b_dec_to_input"] is True and cfg["normalize_activations"] == "none"
+
+
+def test_geometric_median_hand_value():
+    # three collinear points: the geometric median is the middle one, not the mean (4/3)
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    torch.testing.assert_close(geometric_median(pts, iters=500), torch.tensor([1.0, 0.0]), atol=1e-3, rtol=0)
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(lr=1.0, steps=10, warmup_steps=2, decay_steps=4)
+    assert [cfg.lr_at(s, 10) for s in range(10)] == [0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+
+
+def test_bad_train_config():
+    with pytest.raises(MetasaeError, match="exactly one of epochs / steps"):
+        TrainConfig()
+    with pytest.raises(MetasaeError, match="sampling='bootstrap'; allowed"):
+        TrainConfig(steps=1, sampling="bootstrap")
+
+
+def test_cli_train_sae_on_decoder_rows_and_export(tmp_path):
+    _small_run(tmp_path / "base")
+    rc = main(["train-sae", "--decoder-of", str(tmp_path / "base"), "--out", str(tmp_path / "meta"),
+               "--architecture", "batchtopk", "--d-sae", "6", "--k", "2", "--steps", "5", "--batch-size", "8",
+               "--sampling", "replacement", "--seed", "3"])
+    assert rc == 0
+    cfg = read_json(tmp_path / "meta" / "cfg.json")
+    assert cfg["d_in"] == 8 and cfg["source"]["kind"] == "decoder_rows" and cfg["train_cfg"]["seed"] == 3
+    assert main(["export", "--sae", str(tmp_path / "meta"), "--format", "saelens", "--out", str(tmp_path / "x")]) == 0
+    assert load_tensors(tmp_path / "x" / "sae_weights.safetensors")["threshold"].shape == (6,)
+    assert main(["export", "--sae", str(tmp_path / "meta"), "--format", "hf", "--out", str(tmp_path / "y")]) == 2
