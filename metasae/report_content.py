@@ -19,6 +19,7 @@ from metasae.errors import MetasaeError
 from metasae.io import read_json
 
 ID_COLUMNS = ["model", "train_dataset", "dataset", "layer", "mode", "architecture"]
+OPTIONAL_ID_COLUMNS = ["sae"]  # written by `metasae aggregate` (the depth-1 SAE's config name)
 DEPTHS_COLUMNS = ID_COLUMNS + [
     "seed", "depth", "d_sae", "alive_latents", "dead_fraction", "fvu", "explained_variance", "l0",
     "purity_mean", "purity_median", "entropy_mean", "count_all_top10_nonzero", "mean_active_per_image",
@@ -33,16 +34,16 @@ MODES = ("decoder", "activations")
 VERDICTS = ("holds", "fails", "untested")
 
 # Summary figures each results section places (file stem: caption); any other one goes to the appendix.
+# (metasae/summary_plots.py names them {metric}_vs_depth.png.)
 SECTION_FIGURES = {
-    "reconstruction": {"fvu_vs_depth": "FVU vs depth.", "explained_variance_vs_depth": "Explained variance vs depth.",
-                       "l0_vs_depth": "L0 vs depth.", "alive_vs_depth": "Alive latents vs depth.",
-                       "dead_fraction_vs_depth": "Dead fraction vs depth.",
-                       "loss_recovered_vs_depth": "Loss recovered vs depth.",
-                       "spliced_accuracy_vs_depth": "Spliced accuracy vs depth."},
-    "activation_counts": {"activation_count_vs_depth": "Activation counts vs depth.",
-                          "mean_active_vs_depth": "Mean active latents per image vs depth."},
-    "purity": {"purity_vs_depth": "Label purity vs depth.", "entropy_vs_depth": "Label entropy vs depth."},
-    "optimal_depth": {"optimal_depth": "Optimal depth per criterion."},
+    "reconstruction": {"fvu_vs_depth": "FVU vs depth.", "stack_fvu_vs_depth": "FVU of the layer through the stack.",
+                       "l0_vs_depth": "L0 vs depth.", "alive_latents_vs_depth": "Alive latents vs depth.",
+                       "spliced_accuracy_vs_depth": "Classifier accuracy with the stack spliced in.",
+                       "loss_recovered_vs_depth": "Loss recovered vs depth."},
+    "activation_counts": {"count_all_top10_nonzero_vs_depth": "Latents whose top-10 activations are all non-zero.",
+                          "mean_active_per_image_vs_depth": "Mean active latents per image vs depth."},
+    "purity": {"purity_mean_vs_depth": "Mean label purity vs depth.",
+               "entropy_mean_vs_depth": "Mean label entropy vs depth."},
 }
 LINEAGE_FIGURES = ("lineage_card", "top_images")
 MAX_LINEAGE_DEPTHS = 3
@@ -80,6 +81,11 @@ def md_table(df: pd.DataFrame, caption: str, right: list[str] | None = None) -> 
     return "\n".join([line(header), rule, *map(line, rows), "", f": {caption}", ""]) + "\n"
 
 
+def _dataset_name(ref: object) -> str:
+    """'mnist:test[8000:]' -> 'mnist': splits of one dataset are the same distribution."""
+    return str(ref).split(":", 1)[0]
+
+
 def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
     """The identity columns that take more than one value (constant ones are stated in Setup)."""
     return [c for c in columns if c in df.columns and df[c].nunique(dropna=False) > 1]
@@ -88,10 +94,10 @@ def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
 def depth_table(df: pd.DataFrame, metric: str, label: str, keys: list[str] | None = None,
                 spread: bool = True) -> str:
     """`metric` by depth (columns d1, d2, ...), mean (± sd over seeds if `spread`), one row per configuration."""
-    keys = keys or _varying(df, ID_COLUMNS) or ["mode"]
+    keys = keys or _varying(df, ID_COLUMNS + OPTIONAL_ID_COLUMNS) or ["mode"]
     stats = df.groupby(keys + ["depth"], dropna=False)[metric].agg(["mean", "std", "count"])
     spread = spread and int(df["seed"].nunique()) > 1
-    cells = [fmt(m) + (f" ± {fmt(s)}" if spread and n > 1 and not math.isnan(s) else "")
+    cells = [fmt(m) + (f" ± {s:.2g}" if spread and n > 1 and not math.isnan(s) else "")
              for m, s, n in stats.itertuples(index=False)]
     wide = pd.Series(cells, index=stats.index).unstack("depth").sort_index(axis=1)
     wide.columns = [f"d{d}" for d in wide.columns]
@@ -139,9 +145,12 @@ class ReportData:
         self.skipped: dict[str, list[str]] = {}  # missing input -> sections it left unrun
         self.summary = self.results / "summary"
         self.depths = self._load(self.summary / "depths.csv", DEPTHS_COLUMNS)
+        self.trained = None  # the depths that trained; stopped or collapsed ones are reported apart
         if self.depths is not None:
             _check_values(self.depths, self.summary / "depths.csv", "mode", MODES)
             _as_bool(self.depths, self.summary / "depths.csv", "is_real")
+            trained = self.depths["status"] == "trained" if "status" in self.depths else True
+            self.trained = self.depths.loc[trained]
         self.optimal = self._load(self.summary / "optimal_depth.csv", OPTIMAL_COLUMNS)
         if self.optimal is not None:
             _check_values(self.optimal, self.summary / "optimal_depth.csv", "mode", MODES)
@@ -188,32 +197,23 @@ class ReportData:
         return "\n".join(out)
 
     def datasets(self) -> list[dict]:
-        """Datasets with is_real and description: study.json's list, else what depths.csv shows."""
+        """Probe datasets with is_real (and ref, description where given): study.json's list, else depths.csv's."""
         listed = self.study.get("datasets")
         if listed is not None:
             if not isinstance(listed, list) or not all(isinstance(d, dict) and "name" in d and "is_real" in d
                                                        for d in listed):
                 raise MetasaeError(f"{self.summary / 'study.json'}: key datasets must be a list of "
-                                   "{name, is_real, description}")
+                                   "{name, is_real[, ref, description]}")
             return listed
         if self.depths is None:
             return []
         real = self.depths.groupby("dataset")["is_real"].first()
-        return [{"name": name, "is_real": bool(flag), "description": ""} for name, flag in real.items()]
+        return [{"name": name, "is_real": bool(flag)} for name, flag in real.items()]
 
     def headline(self) -> tuple[pd.DataFrame, str]:
-        """The rows the TL;DR speaks for: study.json's `headline` filter, else real data if any, else all."""
-        d = self.depths
+        """The rows the TL;DR speaks for: the real datasets' if any, else all (embedded stand-ins only)."""
+        d = self.trained
         assert d is not None
-        wanted = self.study.get("headline")
-        if wanted is not None:
-            if not isinstance(wanted, dict) or not set(wanted) <= set(ID_COLUMNS):
-                raise MetasaeError(f"{self.summary / 'study.json'}: key headline must map columns of "
-                                   f"depths.csv ({', '.join(ID_COLUMNS)}) to values")
-            rows = d.loc[(d[list(wanted)] == pd.Series(wanted)).all(axis=1)]
-            if rows.empty:
-                raise MetasaeError(f"{self.summary / 'study.json'}: headline {wanted} matches no row of depths.csv")
-            return rows, ", ".join(f"{k} = {v}" for k, v in wanted.items())
         real = d.loc[d["is_real"]]
         if not real.empty:
             return real, "real data (" + ", ".join(sorted(real["dataset"].unique())) + ")"
@@ -225,7 +225,7 @@ class ReportData:
         if self.depths is None:
             return self._not_run("the headline numbers", self.summary / "depths.csv")
         head, label = self.headline()
-        n_cfg = len(head.groupby(_varying(head, ID_COLUMNS) or ["mode"]))
+        n_cfg = len(head.groupby(_varying(head, ID_COLUMNS + OPTIONAL_ID_COLUMNS) or ["mode"]))
         lines = [f"- **Data:** {label}; {n_cfg} configuration(s), {head['seed'].nunique()} seed(s), "
                  f"depths {head['depth'].min()}–{head['depth'].max()}."]
         for mode, g in head.groupby("mode"):
@@ -259,7 +259,8 @@ class ReportData:
             table = pd.DataFrame({
                 "dataset": [d["name"] for d in datasets],
                 "kind": ["real" if d["is_real"] else "embedded stand-in" for d in datasets],
-                "description": [d.get("description", "") for d in datasets],
+                **{k: [d.get(k, "") for d in datasets] for k in ("ref", "description")
+                   if any(d.get(k) for d in datasets)},
             })
             parts.append(md_table(table, "Datasets: real ones are downloaded and checksummed; embedded "
                                          "stand-ins are generated offline and are not the real datasets."))
@@ -267,9 +268,10 @@ class ReportData:
             parts.append(self._not_run("the run's configuration table", self.summary / "depths.csv"))
             return "\n".join(parts)
         d = self.depths
+        ids = [c for c in ID_COLUMNS + OPTIONAL_ID_COLUMNS if c in d]
         facts = pd.DataFrame({
-            "setting": [c.replace("_", " ") for c in ID_COLUMNS] + ["seeds", "depths"],
-            "values": [", ".join(map(str, sorted(d[c].unique()))) for c in ID_COLUMNS]
+            "setting": [c.replace("_", " ") for c in ids] + ["seeds", "depths"],
+            "values": [", ".join(map(str, sorted(d[c].unique()))) for c in ids]
             + [", ".join(map(str, sorted(d["seed"].unique()))), f"{d['depth'].min()}–{d['depth'].max()}"],
         })
         parts.append(md_table(facts, "What was run (from depths.csv)."))
@@ -284,20 +286,36 @@ class ReportData:
             run.append(f"code at commit `{self.study['git_commit']}`")
         if run:
             parts.append("The study ran with " + ", ".join(run) + ".\n")
+        if self.study.get("headline") is True:
+            parts.append("This study is marked as the report's headline run.\n")
         return "\n".join(parts)
 
     def _metric_tables(self, metrics: list[tuple[str, str]]) -> str:
-        return "\n".join(depth_table(self.depths, m, label) for m, label in metrics
-                         if self.depths[m].notna().any())
+        """Tables over trained depths of the metrics this results folder has."""
+        d = self.trained
+        return "\n".join(depth_table(d, m, label) for m, label in metrics if m in d and d[m].notna().any())
+
+    def _stops(self) -> str:
+        """How many runs stopped or collapsed at each depth, and why (the stack's stop rules)."""
+        d = self.depths
+        if "status" not in d or (d["status"] == "trained").all():
+            return ""
+        reason = d["stop_reason"].fillna("") if "stop_reason" in d else ""
+        stopped = d.assign(reason=reason).loc[d["status"] != "trained"]
+        table = (stopped.groupby(["mode", "depth", "status", "reason"]).size().rename("runs × seeds").reset_index())
+        return md_table(table, "Depths that did not train: stopped by a stop rule or collapsed (all latents dead); "
+                               "they are left out of the tables above.")
 
     def reconstruction(self) -> str:
         if self.depths is None:
             return self._not_run("reconstruction and sparsity vs depth", self.summary / "depths.csv")
-        tables = self._metric_tables([("fvu", "Fraction of variance unexplained (FVU)"),
+        tables = self._metric_tables([("fvu", "Fraction of variance unexplained (FVU) of each depth's own inputs"),
+                                      ("stack_fvu", "FVU of the layer's activations through the stack"),
                                       ("l0", "L0 (mean active latents per input)"),
                                       ("alive_latents", "Alive latents"),
-                                      ("loss_recovered", "Loss recovered with the SAE spliced in")])
-        return tables + "\n" + self._summary_figures("reconstruction")
+                                      ("spliced_accuracy", "Classifier accuracy with the stack spliced in"),
+                                      ("loss_recovered", "Loss recovered with the stack spliced in")])
+        return "\n".join([tables, self._stops(), self._summary_figures("reconstruction")])
 
     def activation_counts(self) -> str:
         if self.depths is None:
@@ -318,45 +336,52 @@ class ReportData:
         if self.optimal is None:
             return self._not_run("optimal depth with confidence intervals", self.summary / "optimal_depth.csv")
         o = self.optimal
-        keys = _varying(o, ["model", "dataset", "layer", "mode", "architecture"]) or ["mode"]
-        table = o[keys + ["criterion", "optimal_depth"]].copy()
+        keys = _varying(o, ["model", "dataset", "layer", *OPTIONAL_ID_COLUMNS, "mode", "architecture"]) or ["mode"]
+        table = o[keys + ["criterion", "optimal_depth"]].rename(columns={"optimal_depth": "depth"})
         table["95% CI"] = [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(o["ci_low"], o["ci_high"], strict=True)]
         table["seeds"] = o["n_seeds"]
-        table["depth 2 optimal"] = o["log_claim_depth2_holds"]
+        table["log's depth 2"] = o["log_claim_depth2_holds"].map({True: "holds", False: "fails"})
         table = table.sort_values(keys + ["criterion"])
-        caption = "Optimal depth per criterion: median over seeds, bootstrap CI over seeds."
-        return md_table(table, caption) + "\n" + self._summary_figures("optimal_depth")
-
-    def _lineage_run(self) -> Path | None:
-        analysis = self.results / "analysis"
-        named = self.study.get("headline_run")
-        if named and (analysis / named).is_dir():
-            return analysis / named
-        runs = sorted(p for p in analysis.glob("*") if any(p.glob("depth*/figures/*.png")))
-        return runs[0] if runs else None
+        caption = ("Optimal depth per criterion: median over seeds, bootstrap CI over seeds, and whether "
+                   "the log's \"depth 2 is optimal\" holds.")
+        return md_table(table, caption)
 
     def lineage(self) -> str:
-        run = self._lineage_run()
-        if run is None:
+        """Lineage cards and top-image grids of the run study.json names (`headline_run`), else the first run.
+
+        A run folder holds depth1/ and, per mode, {mode}/depth{d}/ (analysis/{model}/seed{s}/{probe}/{layer}/{sae}/).
+        """
+        analysis = self.results / "analysis"
+        named = self.study.get("headline_run")
+        base = analysis / named if named and (analysis / named).is_dir() else analysis
+        figures = [p for p in base.rglob("depth*/figures/*.png")
+                   if p.parent.parent.name[5:].isdigit() and p.stem.startswith(LINEAGE_FIGURES)]
+        if not figures:
             return self._not_run("lineage examples", self.results / "analysis")
-        depths = sorted((p for p in run.glob("depth*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
-        out = [f"Examples from run `{run.name}`.\n"]
-        for depth_dir in depths[:MAX_LINEAGE_DEPTHS]:
-            for stem in LINEAGE_FIGURES:
-                for path in sorted((depth_dir / "figures").glob(f"{stem}*.png")):
-                    out.append(self.figure(path, f"{depth_dir.name}: {path.stem.replace('_', ' ')}."))
+
+        def depth(p: Path) -> int:
+            return int(p.parent.parent.name[5:])
+
+        run = base if base != analysis else min(figures, key=lambda p: (depth(p), p.as_posix())).parent.parent.parent
+        out = [f"Examples from run `{self._rel(run)}`.\n"]
+        for path in sorted(figures, key=lambda p: (depth(p), p.as_posix())):
+            if run in path.parents and depth(path) <= MAX_LINEAGE_DEPTHS:
+                where = path.parent.parent.relative_to(run).as_posix()
+                out.append(self.figure(path, f"{where}: {path.stem.replace('_', ' ')}."))
         return "\n".join(out)
 
     def out_of_distribution(self) -> str:
         if self.depths is None:
             return self._not_run("out-of-distribution probes", self.summary / "depths.csv")
-        d = self.depths.assign(probe=lambda x: (x["dataset"] == x["train_dataset"]).map(
-            {True: "in-distribution", False: "out-of-distribution"}))
-        if (d["probe"] == "in-distribution").all():
+        probe = self.trained["dataset_ref"] if "dataset_ref" in self.trained else self.trained["dataset"]
+        same = probe.map(_dataset_name) == self.trained["train_dataset"].map(_dataset_name)
+        d = self.trained.assign(distribution=same.map({True: "in", False: "out"}))
+        if (d["distribution"] == "in").all():
             self.skipped.setdefault("a probe dataset other than the training one", []).append(
                 "out-of-distribution probes")
             return "*Not run: every probe dataset in `summary/depths.csv` is the training dataset.*\n"
-        keys = ["train_dataset", "dataset", "probe"] + _varying(d, ["model", "layer", "mode", "architecture"])
+        keys = (_varying(d, ["model", "train_dataset"]) + ["dataset", "distribution"]
+                + _varying(d, ["layer", *OPTIONAL_ID_COLUMNS, "mode", "architecture"]))
         return "\n".join(depth_table(d, m, label, keys=keys) for m, label in
                          [("fvu", "FVU on in- and out-of-distribution probes"),
                           ("purity_mean", "Mean label purity on in- and out-of-distribution probes")])
@@ -402,11 +427,12 @@ class ReportData:
         return "\n".join(lines) + "\n" if lines else ""
 
     def reproduction(self) -> str:
-        config = self.study.get("config_file", "config/config.yaml")
+        config = self.study.get("config_file")
         commit = self.study.get("git_commit")
         at = f"At code commit `{commit}`, from" if commit else "From"
+        snakemake = f"snakemake --cores all --configfile {config}" if config else "snakemake --cores all"
         return (f"{at} the repository root:\n\n"
-                f"```sh\nsnakemake --cores all --configfile {config}\n"
+                f"```sh\n{snakemake}\n"
                 f"metasae report --results results --out results/report\n```\n")
 
     def other_figures(self) -> str:

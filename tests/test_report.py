@@ -32,18 +32,22 @@ def _png(path: Path) -> None:
 def make_results(root: Path) -> Path:
     """A results folder with every input the report reads; values follow simple formulas to check by hand."""
     rows = []
-    for dataset, is_real in (("mnist", True), ("glyphs", False)):
+    for dataset, ref, is_real in (("mnist", "mnist:test[8000:]", True), ("glyphs", "glyphs:train", False)):
         for mode in ("decoder", "activations"):
             for seed in (0, 1):
                 for depth in (1, 2, 3):
                     rows.append(dict(
-                        model="mlp", train_dataset="mnist", dataset=dataset, layer="fc1", mode=mode,
-                        architecture="topk", seed=seed, depth=depth, d_sae=64 // 2 ** (depth - 1),
+                        model="mlp", train_dataset="mnist:test[:8000]", dataset=dataset, dataset_ref=ref,
+                        layer="fc1", sae="topk", mode=mode, architecture="topk", seed=seed, depth=depth,
+                        status="trained", stop_reason="", stack_fvu=0.2 * depth, d_sae=64 // 2 ** (depth - 1),
                         alive_latents=60 - 10 * depth, dead_fraction=0.1 * depth, fvu=0.1 * depth + 0.01 * seed,
                         explained_variance=1 - 0.1 * depth - 0.01 * seed, l0=8 / depth,
                         purity_mean=0.5 + 0.1 * depth, purity_median=0.5, entropy_mean=1.0 / depth,
                         count_all_top10_nonzero=(10, 30, 5)[depth - 1], mean_active_per_image=4.0,
                         spliced_accuracy=0.9, loss_recovered=0.95 - 0.1 * depth, is_real=is_real))
+    # A depth the stop rule ended: reported apart, kept out of every mean.
+    rows.append({**rows[2], "depth": 4, "status": "stopped", "stop_reason": "min_alive", "fvu": 9.0,
+                 "count_all_top10_nonzero": 999})
     summary = root / "summary"
     summary.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(summary / "depths.csv", index=False)
@@ -63,15 +67,19 @@ def make_results(root: Path) -> Path:
         dict(claim="purity improves with depth", log_value="no", our_value="yes", verdict="fails", note=""),
         dict(claim="deep codes collapse", log_value="3.6e-44", our_value="", verdict="untested", note=""),
     ]).to_csv(summary / "claims.csv", index=False)
-    write_json(summary / "study.json", {
-        "config_file": "config/mnist_real.yaml", "git_commit": "abc1234", "wall_time_s": 90.0,
-        "headline_run": "run_a",
-        "datasets": [{"name": "mnist", "is_real": True, "description": "real MNIST digits"},
-                     {"name": "glyphs", "is_real": False, "description": "procedural letters"}]})
-    for name in ("fvu_vs_depth", "purity_vs_depth", "extra_panel"):
+    write_json(summary / "study.json", {  # as metasae.stats.aggregate writes it, plus config_file
+        "config": {"seeds": [0, 1]}, "config_file": "config/mnist_real.yaml", "git_commit": "abc1234",
+        "headline": True, "headline_run": "mlp/seed0/mnist/fc1/topk",
+        "datasets": [{"name": "mnist", "ref": "mnist:test[8000:]", "is_real": True},
+                     {"name": "glyphs", "ref": "glyphs:train", "is_real": False}]})
+    for name in ("fvu_vs_depth", "purity_mean_vs_depth", "extra_panel"):
         _png(summary / "figures" / f"{name}.png")
-    _png(root / "analysis" / "run_a" / "depth1" / "figures" / "top_images.png")
-    _png(root / "analysis" / "run_a" / "depth2" / "figures" / "lineage_card.png")
+    run = root / "analysis" / "mlp" / "seed0" / "mnist" / "fc1" / "topk"
+    _png(run / "depth1" / "figures" / "top_images_densest.png")
+    _png(run / "depth1" / "figures" / "log10_density.png")  # not a lineage figure
+    _png(run / "decoder" / "depth2" / "figures" / "lineage_card.png")
+    _png(run / "decoder" / "depth4" / "figures" / "lineage_card.png")  # deeper than the report shows
+    _png(root / "analysis" / "mlp" / "seed1" / "mnist" / "fc1" / "topk" / "depth1" / "figures" / "top_images_densest.png")
     probes = [dict(train_set="glyphs", checkpoint=f"step{s}", step=s, layer=layer, factor=f, probe="linear",
                    metric="accuracy", value=0.5 + 0.1 * i + s / 1000, ci_low=0.4, ci_high=0.9)
               for s in (10, 100) for i, layer in enumerate(("embed", "block0")) for f in ("shape", "scale")]
@@ -129,6 +137,7 @@ def test_markdown_has_no_html_and_its_images_exist(rendered):
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 6  # 2 summary + the appendix's extra_panel, 2 lineage, 1 probe figure
     assert all(not Path(p).is_absolute() and (out / p).is_file() for p in images)
+    assert "![decoder/depth2: lineage card.]" in text and "depth4" not in text and "seed1" not in text
     assert "## TL;DR" in text and "[^1]:" in text  # ATX headings and a footnote, as LessWrong imports
     assert "Not run" not in text
 
@@ -152,15 +161,19 @@ def test_tldr_numbers_are_computed_from_the_results(tmp_path):
     assert "1 hold, 1 fail, 1 untested (of 3)" in tldr
 
 
-def test_headline_filter_from_study_json(tmp_path):
+def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
     results = make_results(tmp_path)
-    study = read_json(results / "summary" / "study.json")
-    write_json(results / "summary" / "study.json", {**study, "headline": {"dataset": "glyphs"}})
+    path = results / "summary" / "depths.csv"
+    pd.read_csv(path).assign(is_real=False).to_csv(path, index=False)
     tldr = ReportData(results, tmp_path / "figs").tldr()
-    assert "dataset = glyphs" in tldr and "depth 2 in 0 of 1" in tldr
-    write_json(results / "summary" / "study.json", {**study, "headline": {"seed": 0}})
-    with pytest.raises(MetasaeError, match="study.json: key headline"):
-        ReportData(results, tmp_path / "figs").tldr()
+    assert "embedded stand-ins only (glyphs, mnist); no real dataset was run" in tldr
+    assert "depth 2 in 1 of 3" in tldr  # every optimal-depth row now speaks
+
+
+def test_stopped_depths_are_reported_apart(tmp_path):
+    text = ReportData(make_results(tmp_path), tmp_path / "figs").reconstruction()
+    assert re.search(r"\| decoder\s+\| 4\s+\| stopped\s+\| min_alive\s+\| 1\s+\|", text)
+    assert "| d4" not in text  # the stopped depth's FVU of 9 enters no table
 
 
 def test_missing_inputs_say_not_run(tmp_path):
@@ -177,7 +190,7 @@ def test_missing_inputs_say_not_run(tmp_path):
 
 def test_only_in_distribution_probes_say_ood_not_run(tmp_path):
     results = make_results(tmp_path)
-    depths = pd.read_csv(results / "summary" / "depths.csv")
+    depths = pd.read_csv(results / "summary" / "depths.csv")  # mnist:test[8000:] probes a model trained on mnist
     depths.loc[depths["dataset"] == "mnist"].to_csv(results / "summary" / "depths.csv", index=False)
     text = ReportData(results, tmp_path / "figs").out_of_distribution()
     assert text.startswith("*Not run: every probe dataset")
@@ -200,8 +213,8 @@ def test_depth_table_mean_and_sd_by_hand():
     df = pd.DataFrame(dict(model="m", train_dataset="t", dataset="t", layer="l", architecture="relu",
                            mode=["decoder"] * 3, seed=[0, 1, 0], depth=[1, 1, 2], fvu=[1.0, 3.0, 0.5]))
     table = depth_table(df, "fvu", "FVU")
-    # depth 1: mean 2, sample sd sqrt(2) = 1.41; depth 2: one seed, no spread.
-    assert "| decoder | 2 ± 1.41 | 0.5" in table
+    # depth 1: mean 2, sample sd sqrt(2) = 1.4 (2 digits); depth 2: one seed, no spread.
+    assert "| decoder | 2 ± 1.4 | 0.5 |" in table
     assert "mean ± sd over seeds" in table
 
 
