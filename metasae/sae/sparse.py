@@ -154,7 +154,14 @@ class _SparseDecode(torch.autograd.Function):
         rows, idx, vals, W_dec = ctx.saved_tensors
         grad_vals = grad_W_dec = None
         if ctx.needs_input_grad[2]:
-            grad_vals = (W_dec[idx] * grad_out[rows]).sum(1)
+            batch = grad_out.shape[0]
+            if idx.numel() % batch == 0 and bool((rows == torch.arange(batch, device=rows.device)
+                                                  .repeat_interleave(idx.numel() // batch)).all()):
+                # every row has the same number of pairs (TopK): one batched matvec, no gather of grad rows
+                gathered = W_dec[idx].view(batch, -1, W_dec.shape[1])
+                grad_vals = torch.bmm(gathered, grad_out.unsqueeze(2)).reshape(-1)
+            else:
+                grad_vals = (W_dec[idx] * grad_out[rows]).sum(1)
         if ctx.needs_input_grad[4]:
             grad_W_dec = _per_latent_sum(idx, rows, vals, grad_out, W_dec.shape[0])
         return None, None, grad_vals, None, grad_W_dec
