@@ -166,6 +166,25 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_analyse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyse", help="per-latent table, summary and figures for one depth of one run")
+    p.add_argument("--depth-dir", required=True, type=Path, help="results/sae/<run>/.../depth<d>/")
+    p.add_argument("--out", required=True, type=Path, help="output folder (latents.parquet, summary.json, figures/)")
+    p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets")
+    p.add_argument("--top-n", type=int, default=10, help="top-activating images kept per latent")
+    p.add_argument("--n-grid", type=int, default=8, help="latents shown in each top-image grid")
+    p.add_argument("--no-feature-viz", action="store_true", help="skip feature visualisation by optimisation")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.interpret import analyse_depth
+
+        analyse_depth(a.depth_dir, a.out, data_dir=a.data_dir, top_n=a.top_n, n_grid=a.n_grid,
+                      feature_viz=not a.no_feature_viz, device=a.device)
+
+    p.set_defaults(func=run)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
@@ -174,6 +193,7 @@ _STAGES: list[Register] = [
     _register_report,
     _register_train_sae,
     _register_export,
+    _register_analyse,
 ]
 
 
