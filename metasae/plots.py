@@ -56,8 +56,9 @@ def image_grid(rows: Sequence[ImageRow], title: str, path: str | os.PathLike) ->
                 if c < len(row.captions):
                     ax.set_xlabel(row.captions[c], fontsize=7)
         axes[r, 0].set_ylabel(row.title, rotation=0, ha="right", va="center", fontsize=8)
+    height = fig.get_size_inches()[1]
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))  # keep the title clear of the first row
     _save(fig, path)
 
 
@@ -67,7 +68,7 @@ def lineage_card(parent: ImageRow, metas: Sequence[tuple[ImageRow, Sequence[Imag
     rows = [parent]
     for meta, siblings in metas:
         rows.append(meta)
-        rows.extend(ImageRow("    " + s.title, s.images, s.captions) for s in siblings)
+        rows.extend(ImageRow("\u21b3 " + s.title, s.images, s.captions) for s in siblings)
     image_grid(rows, title, path)
 
 
