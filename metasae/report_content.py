@@ -9,10 +9,12 @@ gets a report that is honest about what it covers.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from metasae.errors import MetasaeError
@@ -55,12 +57,12 @@ def not_run(what: str, missing: str) -> str:
 
 
 def fmt(x: object) -> str:
-    """A number as a table cell: 3 significant digits, whole numbers above 100, '–' for missing."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, bool):
+    """A value as a table cell: 3 significant digits, whole numbers from 100, '–' for missing."""
+    if isinstance(x, (bool, np.bool_)):
         return "yes" if x else "no"
-    if isinstance(x, (int, float)):
+    if x is None or (isinstance(x, numbers.Real) and math.isnan(x)):
+        return "–"
+    if isinstance(x, numbers.Real):
         return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
     return str(x)
 

@@ -8,6 +8,7 @@ import re
 import stat
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pypdf
 import pytest
@@ -19,7 +20,7 @@ from metasae.cli import main
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
 from metasae.report import execute_cells, render_report
-from metasae.report_content import ReportData, depth_table, md_table
+from metasae.report_content import ReportData, depth_table, fmt, md_table
 
 HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
 
@@ -216,6 +217,13 @@ def test_depth_table_mean_and_sd_by_hand():
     # depth 1: mean 2, sample sd sqrt(2) = 1.4 (2 digits); depth 2: one seed, no spread.
     assert "| decoder | 2 ± 1.4 | 0.5 |" in table
     assert "mean ± sd over seeds" in table
+
+
+@pytest.mark.parametrize("value, cell", [(np.int64(2304), "2304"), (np.float32("nan"), "–"), (None, "–"),
+                                         (np.bool_(True), "yes"), (0.000123456, "0.000123"), (123.6, "124"),
+                                         (1.6e-20, "1.6e-20"), ("digits:train", "digits:train")])
+def test_fmt_by_hand(value, cell):
+    assert fmt(value) == cell
 
 
 def _cells(line: str) -> list[str]:
