@@ -84,7 +84,9 @@ class Probe:
     classifier: torch.nn.Module | None = None
 
     def pixels(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.images[rows.clamp(min=0)] if self.images is not None else torch.zeros(len(rows), 1, 1, 1)
+        if self.images is None:
+            raise MetasaeError("probe images were not loaded (a collapsed depth draws no figures)")
+        return self.images[rows]
 
 
 @dataclass
