@@ -48,9 +48,11 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/probes.smk"
 
 
 rule all:
     input:
         rules.aggregate.output,
+        dsprites_targets(),
     default_target: True

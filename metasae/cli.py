@@ -185,6 +185,85 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _json_arg(text: str) -> dict:
+    """A JSON object flag (the workflow passes config blocks whole); bad JSON is a one-line error."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _register_train_vit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-vit", help="train the small ViT, saving checkpoints at log-spaced steps")
+    p.add_argument("--train", required=True, help="dataset reference, e.g. glyphs:train or dsprites_gen:sample[:4000]")
+    p.add_argument("--test", required=True, help="dataset reference for the test accuracy")
+    p.add_argument("--label", default="label", help="label: the dataset's labels, or a dSprites factor (shape, ...)")
+    p.add_argument("--vit", type=_json_arg, default={}, help='architecture JSON, e.g. {"patch": 8, "depth": 3}')
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--checkpoints", type=int, default=6, help="checkpoints incl. step 0 and the last step")
+    p.add_argument("--out", required=True, type=Path, help="output folder (step<s>/, metrics.json)")
+    p.add_argument("--data-dir", type=Path, default=None)
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.train_vit import ViTTrainConfig, train_vit
+
+        cfg = ViTTrainConfig(train=a.train, test=a.test, label=a.label, steps=a.steps, batch_size=a.batch_size,
+                             lr=a.lr, checkpoints=a.checkpoints, seed=a.seed)
+        train_vit(cfg, a.vit, a.out, data_dir=a.data_dir, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+def _register_probe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="linear / MLP probes of dSprites factors on every ViT checkpoint x layer")
+    p.add_argument("--vit-dir", required=True, type=Path, help="train-vit output folder")
+    p.add_argument("--dataset", required=True, help="dSprites reference, e.g. dsprites_gen:sample[4000:6000]")
+    p.add_argument("--spec", type=_json_arg, default={}, help="probe settings JSON (test_fraction, mlp_at, ...)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (probes.csv, probes.json, figures/)")
+    p.add_argument("--data-dir", type=Path, default=None)
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.probe_stage import ProbeConfig, run_probes
+
+        try:
+            cfg = ProbeConfig(**a.spec, seed=a.seed)
+        except TypeError as exc:
+            raise MetasaeError(f"--spec: {exc}") from None
+        run_probes(a.vit_dir, a.dataset, a.out, cfg, data_dir=a.data_dir, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe-sae", help="SAE on the best probed ViT layer; k-sparse probing per dSprites factor")
+    p.add_argument("--vit-dir", required=True, type=Path)
+    p.add_argument("--probes-csv", required=True, type=Path, help="probe output (picks the best layer)")
+    p.add_argument("--dataset", required=True, help="the dSprites reference the probes used")
+    p.add_argument("--sae", required=True, type=_json_arg, help='SAE JSON, e.g. {"architecture": "topk", "d_sae": 128, "k": 8}')
+    p.add_argument("--train", required=True, type=_json_arg, help='trainer JSON, e.g. {"epochs": 20, "batch_size": 256}')
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--out", required=True, type=Path, help="output folder (ksparse.csv, ksparse.json, sae/)")
+    p.add_argument("--data-dir", type=Path, default=None)
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.probe_stage import run_ksparse
+
+        run_ksparse(a.vit_dir, a.probes_csv, a.dataset, a.out, a.sae, a.train, ks=tuple(a.ks), seed=a.seed,
+                    data_dir=a.data_dir, device=a.device)
+
+    p.set_defaults(func=run)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
@@ -194,6 +273,9 @@ _STAGES: list[Register] = [
     _register_train_sae,
     _register_export,
     _register_analyse,
+    _register_train_vit,
+    _register_probe,
+    _register_probe_sae,
 ]
 
 

@@ -1,0 +1,201 @@
+"""Linear and MLP probes for the dSprites factors, with bootstrap CIs and the orientation symmetry ceiling.
+
+Tasks: shape, scale and orientation as classes (accuracy); orientation as (cos θ, sin θ) and posX, posY
+as regression (R² = 1 - Σ‖y - ŷ‖² / Σ‖y - ȳ‖², pooled over outputs). A square looks the same after a
+quarter turn and an ellipse after a half turn, so no probe can recover their orientation beyond what
+`orientation_ceilings` computes; a heart has no symmetry (but orientation 0 and 2π are the same image).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from metasae.errors import MetasaeError
+
+CLASSIFY, REGRESS = "classification", "regression"
+PROBES = ("linear", "mlp")
+POOLINGS = ("cls", "mean")
+SYMMETRY_FOLD = {0: 4, 1: 2, 2: 1}  # dSprites shape id -> rotational symmetry order (square, ellipse, heart)
+RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+N_ORIENTATIONS = 40  # linspace(0, 2π, 40): 39 steps per turn, classes 0 and 39 are the same angle
+
+
+@dataclass(frozen=True)
+class Task:
+    factor: str
+    metric: str
+    kind: str
+    target: np.ndarray  # class ids [N] or regression targets [N, k]
+
+
+def dsprites_tasks(factors: dict[str, Tensor]) -> list[Task]:
+    """The probing tasks of a dSprites dataset's `factors` (class ids and `<factor>_value` floats)."""
+    missing = [k for k in ("shape", "scale", "orientation", "orientation_value", "posX_value", "posY_value")
+               if k not in factors]
+    if missing:
+        raise MetasaeError(f"probe dataset: factors {missing} missing (a dsprites or dsprites_gen reference is needed)")
+    theta = factors["orientation_value"].double().numpy()
+    return [
+        Task("shape", "accuracy", CLASSIFY, factors["shape"].numpy()),
+        Task("scale", "accuracy", CLASSIFY, factors["scale"].numpy()),
+        Task("orientation", "accuracy", CLASSIFY, factors["orientation"].numpy()),
+        Task("orientation", "r2_sincos", REGRESS, np.stack([np.cos(theta), np.sin(theta)], 1)),
+        Task("posX", "r2", REGRESS, factors["posX_value"].double().numpy()[:, None]),
+        Task("posY", "r2", REGRESS, factors["posY_value"].double().numpy()[:, None]),
+    ]
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Pooled R² over all outputs (sklearn's variance_weighted); ȳ is the mean of the evaluated targets."""
+    y, pred = y.reshape(len(y), -1), pred.reshape(len(pred), -1)
+    total = float(((y - y.mean(0)) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else float("nan")
+
+
+def score(kind: str, y: np.ndarray, pred: np.ndarray) -> float:
+    return float((y == pred).mean()) if kind == CLASSIFY else r2(y, pred)
+
+
+def bootstrap_ci(kind: str, y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of the score over test examples resampled with replacement (NaN when n_boot = 0)."""
+    if n_boot < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(n_boot, len(y)))
+    scores = np.array([score(kind, y[i], pred[i]) for i in idx])
+    tail = 100 * (1 - level) / 2
+    return float(np.nanpercentile(scores, tail)), float(np.nanpercentile(scores, 100 - tail))
+
+
+def stratified_split(strata: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train / test indices with every stratum in both (sklearn's stratified shuffle split)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise MetasaeError(f"probes.test_fraction={test_fraction}: must be in (0, 1)")
+    try:
+        train, test = train_test_split(np.arange(len(strata)), test_size=test_fraction, stratify=strata,
+                                       random_state=seed % 2**32)
+    except ValueError as exc:
+        raise MetasaeError(f"probe split: cannot stratify {len(strata)} examples ({exc}); use more images") from None
+    return np.sort(train), np.sort(test)
+
+
+def _estimator(kind: str, probe: str, seed: int, mlp_hidden: int, mlp_iter: int, standardise: bool):
+    """(Standardised) features, then multinomial logistic / ridge regression, or a one-hidden-layer MLP.
+
+    Raw pixels are not standardised: it would blow rarely-lit border pixels up to huge values."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if probe == "linear":
+        # ridge strength by efficient leave-one-out CV: raw pixels (mostly-zero columns) overfit at alpha=1
+        head = LogisticRegression(max_iter=300) if kind == CLASSIFY else RidgeCV(alphas=RIDGE_ALPHAS)
+    elif probe == "mlp":
+        mlp = MLPClassifier if kind == CLASSIFY else MLPRegressor
+        head = mlp(hidden_layer_sizes=(mlp_hidden,), max_iter=mlp_iter, alpha=1e-3, random_state=seed % 2**32)
+    else:
+        raise MetasaeError(f"probe {probe!r}: allowed {', '.join(PROBES)}")
+    return make_pipeline(StandardScaler(), head) if standardise else head
+
+
+def fit_predict(task: Task, probe: str, x: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0,
+                mlp_hidden: int = 64, mlp_iter: int = 200, standardise: bool = True) -> np.ndarray:
+    """Fit a probe on the train rows and predict the test rows (iteration limits are budgets, not errors)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    est = _estimator(task.kind, probe, seed, mlp_hidden, mlp_iter, standardise)
+    y = task.target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(x[train], y[train] if task.kind == CLASSIFY or y.shape[1] > 1 else y[train, 0])
+    return est.predict(x[test]).reshape(len(test), *y.shape[1:])
+
+
+def probe_features(x: np.ndarray, tasks: list[Task], train: np.ndarray, test: np.ndarray,
+                   probes: tuple[str, ...] = PROBES, seed: int = 0, n_boot: int = 200, mlp_hidden: int = 64,
+                   mlp_iter: int = 200, standardise: bool = True) -> list[dict]:
+    """One row (factor, probe, metric, value, ci_low, ci_high) per task and probe on features x [N, d]."""
+    rows = []
+    for task in tasks:
+        for probe in probes:
+            pred = fit_predict(task, probe, x, train, test, seed, mlp_hidden, mlp_iter, standardise)
+            y = task.target[test]
+            lo, hi = bootstrap_ci(task.kind, y, pred, n_boot, seed)
+            rows.append({"factor": task.factor, "probe": probe, "metric": task.metric,
+                         "value": score(task.kind, y, pred), "ci_low": lo, "ci_high": hi})
+    return rows
+
+
+def confusable_orientations(k: int, fold: int, n: int = N_ORIENTATIONS) -> set[int]:
+    """Orientation classes whose images equal class k's up to the shape's symmetry: k's angle turned by
+    multiples of 2π/fold, each rounded to the nearest grid step (ties up), with 0 ≡ 2π (classes 0, n-1)."""
+    steps = n - 1
+    out: set[int] = set()
+    for j in range(fold):
+        s = math.floor(k % steps + steps * j / fold + 0.5) % steps
+        out |= {s, steps} if s == 0 else {s}
+    return out
+
+
+def orientation_ceilings(shape: np.ndarray, orientation: np.ndarray, theta: np.ndarray) -> dict[str, float]:
+    """Best achievable orientation scores given only what the images show (uniform orientation prior).
+
+    accuracy: mean over examples of 1 / |confusable classes|. r2_sincos: the Bayes prediction of
+    (cos θ, sin θ) given the image averages over the symmetry orbit, i.e. 0 for a square or ellipse and
+    the truth for a heart; the ceiling is that predictor's R².
+    """
+    folds = np.array([SYMMETRY_FOLD[int(s)] for s in shape])
+    acc = np.mean([1.0 / len(confusable_orientations(int(k), int(f))) for k, f in zip(orientation, folds, strict=True)])
+    y = np.stack([np.cos(theta), np.sin(theta)], 1)
+    bayes = np.where((folds == 1)[:, None], y, 0.0)
+    return {"accuracy": float(acc), "r2_sincos": r2(y, bayes)}
+
+
+@torch.no_grad()
+def layer_features(model: nn.Module, layers: tuple[str, ...], images: Tensor, batch_size: int = 256,
+                   device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Token activations of each named layer, pooled two ways: `<layer>.cls` (token 0) and `<layer>.mean`
+    (mean over the patch tokens), each [N, width]."""
+    grabbed: dict[str, list[Tensor]] = {name: [] for name in layers}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, name=name: grabbed[name].append(out.detach().float().cpu())) for name in layers]
+    try:
+        model.eval()
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size].to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    feats: dict[str, Tensor] = {}
+    for name in layers:
+        tokens = torch.cat(grabbed[name])
+        feats[f"{name}.cls"] = tokens[:, 0]
+        feats[f"{name}.mean"] = tokens[:, 1:].mean(1)
+    return feats
+
+
+def input_stats(images: Tensor) -> dict[str, float]:
+    """Range and mean per-image pixel variance of probed inputs (the log's pipeline made them ≈ constant)."""
+    return {"min": float(images.min()), "max": float(images.max()),
+            "mean_image_variance": float(images.flatten(1).var(1).mean())}
+
+
+def check_inputs(images: Tensor, where: str, min_variance: float = 1e-3) -> dict[str, float]:
+    """Refuse inputs outside [0, 1] or near-constant images, naming the dataset."""
+    stats = input_stats(images)
+    if stats["min"] < 0 or stats["max"] > 1:
+        raise MetasaeError(f"{where}: pixels span [{stats['min']:.3g}, {stats['max']:.3g}]; expected [0, 1]")
+    if stats["mean_image_variance"] < min_variance:
+        raise MetasaeError(f"{where}: images are near-constant (mean per-image variance "
+                           f"{stats['mean_image_variance']:.2e} < {min_variance}); check the input conversion")
+    return stats

@@ -1,0 +1,88 @@
+"""The dSprites branch (issue 6): a small ViT per run, probed on dSprites at every checkpoint x layer, then
+an SAE on the best layer with k-sparse probing. Active only when the config has a `dsprites:` section."""
+
+DSP = config.get("dsprites") or {}
+
+
+wildcard_constraints:
+    vit_run="[a-z0-9_]+",
+
+
+def dsprites_targets():
+    """What `rule all` asks of this branch: each run's probe table and k-sparse table (none without config)."""
+    runs = DSP.get("runs", {})
+    return [f"{R}/probes/{run}/{name}" for run in runs for name in ("probes.csv", "ksparse.csv")]
+
+
+rule train_vit:
+    """Train the ViT of one dSprites run (glyphs: the log's design; dsprites_gen shape: in-distribution)."""
+    output:
+        metrics=f"{R}/vit/{{vit_run}}/metrics.json",
+    params:
+        flags=lambda w: flags(**{**DSP.get("train", {}), **DSP["runs"][w.vit_run]},  # a run may override
+                              vit=as_json(DSP.get("vit", {})), seed=DSP.get("seed", 0)),
+        common=common_flags(),
+        out=lambda w, output: str(Path(output.metrics).parent),
+    log:
+        f"{R}/logs/train_vit/{{vit_run}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_vit/{{vit_run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        THREADS_ENV + "metasae train-vit {params.flags} {params.common} --out {params.out} > {log} 2>&1"
+
+
+rule probe_vit:
+    """Linear and MLP probes of every dSprites factor at every checkpoint x layer, with the controls."""
+    input:
+        vit=rules.train_vit.output.metrics,
+    output:
+        csv=f"{R}/probes/{{vit_run}}/probes.csv",
+        record=f"{R}/probes/{{vit_run}}/probes.json",
+    params:
+        flags=lambda w: flags(dataset=DSP["probe_set"], spec=as_json(DSP.get("probes", {})),
+                              seed=DSP.get("seed", 0)),
+        common=common_flags(),
+        vit=lambda w, input: str(Path(input.vit).parent),
+        out=lambda w, output: str(Path(output.csv).parent),
+    log:
+        f"{R}/logs/probe_vit/{{vit_run}}.log",
+    benchmark:
+        f"{R}/benchmarks/probe_vit/{{vit_run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    shell:
+        THREADS_ENV + "metasae probe --vit-dir {params.vit} {params.flags} {params.common} --out {params.out}"
+        " > {log} 2>&1"
+
+
+rule probe_sae:
+    """An SAE on the best probed layer; how many of its latents each factor needs (k-sparse probing)."""
+    input:
+        vit=rules.train_vit.output.metrics,
+        probes=rules.probe_vit.output.csv,
+    output:
+        csv=f"{R}/probes/{{vit_run}}/ksparse.csv",
+        record=f"{R}/probes/{{vit_run}}/ksparse.json",
+    params:
+        flags=lambda w: flags(dataset=DSP["probe_set"], sae=as_json(DSP["sae"]), train=as_json(DSP["sae_train"]),
+                              ks=DSP.get("ks"), seed=DSP.get("seed", 0)),
+        common=common_flags(),
+        vit=lambda w, input: str(Path(input.vit).parent),
+        out=lambda w, output: str(Path(output.csv).parent),
+    log:
+        f"{R}/logs/probe_sae/{{vit_run}}.log",
+    benchmark:
+        f"{R}/benchmarks/probe_sae/{{vit_run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        THREADS_ENV + "metasae probe-sae --vit-dir {params.vit} --probes-csv {input.probes} {params.flags}"
+        " {params.common} --out {params.out} > {log} 2>&1"
