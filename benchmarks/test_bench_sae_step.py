@@ -1,6 +1,7 @@
-"""One training step of TopK / BatchTopK (sparse ops) vs a dense-autograd reference vs the floor: the one
-4096 x 256 x 8192 matmul the encoder cannot avoid. Run: pytest benchmarks/ --benchmark-only
-(BENCH_DEVICE=cuda to time a GPU; sizes via BENCH_BATCH / BENCH_D_SAE for a quick look)."""
+"""One SAE training step per architecture, and one meta-SAE step on decoder rows, against the floor: the one
+[batch x d_in] @ [d_in x d_sae] encoder matmul no implementation can avoid. TopK / BatchTopK (sparse ops) are
+also timed against the straightforward dense-autograd implementation (extra_info["vs_dense"]).
+Sizes via BENCH_BATCH / BENCH_D_SAE for a quick look (the baseline holds the defaults)."""
 
 from __future__ import annotations
 
@@ -9,73 +10,74 @@ import os
 import pytest
 import torch
 
-from metasae.sae import SAEConfig, build_sae
+from metasae.sae import SAEConfig, build_sae, save_sae
+from metasae.sae.trainer import decoder_rows
+from metasae.seeds import generator
 
-DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
-BATCH, D_IN, D_SAE, K = int(os.environ.get("BENCH_BATCH", 4096)), 256, int(os.environ.get("BENCH_D_SAE", 8192)), 32
-
-
-def _sync() -> None:
-    if DEVICE.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _setup(arch: str):
-    g = torch.Generator().manual_seed(0)
-    sae = build_sae(SAEConfig(arch, D_IN, D_SAE, k=K), g).to(DEVICE)
-    x = torch.randn(BATCH, D_IN, generator=g).to(DEVICE)
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
-    return sae, x, opt
+BATCH, D_IN, D_SAE, K = int(os.environ.get("BENCH_BATCH", 2048)), 256, int(os.environ.get("BENCH_D_SAE", 4096)), 32
+# The meta-SAE of the default study's decoder mode: a quarter as many latents, k=4, on unit-normed decoder rows.
+META_D_SAE, META_K = D_SAE // 4, 4
+ARCH_OPTIONS = {"relu": {"l1_coeff": 1e-3}, "topk": {"k": K}, "batchtopk": {"k": K}, "jumprelu": {"l1_coeff": 1e-3}}
 
 
-def _dense_loss(sae, x, arch: str) -> torch.Tensor:
+def _setup(cfg: SAEConfig, x: torch.Tensor, device: torch.device):
+    sae = build_sae(cfg, generator("bench", cfg.architecture, "init")).to(device)
+    return sae, x.to(device), torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+
+def _dense_loss(sae, x: torch.Tensor, arch: str) -> torch.Tensor:
     """The straightforward implementation: dense codes, dense decoder matmul, autograd everywhere."""
+    k = sae.cfg.k
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     if arch == "topk":
-        vals, idx = pre.topk(K, dim=1)
+        vals, idx = pre.topk(k, dim=1)
         z = torch.zeros_like(pre).scatter(1, idx, vals.relu())
     else:
         flat = pre.relu().flatten()
         keep = torch.zeros_like(flat, dtype=torch.bool)
-        keep[flat.topk(K * len(x), sorted=False).indices] = True
+        keep[flat.topk(k * len(x), sorted=False).indices] = True
         z = (flat * keep).view_as(pre)
     return ((z @ sae.W_dec + sae.b_dec) - x).pow(2).sum(1).mean()
 
 
-def _step(sae, x, opt, loss_fn):
-    def run():
+def _step(sae, opt, loss_fn):
+    def run() -> None:
         opt.zero_grad(set_to_none=True)
         loss_fn().backward()
         sae.remove_parallel_grad_()
         opt.step()
         sae.normalize_decoder_()
-        _sync()
 
     return run
 
 
-@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_step_sparse(benchmark, arch):
-    sae, x, opt = _setup(arch)
-    benchmark.group = arch
-    benchmark.pedantic(_step(sae, x, opt, lambda: sae.loss(x).total), rounds=5, warmup_rounds=1)
-
-
-@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_step_dense_reference(benchmark, arch):
-    sae, x, opt = _setup(arch)
-    benchmark.group = arch
-    benchmark.pedantic(_step(sae, x, opt, lambda: _dense_loss(sae, x, arch)), rounds=5, warmup_rounds=1)
-
-
-@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_encoder_matmul_floor(benchmark, arch):
-    sae, x, _ = _setup(arch)
-    benchmark.group = arch
-
-    def run():
+def _encoder_matmul(sae, x: torch.Tensor):
+    @torch.no_grad()
+    def run() -> None:
         torch.addmm(sae.b_enc, x, sae.W_enc)
-        _sync()
 
-    with torch.no_grad():
-        benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    return run
+
+
+@pytest.mark.parametrize("arch", [pytest.param("topk", marks=pytest.mark.quick), "batchtopk", "relu", "jumprelu"])
+def test_sae_step(compare, device, arch):
+    cfg = SAEConfig(arch, D_IN, D_SAE, **ARCH_OPTIONS[arch])
+    x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
+    sae, x, opt = _setup(cfg, x, device)
+    refs = {}
+    if arch in ("topk", "batchtopk"):
+        dense, _, dense_opt = _setup(cfg, x, device)
+        refs["dense"] = _step(dense, dense_opt, lambda: _dense_loss(dense, x, arch))
+    compare(_step(sae, opt, lambda: sae.loss(x).total), _encoder_matmul(sae, x), "encoder matmul",
+            rounds=5, refs=refs, items=BATCH)
+
+
+@pytest.mark.quick
+def test_meta_sae_step_on_decoder_rows(compare, device, tmp_path):
+    parent = build_sae(SAEConfig("topk", D_IN, D_SAE, k=K), generator("bench", "meta", "parent"))
+    save_sae(parent, tmp_path)
+    rows = decoder_rows(tmp_path)
+    batch = rows[torch.randint(len(rows), (BATCH,), generator=generator("bench", "meta", "batch"))]
+    sae, x, opt = _setup(SAEConfig("batchtopk", D_IN, META_D_SAE, k=META_K), batch, device)
+    compare(_step(sae, opt, lambda: sae.loss(x).total), _encoder_matmul(sae, x), "encoder matmul",
+            rounds=5, items=BATCH)

@@ -264,6 +264,25 @@ def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time the hot paths against their floors; fail when a ratio regressed")
+    p.add_argument("--out", type=Path, default=Path("results/bench"), help="output folder (<device>.json, .md)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (cuda skips without CUDA)")
+    p.add_argument("--quick", action="store_true", help="only the quick subset (what CI runs)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of the suite; ratios are their medians")
+    p.add_argument("--baseline", type=Path, default=None, help="accepted ratios (default: benchmarks/baseline.json)")
+    p.add_argument("--tolerance", type=float, default=None, help="allowed relative rise of a ratio (default: baseline's)")
+    p.add_argument("--update-baseline", action="store_true", help="store this run's ratios as the baseline")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.bench import BASELINE, run_bench
+
+        run_bench(a.out, device=a.device, quick=a.quick, repeat=a.repeat, baseline_path=a.baseline or BASELINE,
+                  tolerance=a.tolerance, update_baseline=a.update_baseline)
+
+    p.set_defaults(func=run)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
@@ -276,6 +295,7 @@ _STAGES: list[Register] = [
     _register_train_vit,
     _register_probe,
     _register_probe_sae,
+    _register_bench,
 ]
 
 

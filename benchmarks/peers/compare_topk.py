@@ -1,0 +1,224 @@
+"""Our TopK training step vs dictionary_learning's TopKTrainer and SAELens's TopKTrainingSAE: same data, same
+batches in the same order, same hyper-parameters, same number of steps; reports median step time and the FVU
+(about the mean, on held-out rows) each reaches.
+
+    python benchmarks/peers/compare_topk.py [--venv /tmp/peers-venv] [--steps 200] [--device cpu]
+
+The peers are never project dependencies: this script makes a separate venv (sharing the main environment's
+torch through --system-site-packages), pip-installs them there, and re-runs itself with that venv's python.
+A peer that fails to install or import is reported with pip's / Python's error instead of a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PEERS = {"dictionary_learning": "dictionary-learning", "sae_lens": "sae-lens"}
+
+
+def ensure_venv(venv: Path) -> dict[str, str]:
+    """Create the venv and install each missing peer; returns {module: error} for peers that did not install."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    errors = {}
+    for module, package in PEERS.items():
+        if subprocess.run([str(python), "-c", f"import {module}"], capture_output=True).returncode == 0:
+            continue
+        done = subprocess.run([str(python), "-m", "pip", "install", package], capture_output=True, text=True)
+        if done.returncode != 0:
+            errors[module] = " | ".join(done.stderr.strip().splitlines()[-3:])
+    return errors
+
+
+def make_data(n: int, d_in: int, seed: int):
+    """Rows that are sparse combinations of a hidden dictionary plus noise, scaled to E||x||^2 = 1."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n_true, active = 4 * d_in, 8
+    true = torch.nn.functional.normalize(torch.randn(n_true, d_in, generator=g), dim=1)
+    idx = torch.randint(n_true, (n, active), generator=g)
+    mags = torch.empty(n, active).exponential_(generator=g)
+    x = (mags.unsqueeze(2) * true[idx]).sum(1) + 0.05 * torch.randn(n, d_in, generator=g)
+    return x / x.pow(2).sum(1).mean().sqrt()
+
+
+def fvu(x, x_hat) -> float:
+    return float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+
+
+class Ours:
+    """metasae's TopK SAE, stepped exactly as metasae.sae.trainer.train_sae steps it."""
+
+    name = "metasae topk"
+
+    def __init__(self, a, first_batch) -> None:
+        import torch
+
+        from metasae.sae import SAEConfig, build_sae
+        from metasae.sae.trainer import geometric_median
+        from metasae.seeds import generator
+
+        self.sae = build_sae(SAEConfig("topk", a.d_in, a.d_sae, k=a.k, aux_coeff=a.aux), generator(a.seed, "peers"))
+        self.sae.to(a.device)
+        with torch.no_grad():
+            self.sae.b_dec.copy_(geometric_median(first_batch))
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=a.lr)
+        self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
+        self.dead_after = a.dead_after
+
+    def step(self, step: int, x) -> None:
+        parts = self.sae.loss(x, dead=self.since_fired >= self.dead_after)
+        self.opt.zero_grad(set_to_none=True)
+        parts.total.backward()
+        self.sae.remove_parallel_grad_()
+        self.opt.step()
+        self.sae.normalize_decoder_()
+        self.since_fired += len(x)
+        self.since_fired[parts.fired] = 0
+
+    def reconstruct(self, x):
+        return self.sae(x)
+
+
+class DictionaryLearning:
+    """dictionary_learning's TopKTrainer.update (their step: loss, AuxK, grad clip, Adam, unit-norm decoder)."""
+
+    name = "dictionary_learning TopKTrainer"
+
+    def __init__(self, a, first_batch) -> None:
+        from dictionary_learning.trainers.top_k import TopKTrainer
+
+        self.trainer = TopKTrainer(steps=a.steps, activation_dim=a.d_in, dict_size=a.d_sae, k=a.k, layer=0,
+                                   lm_name="none", lr=a.lr, auxk_alpha=a.aux, warmup_steps=0,
+                                   threshold_start_step=a.steps + 1, seed=a.seed, device=a.device)
+        self.trainer.dead_feature_threshold = a.dead_after
+
+    def step(self, step: int, x) -> None:
+        self.trainer.update(step, x)
+
+    def reconstruct(self, x):
+        return self.trainer.ae(x)
+
+
+class SAELens:
+    """SAELens's TopKTrainingSAE.training_forward_pass (MSE + AuxK) with Adam; its decoder is rescaled, not
+    normalised (rescale_acts_by_decoder_norm, the library default)."""
+
+    name = "sae_lens TopKTrainingSAE"
+
+    def __init__(self, a, first_batch) -> None:
+        import torch
+        from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+        torch.manual_seed(a.seed)
+        cfg = TopKTrainingSAEConfig(d_in=a.d_in, d_sae=a.d_sae, k=a.k, aux_loss_coefficient=a.aux,
+                                    dtype="float32", device=a.device)
+        self.sae = TopKTrainingSAE(cfg)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=a.lr)
+        self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
+        self.dead_after = a.dead_after
+
+    def step(self, step: int, x) -> None:
+        from sae_lens.saes.sae import TrainStepInput
+
+        out = self.sae.training_forward_pass(TrainStepInput(
+            sae_in=x, coefficients={}, dead_neuron_mask=self.since_fired >= self.dead_after,
+            n_training_steps=step, is_logging_step=False))
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        self.since_fired += len(x)
+        self.since_fired[(out.feature_acts > 0).any(0)] = 0
+
+    def reconstruct(self, x):
+        return self.sae(x)
+
+
+def run_one(cls: type, a, train, test, order: Callable[[int], object]) -> dict:
+    import torch
+
+    model = cls(a, train[order(0)])
+    times = []
+    for step in range(a.steps):
+        x = train[order(step)]
+        start = time.perf_counter()
+        model.step(step, x)
+        if a.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    with torch.no_grad():
+        x_hat = torch.cat([model.reconstruct(test[i:i + 4096]) for i in range(0, len(test), 4096)])
+    step_s = statistics.median(times[a.warmup:])
+    return {"impl": cls.name, "step_ms": 1e3 * step_s, "rows_per_s": a.batch / step_s, "fvu": fvu(test, x_hat)}
+
+
+def inside(a) -> None:
+    import torch
+
+    data = make_data(a.n_train + a.n_test, a.d_in, a.seed).to(a.device)
+    train, test = data[:a.n_train], data[a.n_train:]
+    perm = torch.randperm(a.n_train, generator=torch.Generator().manual_seed(a.seed))
+    per_epoch = a.n_train // a.batch
+    order = lambda s: perm[(s % per_epoch) * a.batch:(s % per_epoch + 1) * a.batch]  # noqa: E731
+    results, errors = [], dict(a.install_errors)
+    for module, cls in (("metasae", Ours), ("dictionary_learning", DictionaryLearning), ("sae_lens", SAELens)):
+        if module in errors:
+            continue
+        try:
+            results.append(run_one(cls, a, train, test, order))
+        except ImportError as exc:
+            errors[module] = f"import failed: {exc}"
+    versions = {"torch": torch.__version__,
+                **{pkg: importlib.metadata.version(pkg) for m, pkg in PEERS.items() if m not in errors}}
+    record = {"settings": {k: v for k, v in vars(a).items() if k not in ("install_errors", "inside")},
+              "versions": versions, "torch_threads": torch.get_num_threads(), "results": results, "errors": errors}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(record, indent=2, default=str))
+    print(f"TopK, d_in={a.d_in}, d_sae={a.d_sae}, k={a.k}, batch={a.batch}, {a.steps} steps, lr={a.lr}, {a.device}")
+    print("| implementation | median step ms | rows/s | FVU (held-out) |\n|---|---|---|---|")
+    for r in results:
+        print(f"| {r['impl']} | {r['step_ms']:.1f} | {r['rows_per_s']:,.0f} | {r['fvu']:.4f} |")
+    for module, err in errors.items():
+        print(f"| {module} | not run: {err} | | |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--venv", type=Path, default=Path("/tmp/peers-venv"))
+    p.add_argument("--out", type=Path, default=Path("results/bench/peers.json"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=5, help="steps left out of the median step time")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--d-in", type=int, default=256)
+    p.add_argument("--d-sae", type=int, default=4096)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--aux", type=float, default=1 / 32, help="AuxK coefficient")
+    p.add_argument("--dead-after", type=int, default=20_000, help="examples without firing before a latent is dead")
+    p.add_argument("--n-train", type=int, default=32_768)
+    p.add_argument("--n-test", type=int, default=8192)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--install-errors", type=json.loads, default={}, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.inside:
+        inside(a)
+        return
+    errors = ensure_venv(a.venv)
+    cmd = [str(a.venv / "bin" / "python"), __file__, *sys.argv[1:], "--inside", "--install-errors", json.dumps(errors)]
+    sys.exit(subprocess.run(cmd).returncode)
+
+
+if __name__ == "__main__":
+    main()

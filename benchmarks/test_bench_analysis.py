@@ -1,0 +1,38 @@
+"""Per-depth analysis (column stats, top-n selection, label purity, auto-labels) of 60k x 8192 TopK codes
+against the floor: one memory copy of the codes' non-zeros (indices and values), the least any pass costs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metasae.activations import ActivationCache
+from metasae.interpret import Probe, analyse_codes
+from metasae.seeds import generator
+
+N_IMAGES, N_LATENTS, K, N_CLASSES, TOP_N = 60_000, 8192, 32, 10, 10
+
+
+def _codes() -> tuple[torch.Tensor, torch.Tensor]:
+    """Coalesced sparse codes with K (possibly repeated, then summed) latents per image, and labels."""
+    g = generator("bench", "analysis")
+    rows = torch.arange(N_IMAGES).repeat_interleave(K)
+    cols = torch.randint(N_LATENTS, (N_IMAGES * K,), generator=g)
+    values = torch.rand(N_IMAGES * K, generator=g)
+    codes = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (N_IMAGES, N_LATENTS)).coalesce()
+    return codes, torch.randint(N_CLASSES, (N_IMAGES,), generator=g)
+
+
+@pytest.mark.quick
+def test_analyse_codes(compare):
+    codes, labels = _codes()
+    cache = ActivationCache(torch.empty(N_IMAGES, 0), labels, torch.arange(N_IMAGES), {})
+    probe = Probe(cache, [str(c) for c in range(N_CLASSES)])
+    indices, values = codes.indices(), codes.values()
+
+    def copy() -> None:
+        indices.clone()
+        values.clone()
+
+    compare(lambda: analyse_codes(codes, probe, TOP_N), copy, "copy of the non-zeros", rounds=3,
+            items=N_IMAGES)
