@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from metasae.errors import MetasaeError
 from metasae.io import provenance, read_json, write_json, write_text
 
@@ -117,10 +119,14 @@ def run_bench(out_dir: str | Path, device: str = "cpu", quick: bool = False, rep
         for i in range(repeat):
             path = Path(tmp) / f"run{i}.json"
             _run_suite(suite, device, quick, path)
-            raw.append(read_json(path))
+            if path.is_file() and path.stat().st_size:  # empty when every benchmark was skipped
+                raw.append(read_json(path))
     rows = _read_runs(raw)
     if not rows:
-        raise MetasaeError(f"benchmark suite {suite} ran no benchmark on {device} (no CUDA? all skipped)")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            print(f"metasae bench: --device {device}: CUDA is not available here; every benchmark skipped")
+            return []
+        raise MetasaeError(f"benchmark suite {suite} ran no benchmark on {device} (all deselected or skipped)")
     _check(rows, baseline, device.split(":")[0], tol)
     name = device.replace(":", "") + ("-quick" if quick else "")
     text = table(rows, device, tol)
