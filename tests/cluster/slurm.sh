@@ -57,6 +57,12 @@ start_munge() {
 write_conf() {
     local dir=$1 node
     [[ ! -e $CONF ]] || ours || die "$CONF exists and was not written by this script; refusing to replace it"
+    if [[ -e $CONF ]]; then
+        local running
+        running=$(sed -n 's/^SlurmctldPidFile=//p' "$CONF")
+        [[ $running == "$dir/slurmctld.pid" ]] || ! alive "$running" ||
+            die "a cluster started from $(dirname "$running") is running; stop it first"
+    fi
     node=$(slurmd -C | head -n1)   # "NodeName=<hostname -s> CPUs=... RealMemory=..." of this machine
     mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$(dirname "$CONF")"
     cat >"$CONF.tmp" <<CONF
