@@ -16,7 +16,11 @@ from metasae.errors import MetasaeError
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless configs are named on the command line (they replace it; presets merge over
+# the configs listed before them): --configfile config/config.yaml config/presets/log.yaml
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 study.drop_nulls(config)
@@ -24,7 +28,6 @@ try:
     study.validate_schema(config)
     validate(config, "config/schema.yaml")
     study.validate_semantics(config, study.known_datasets())
-    study.check_data_available(config)
 except MetasaeError as exc:
     sys.exit(f"metasae: config error: {exc}")
 
@@ -49,10 +52,12 @@ include: "workflow/rules/sae.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         rules.aggregate.output,
         dsprites_targets(),
+        rules.report.output,
     default_target: True

@@ -15,6 +15,19 @@ from metasae.errors import MetasaeError
 Register = Callable[[argparse._SubParsersAction], None]
 
 
+def _json_arg(text: str) -> dict:
+    """A JSON object flag (the workflow passes config blocks whole); bad JSON is a one-line error."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed (recorded in every artefact)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
@@ -29,6 +42,8 @@ def _register_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
+                   help="model input spec; images are converted to it explicitly (default: the model's own)")
     p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets")
     _common(p)
 
@@ -36,7 +51,8 @@ def _register_train_classifier(sub: argparse._SubParsersAction) -> None:
         from metasae.train_classifier import ClassifierTrainConfig, train_classifier
 
         cfg = ClassifierTrainConfig(model=a.model, train=a.train, test=a.test, epochs=a.epochs,
-                                    batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+                                    batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                                    input_shape=tuple(a.input_shape) if a.input_shape else None)
         train_classifier(cfg, a.out, data_dir=a.data_dir, device=a.device)
 
     p.set_defaults(func=run)
@@ -57,6 +73,51 @@ def _register_cache_acts(sub: argparse._SubParsersAction) -> None:
 
         cache_activations(a.model_dir, a.dataset, a.layer, a.out, batch_size=a.batch_size,
                           data_dir=a.data_dir, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+def _register_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render the write-up (HTML, PDF, Markdown) from a results folder")
+    p.add_argument("--results", required=True, type=Path, help="results folder (reads summary/, analysis/, probes/)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (index.html, index.pdf, index.md, figures/)")
+    p.add_argument("--template", type=Path, default=None, help="report source (default: the repository's report/index.qmd)")
+    p.add_argument("--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.report import DEFAULT_TEMPLATE, render_report
+
+        render_report(a.results, a.out, template=a.template or DEFAULT_TEMPLATE, renderer=a.renderer)
+
+    p.set_defaults(func=run)
+
+
+def _register_check_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-data", help="load every dataset a study config names; fail naming what is missing")
+    p.add_argument("--config-json", required=True, type=_json_arg, help="the study config as JSON")
+    p.add_argument("--out", required=True, type=Path, help="JSON record of what each reference resolved to")
+
+    def run(a: argparse.Namespace) -> None:
+
+        from metasae.io import write_json
+        from metasae.study import check_data_available
+
+        write_json(a.out, {"datasets": check_data_available(a.config_json)})
+
+    p.set_defaults(func=run)
+
+
+def _register_aggregate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("aggregate", help="study tables (depths, optimal depth with CIs, claims) and figures")
+    p.add_argument("summaries", nargs="+", type=Path, help="analysis summary.json files of every run and depth")
+    p.add_argument("--config-json", required=True, type=_json_arg, help="the study config as JSON (as the workflow resolved it)")
+    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/summary")
+
+    def run(a: argparse.Namespace) -> None:
+
+        from metasae.stats import aggregate
+
+        aggregate(a.summaries, a.config_json, a.out)
 
     p.set_defaults(func=run)
 
@@ -86,70 +147,74 @@ def _register_fetch_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _register_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="render the write-up (HTML, PDF, Markdown) from a results folder")
-    p.add_argument("--results", required=True, type=Path, help="results folder (reads summary/, analysis/, probes/)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (index.html, index.pdf, index.md, figures/)")
-    p.add_argument("--template", type=Path, default=None, help="report source (default: the repository's report/index.qmd)")
-    p.add_argument("--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc")
-
-    def run(a: argparse.Namespace) -> None:
-        from metasae.report import DEFAULT_TEMPLATE, render_report
-
-        render_report(a.results, a.out, template=a.template or DEFAULT_TEMPLATE, renderer=a.renderer)
-
-    p.set_defaults(func=run)
-
-
 def _register_train_sae(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-sae", help="train an SAE on cached activations or on another SAE's decoder rows")
+    p = sub.add_parser("train-sae", help="train depth 1 of a stack on cached activations, or depth d >= 2 on depth d-1",
+                       description="Settings come from --spec (a JSON object, e.g. a config block) with any flag "
+                                   "below overriding it.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--acts", type=Path, help="activation cache folder (cache-acts output)")
-    src.add_argument("--decoder-of", type=Path, help="SAE folder: train on its unit-normed decoder rows")
-    p.add_argument("--eval-acts", type=Path, default=None, help="activation cache for metrics.json (default: train)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, ...)")
-    p.add_argument("--architecture", required=True, help="relu | topk | batchtopk | jumprelu")
-    p.add_argument("--d-sae", required=True, type=int, help="number of latents")
-    p.add_argument("--k", type=int, default=None, help="topk / batchtopk: active latents per example")
-    p.add_argument("--l1-coeff", type=float, default=0.0, help="relu: L1 coefficient; jumprelu: L0 coefficient")
-    p.add_argument("--l1-reduction", default="decoder_norm", help="relu: decoder_norm | sum (the research log)")
-    p.add_argument("--k-aux", type=int, default=None, help="AuxK latents (default d_in // 2)")
-    p.add_argument("--aux-coeff", type=float, default=1 / 32)
-    p.add_argument("--no-normalize-decoder", action="store_true", help="let decoder rows grow (research log)")
-    p.add_argument("--no-pre-encoder-bias", action="store_true", help="do not subtract b_dec before encoding")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=int, default=4096)
-    length = p.add_mutually_exclusive_group(required=True)
-    length.add_argument("--epochs", type=int)
-    length.add_argument("--steps", type=int)
-    p.add_argument("--sampling", default="epoch", help="epoch | replacement")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--decay-steps", type=int, default=0)
-    p.add_argument("--sparsity-warmup-steps", type=int, default=0)
-    p.add_argument("--dead-after-examples", type=int, default=20_000)
-    p.add_argument("--b-dec-init", default="geometric_median", help="geometric_median | mean | zeros")
-    p.add_argument("--no-normalize-inputs", action="store_true", help="train on raw inputs (research log)")
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    src.add_argument("--acts", type=Path, help="depth 1: activation cache folder (cache-acts output)")
+    src.add_argument("--parent", type=Path, help="depth d >= 2: the depth d-1 folder of the same stack")
+    p.add_argument("--mode", help="with --parent: decoder (train on its decoder rows) | activations (on its codes)")
+    p.add_argument("--depth", type=int, help="with --parent: the depth being trained (>= 2)")
+    p.add_argument("--stop", type=_json_arg, default={}, help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}')
+    p.add_argument("--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, codes, ...)")
+    p.add_argument("--spec", type=_json_arg, default={}, help="settings as a JSON object (keys as in config/schema.yaml)")
+    p.add_argument("--architecture", help="relu | topk | batchtopk | jumprelu")
+    p.add_argument("--width", type=int, help="depth 1: number of latents")
+    p.add_argument("--width-factor", type=float, help="depth >= 2: latents = round(parent latents * factor)")
+    p.add_argument("--width-min", type=int, help="depth >= 2: stop when the schedule gives fewer latents")
+    p.add_argument("--k", type=int, help="topk / batchtopk: active latents per example")
+    p.add_argument("--l1-coeff", type=float, help="relu: L1 coefficient; jumprelu: L0 coefficient")
+    p.add_argument("--l1-reduction", help="relu: decoder_norm | sum (the research log)")
+    p.add_argument("--k-aux", type=int, help="AuxK latents (default d_in // 2)")
+    p.add_argument("--aux-coeff", type=float)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--sampling", help="epoch | replacement")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--decay-steps", type=int)
+    p.add_argument("--sparsity-warmup-steps", type=int)
+    p.add_argument("--dead-after-examples", type=int)
+    p.add_argument("--b-dec-init", help="geometric_median | mean | zeros")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    for flag, help_text in (("normalize-decoder", "keep decoder rows at unit norm"),
+                            ("pre-encoder-bias", "subtract b_dec before encoding"),
+                            ("normalize-inputs", "train on inputs scaled to unit mean squared norm")):
+        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by a crashed run")
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.sae.trainer import TrainConfig, train_sae_stage
+        from metasae import meta
 
-        sae_params = dict(architecture=a.architecture, d_sae=a.d_sae, k=a.k, l1_coeff=a.l1_coeff,
-                          l1_reduction=a.l1_reduction, k_aux=a.k_aux, aux_coeff=a.aux_coeff,
-                          normalize_decoder=not a.no_normalize_decoder, pre_encoder_bias=not a.no_pre_encoder_bias)
-        train_cfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, steps=a.steps,
-                                sampling=a.sampling, warmup_steps=a.warmup_steps, decay_steps=a.decay_steps,
-                                sparsity_warmup_steps=a.sparsity_warmup_steps,
-                                dead_after_examples=a.dead_after_examples, log_every=a.log_every,
-                                checkpoint_every=a.checkpoint_every, seed=a.seed, b_dec_init=a.b_dec_init,
-                                normalize_inputs=not a.no_normalize_inputs)
-        train_sae_stage(a.out, sae_params, train_cfg, acts_dir=a.acts, decoder_of=a.decoder_of,
-                        eval_acts_dir=a.eval_acts, device=a.device, resume=not a.no_resume)
+        spec = {**a.spec, **_set_flags(a, _SPEC_FLAGS)}
+        if a.width_factor is not None or a.width_min is not None:
+            spec["width"] = {**spec.get("width", {}), **_set_flags(a, {"factor": "width_factor", "min": "width_min"})}
+        if a.acts is not None:
+            if a.mode or a.depth not in (None, 1):
+                raise MetasaeError("--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths")
+            meta.train_base(a.acts, spec, a.out, a.seed, device=a.device, resume=not a.no_resume)
+        else:
+            if a.mode is None or a.depth is None:
+                raise MetasaeError("--parent needs --mode (decoder | activations) and --depth (>= 2)")
+            meta.train_meta(a.parent, a.mode, a.depth, spec, a.out, a.seed,
+                            meta.StopRules.from_dict(a.stop), device=a.device, resume=not a.no_resume)
 
     p.set_defaults(func=run)
+
+
+_SPEC_FLAGS = {name: name for name in (
+    "architecture", "width", "k", "l1_coeff", "l1_reduction", "k_aux", "aux_coeff", "lr", "batch_size", "epochs",
+    "steps", "sampling", "warmup_steps", "decay_steps", "sparsity_warmup_steps", "dead_after_examples",
+    "b_dec_init", "log_every", "checkpoint_every", "normalize_decoder", "pre_encoder_bias", "normalize_inputs")}
+
+
+def _set_flags(a: argparse.Namespace, names: dict[str, str]) -> dict:
+    """{spec key: flag value} for the flags the user actually gave."""
+    return {key: getattr(a, attr) for key, attr in names.items() if getattr(a, attr) is not None}
 
 
 def _register_export(sub: argparse._SubParsersAction) -> None:
@@ -183,19 +248,6 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
                       feature_viz=not a.no_feature_viz, device=a.device)
 
     p.set_defaults(func=run)
-
-
-def _json_arg(text: str) -> dict:
-    """A JSON object flag (the workflow passes config blocks whole); bad JSON is a one-line error."""
-    import json
-
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
 
 
 def _register_train_vit(sub: argparse._SubParsersAction) -> None:
@@ -286,9 +338,11 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
+    _register_check_data,
+    _register_aggregate,
+    _register_report,
     _register_datasets,
     _register_fetch_data,
-    _register_report,
     _register_train_sae,
     _register_export,
     _register_analyse,

@@ -37,4 +37,4 @@ def load_codes(path: str | Path) -> torch.Tensor:
         raise MetasaeError(f"{path}: malformed sparse codes")
     if len(values) and ((indices[0] >= shape[0]).any() or (indices[1] >= shape[1]).any()):
         raise MetasaeError(f"{path}: code indices out of range for shape {shape}")
-    return torch.sparse_coo_tensor(indices, values, shape).coalesce()
+    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()

@@ -40,6 +40,7 @@ from metasae.latent_stats import (
     purity_entropy,
     top_activations,
 )
+from metasae.meta import stack_metrics
 from metasae.models import check_layer, load_classifier
 from metasae.seeds import generator
 
@@ -239,6 +240,16 @@ def _read_depth(depth_dir: Path) -> tuple[dict, dict]:
     return cfg, metrics
 
 
+@torch.no_grad()
+def _splice_labels(probe: Probe, images: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The probe's labels when they are the classifier's classes; otherwise (out-of-distribution probes) the
+    clean classifier's own predictions, so spliced accuracy reads as agreement with the unmodified model."""
+    cfg = read_json(Path(probe.cache.manifest["source_model"]) / "cfg.json")
+    if list(cfg.get("label_names", [])) == probe.label_names:
+        return probe.cache.labels, "dataset_labels"
+    return probe.classifier(images).argmax(1), "clean_predictions"
+
+
 def _write_table(path: Path, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -272,7 +283,13 @@ def analyse_depth(depth_dir: str | Path, out_dir: str | Path, data_dir: str | Pa
     if not analysis.stats.collapsed:
         figures = write_figures(analysis, depth_dir, cfg, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg,
                                 device)
-    summary = {**analysis.summary(), "stop_reason": None, "figures": figures, "provenance": provenance(settings)}
+    stack = {}
+    if not analysis.stats.collapsed:
+        images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
+        stack = stack_metrics(depth_dir, probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images,
+                              *_splice_labels(probe, images))
+    summary = {**analysis.summary(), **stack, "stop_reason": None, "figures": figures,
+               "provenance": provenance(settings)}
     write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 

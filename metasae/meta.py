@@ -11,9 +11,9 @@ Every depth folder ends with `metrics.json` (status `trained` or `stopped` + rea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -23,7 +23,7 @@ from metasae.codes import CODES_FILE, load_codes, save_codes
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path, provenance, read_json, write_json
 from metasae.sae import SAE, load_sae
-from metasae.sae.trainer import spec_to_configs, train_sae
+from metasae.sae.trainer import decoder_rows, spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
 
 MODES = ("decoder", "activations")
@@ -36,6 +36,13 @@ EVAL_FRACTION = 0.2
 class StopRules:
     min_alive: int = 1
     max_fvu: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StopRules:
+        unknown = sorted(set(d) - {"min_alive", "max_fvu"})
+        if unknown:
+            raise MetasaeError(f"stop rules: unknown key(s) {unknown}; allowed: ['max_fvu', 'min_alive']")
+        return cls(**d)
 
 
 def depth_seed(run_seed: int, depth: int, mode: str) -> int:
@@ -87,14 +94,15 @@ def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, paren
             "acts_dir": str(acts_dir), "parent": str(parent) if parent else None}
 
 
-def train_base(acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu") -> dict:
+def train_base(acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu",
+               resume: bool = True) -> dict:
     """Depth 1: an SAE of `spec["width"]` latents on the cached activations (train split), codes of all."""
     acts_dir, out_dir = Path(acts_dir), Path(out_dir)
     cache = load_activations(acts_dir)
     train_idx, eval_idx = split_rows(len(cache.acts), seed)
     run_cfg = _run_cfg(1, "base", spec, seed, acts_dir, None)
     sae_cfg, train_cfg = spec_to_configs(spec, d_in=cache.acts.shape[1], d_sae=spec["width"], seed=run_cfg["seed"])
-    sae = train_sae(cache.acts[train_idx], sae_cfg, train_cfg, out_dir, device=device,
+    sae = train_sae(cache.acts[train_idx], sae_cfg, train_cfg, out_dir, device=device, resume=resume,
                     eval_data=cache.acts[eval_idx], extra_cfg=run_cfg)
     sae = sae.cpu().eval()
     return _finish(out_dir, sae, _encode(sae, cache.acts), read_json(out_dir / "metrics.json"), run_cfg, {})
@@ -117,7 +125,7 @@ def stop_reason(parent_dir: Path, width: int, min_width: int, rules: StopRules) 
 
 
 def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_dir: str | Path, seed: int,
-               rules: StopRules = StopRules(), device: str = "cpu") -> dict:
+               rules: StopRules = StopRules(), device: str = "cpu", resume: bool = True) -> dict:
     """Depth d >= 2 in `mode`; a depth that must stop writes metrics.json with the reason and nothing else."""
     if mode not in MODES:
         raise MetasaeError(f"--mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -134,14 +142,14 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
         print(f"depth {depth} ({mode}) stopped: {reason}")
         return read_json(out_dir / "metrics.json")
 
-    parent = load_sae(parent_dir).eval()
     parent_codes = load_codes(parent_dir / CODES_FILE)
     acts_dir = Path(read_json(parent_dir / "cfg.json")["acts_dir"])
     run_cfg = _run_cfg(depth, mode, spec, seed, acts_dir, parent_dir)
     if mode == "decoder":
-        rows = parent.W_dec.detach() / parent.W_dec.detach().norm(dim=1, keepdim=True).clamp_min(1e-12)
+        rows = decoder_rows(parent_dir)
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], d_sae=width, seed=run_cfg["seed"])
-        sae = train_sae(rows, sae_cfg, train_cfg, out_dir, device=device, eval_data=rows, extra_cfg=run_cfg)
+        sae = train_sae(rows, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=rows,
+                        extra_cfg=run_cfg)
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, rows)
         codes = torch.sparse.mm(parent_codes, meta_codes.to_dense()).to_sparse()
@@ -149,8 +157,8 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
         dense = parent_codes.to_dense()
         train_idx, eval_idx = split_rows(len(dense), seed)
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], d_sae=width, seed=run_cfg["seed"])
-        sae = train_sae(dense[train_idx], sae_cfg, train_cfg, out_dir, device=device, eval_data=dense[eval_idx],
-                        extra_cfg=run_cfg)
+        sae = train_sae(dense[train_idx], sae_cfg, train_cfg, out_dir, device=device, resume=resume,
+                        eval_data=dense[eval_idx], extra_cfg=run_cfg)
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, torch.diag(_mean_active(dense)))
         codes = _encode(sae, dense)
@@ -176,6 +184,67 @@ def write_lineage(path: Path, meta_codes: torch.Tensor) -> None:
                           "weight": mc.values().numpy()}).sort_values(["parent_latent", "meta_latent"])
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
+
+
+def _root_dir(depth_dir: Path) -> Path:
+    cfg = read_json(depth_dir / "cfg.json")
+    return depth_dir if cfg["depth"] == 1 else _root_dir(Path(cfg["parent"]))
+
+
+def _stack_decoder(depth_dir: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """activations mode: depth-d codes back to layer activations through every decoder of the stack."""
+    cfg = read_json(depth_dir / "cfg.json")
+    sae = load_sae(depth_dir).eval()
+    if cfg["depth"] == 1:
+        return sae.decode
+    parent = _stack_decoder(Path(cfg["parent"]))
+    return lambda z: parent(sae.decode(z))
+
+
+def stack_reconstruction(depth_dir: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Layer activations rebuilt from depth-d latents, to measure what a depth keeps of the layer.
+
+    activations mode: encode down the stack, decode back up. decoder mode: the parent's codes applied to its
+    decoder rows *as this depth's meta-SAE rebuilds them* (exact at depth 2; at deeper depths the routed
+    parent codes stand in for the parent's own).
+    """
+    depth_dir = Path(depth_dir)
+    cfg = read_json(depth_dir / "cfg.json")
+    if cfg["depth"] == 1:
+        return load_sae(depth_dir).eval().forward
+    if cfg["mode"] == "activations":
+        encode, decode = stack_encoder(depth_dir), _stack_decoder(depth_dir)
+        return lambda x: decode(encode(x))
+    sae = load_sae(depth_dir).eval()
+    with torch.no_grad():
+        rebuilt = sae(decoder_rows(cfg["parent"]))
+    root_bias = load_sae(_root_dir(depth_dir)).b_dec.detach()
+    parent_encode = stack_encoder(cfg["parent"])
+    return lambda x: parent_encode(x) @ rebuilt + root_bias
+
+
+class StackSplice(torch.nn.Module):
+    """The stack's reconstruction as a module, so it can be spliced into a classifier layer."""
+
+    def __init__(self, depth_dir: str | Path) -> None:
+        super().__init__()
+        self.reconstruct = stack_reconstruction(depth_dir)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(x)
+
+
+@torch.no_grad()
+def stack_metrics(depth_dir: str | Path, model: torch.nn.Module, layer: str, acts: torch.Tensor,
+                  images: torch.Tensor, labels: torch.Tensor, label_source: str = "dataset_labels") -> dict:
+    """FVU of the layer rebuilt from this depth, and the classifier with that rebuild spliced in."""
+    from metasae.metrics import fvu, spliced_metrics
+
+    splice = StackSplice(depth_dir)
+    spliced = spliced_metrics(model, layer, splice, images, labels)
+    return {"stack_fvu": fvu(acts, splice(acts)), "spliced_accuracy": spliced["accuracy_sae"],
+            "clean_accuracy": spliced["accuracy_clean"], "loss_recovered": spliced["loss_recovered"],
+            "spliced_label_source": label_source}
 
 
 def stack_encoder(depth_dir: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -16,12 +16,13 @@ import pandas as pd
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path, git_commit, read_json, write_json
 
-GROUP = ["model", "dataset", "layer", "sae", "mode", "architecture"]
+GROUP = ["model", "dataset", "layer", "sae", "mode"]
 _PATH = re.compile(r"analysis/(?P<model>[a-z0-9_]+)/seed(?P<seed>\d+)/(?P<dataset>[a-z0-9_]+)/(?P<layer>[a-z0-9_]+)/"
                    r"(?P<sae>[a-z0-9_]+)/(?:(?P<mode>decoder|activations)/)?depth(?P<depth>\d+)/summary\.json$")
 SUMMARY_FIELDS = ["alive_latents", "dead_fraction", "purity_mean", "purity_median", "entropy_mean",
-                  "count_all_top10_nonzero", "mean_active_per_image"]
-SAE_FIELDS = ["fvu", "l0", "stack_fvu", "spliced_accuracy", "loss_recovered"]
+                  "count_all_top10_nonzero", "mean_active_per_image", "stack_fvu", "spliced_accuracy",
+                  "clean_accuracy", "loss_recovered"]
+SAE_FIELDS = ["fvu", "l0"]
 CRITERIA = {  # criterion -> (column, maximise?)
     "max_purity": ("purity_mean", True),
     "max_activation_count": ("count_all_top10_nonzero", True),
@@ -68,7 +69,7 @@ def depth_rows(summary_paths: list[str | Path], config: dict) -> pd.DataFrame:
     table["explained_variance"] = 1 - table["fvu"].astype(float)
     order = ["model", "train_dataset", "dataset", "dataset_ref", "layer", "sae", "mode", "architecture", "seed",
              "depth", "status", "stop_reason", "d_sae", "is_real", "fvu", "explained_variance", "stack_fvu", "l0",
-             *SUMMARY_FIELDS, "spliced_accuracy", "loss_recovered"]
+             *[f for f in SUMMARY_FIELDS if f != "stack_fvu"]]
     return table[order].sort_values(["model", "dataset", "layer", "sae", "mode", "seed", "depth"]).reset_index(drop=True)
 
 
@@ -123,10 +124,17 @@ def optimal_depths(depths: pd.DataFrame) -> pd.DataFrame:
                 continue
             lo, hi = bootstrap_median_ci(optima)
             best = float(np.median(optima))
-            rows.append({**dict(zip(GROUP, key)), "criterion": criterion, "optimal_depth": best,
+            rows.append({**dict(zip(GROUP, key, strict=True)), "architecture": _stack_architecture(group),
+                         "criterion": criterion, "optimal_depth": best,
                          "ci_low": lo, "ci_high": hi, "n_seeds": len(optima),
                          "per_seed": " ".join(map(str, optima)), "log_claim_depth2_holds": best == 2})
     return pd.DataFrame(rows)
+
+
+def _stack_architecture(group: pd.DataFrame) -> str:
+    """e.g. 'topk>batchtopk': depth 1's architecture, then the meta-SAEs'."""
+    ordered = group.sort_values("depth").drop_duplicates("architecture")["architecture"]
+    return ">".join(ordered)
 
 
 def _trend(depths: pd.DataFrame, column: str, mode: str) -> float:

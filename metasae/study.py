@@ -142,18 +142,22 @@ def dataset_refs(config: dict) -> list[str]:
     return sorted(set(refs + list(config["probes"].values())))
 
 
-def check_data_available(config: dict) -> None:
-    """Fail before any job when a real dataset has no local copy, naming what to download and where."""
-    from metasae.data import check_available
+def check_data_available(config: dict) -> list[dict]:
+    """Load every dataset the study names once, so a missing real dataset fails the first job, naming what to
+    download and where; returns what each reference resolved to."""
+    from metasae.data import load_dataset
 
-    missing = []
+    found, missing = [], []
     for ref in dataset_refs(config):
         try:
-            check_available(ref, config.get("data_dir"))
+            data = load_dataset(ref, config.get("data_dir"))
         except MetasaeError as exc:
             missing.append(str(exc))
+            continue
+        found.append({"ref": ref, "n": len(data.labels), "is_real": data.is_real, "description": data.description})
     if missing:
         raise MetasaeError("datasets not available offline:\n  " + "\n  ".join(missing))
+    return found
 
 
 CLASSIFIER_DEFAULTS = {"epochs": 5, "batch_size": 64, "lr": 1e-3}

@@ -28,7 +28,7 @@ METRICS = {
 def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Path) -> None:
     modes = sorted(depths["mode"].unique())
     fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.4), sharey=True, squeeze=False)
-    for ax, mode in zip(axes[0], modes):
+    for ax, mode in zip(axes[0], modes, strict=True):
         rows = depths[(depths["mode"] == mode) & (depths["status"] == "trained")]
         for (model, dataset), group in rows.groupby(["model", "dataset"]):
             stats = group.groupby("depth")[metric].agg(["mean", "min", "max"]).dropna()

@@ -78,3 +78,21 @@ def test_runs_and_depth_folders_cover_every_combination():
     folders = study.depth_folders(config, runs[0])
     assert folders[0].endswith("/depth1")
     assert len(folders) == 1 + len(config["meta"]["modes"]) * (config["meta"]["max_depth"] - 1)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Snakemake's --configfile merge: nested dicts merge, everything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "config" / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_merge_over_the_default_into_a_valid_config(preset):
+    config = study.drop_nulls(_merge(load(), yaml.safe_load(preset.read_text())))
+    study.validate_schema(config)
+    study.validate_semantics(config, study.known_datasets())
+    if preset.name == "log.yaml":
+        assert list(config["sae"]) == ["log_relu"] and list(config["meta"]["modes"]) == ["activations"]
+        assert config["sae"]["log_relu"]["l1_reduction"] == "sum" and "k" not in config["sae"]["log_relu"]

@@ -265,23 +265,18 @@ def decoder_rows(sae_dir: str | Path) -> Tensor:
     return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def train_sae_stage(out_dir: str | Path, sae_params: dict, train_cfg: TrainConfig, acts_dir: str | Path | None = None,
-                    decoder_of: str | Path | None = None, eval_acts_dir: str | Path | None = None,
-                    device: str = "cpu", resume: bool = True) -> SAE:
-    """The `train-sae` stage: load the [N, d] source, fill in d_in, train. Exactly one source."""
-    if (acts_dir is None) == (decoder_of is None):
-        raise MetasaeError("train-sae: give exactly one of --acts DIR or --decoder-of SAE_DIR")
-    if acts_dir is not None:
-        from metasae.activations import load_activations
+SPEC_ONLY_KEYS = ("width",)  # schedule keys the stack (metasae.meta) reads; not part of either config
 
-        data, source = load_activations(acts_dir).acts, {"kind": "activations", "path": str(acts_dir)}
-    else:
-        data, source = decoder_rows(decoder_of), {"kind": "decoder_rows", "path": str(decoder_of)}
-    eval_data = None
-    if eval_acts_dir is not None:
-        from metasae.activations import load_activations
 
-        eval_data = load_activations(eval_acts_dir).acts
-    sae_cfg = SAEConfig(d_in=data.shape[1], **sae_params)
-    return train_sae(data, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=eval_data,
-                     extra_cfg={"source": source})
+def spec_to_configs(spec: dict, d_in: int, d_sae: int, seed: int, where: str = "sae spec") -> tuple[SAEConfig, TrainConfig]:
+    """Split one flat settings dict (a config block or CLI flags) into SAEConfig and TrainConfig."""
+    sae_keys = {f.name for f in dataclasses.fields(SAEConfig)} - {"d_in", "d_sae"}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}
+    unknown = sorted(set(spec) - sae_keys - train_keys - set(SPEC_ONLY_KEYS))
+    if unknown:
+        raise MetasaeError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(sae_keys | train_keys)}")
+    if "architecture" not in spec:
+        raise MetasaeError(f"{where}: missing key 'architecture'")
+    sae_cfg = SAEConfig(d_in=d_in, d_sae=d_sae, **{k: v for k, v in spec.items() if k in sae_keys})
+    train_cfg = TrainConfig(seed=seed, **{k: v for k, v in spec.items() if k in train_keys})
+    return sae_cfg, train_cfg

@@ -29,3 +29,19 @@ def as_json(obj):
 
 def all_analysis_summaries():
     return [f"{R}/analysis/{folder}/summary.json" for run in RUNS for folder in study.depth_folders(config, run)]
+
+
+rule check_data:
+    """Load every dataset the config names, first: a missing real dataset fails here, saying what to download."""
+    output:
+        f"{R}/data_check.json",
+    params:
+        config=as_json(config),
+    log:
+        f"{R}/logs/check_data.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "metasae check-data --config-json {params.config:q} --out {output} > {log} 2>&1"

@@ -1,5 +1,7 @@
 rule train_classifier:
     """Train a base classifier per seed (the log's MLP or the small CNN)."""
+    input:
+        data_check=rules.check_data.output,
     output:
         model=f"{R}/models/{{clf}}/seed{{seed}}/model.safetensors",
         cfg=f"{R}/models/{{clf}}/seed{{seed}}/cfg.json",

@@ -1,0 +1,94 @@
+"""The meta-SAE stack: planted structure recovery (decoder mode), codes routing, stop markers, lineage."""
+
+import pandas as pd
+import pytest
+import torch
+
+from metasae import meta
+from metasae.codes import load_codes, save_codes
+from metasae.errors import MetasaeError
+from metasae.io import read_json, write_json
+from metasae.sae import SAEConfig, build_sae, load_sae, save_sae
+
+D_IN, N_ATOMS, N_LATENTS, N_IMAGES = 32, 8, 192, 60
+
+
+def planted_parent(folder, seed=0):
+    """A depth-1 folder whose decoder rows are each a positive mix of 2 of 8 planted 'meta' atoms."""
+    g = torch.Generator().manual_seed(seed)
+    atoms = torch.nn.functional.normalize(torch.randn(N_ATOMS, D_IN, generator=g), dim=1)
+    pairs = torch.stack([torch.randperm(N_ATOMS, generator=g)[:2] for _ in range(N_LATENTS)])
+    weights = 0.5 + torch.rand(N_LATENTS, 2, generator=g)
+    rows = (weights[:, :, None] * atoms[pairs]).sum(1)
+    sae = build_sae(SAEConfig("topk", D_IN, N_LATENTS, k=4), g)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.nn.functional.normalize(rows, dim=1))
+    save_sae(sae, folder, {"depth": 1, "mode": "base", "acts_dir": str(folder / "acts")})
+    codes = torch.rand(N_IMAGES, N_LATENTS, generator=g) * (torch.rand(N_IMAGES, N_LATENTS, generator=g) < 0.05)
+    save_codes(folder / "codes.safetensors", codes)
+    write_json(folder / "metrics.json", {"status": "trained", "d_sae": N_LATENTS, "fvu": 0.1,
+                                         "alive_latents_images": N_LATENTS})
+    return atoms, codes
+
+
+DECODER_SPEC = {"architecture": "batchtopk", "k": 2, "width": {"factor": 2 * N_ATOMS / N_LATENTS, "min": 2},
+                "lr": 0.003, "batch_size": 64, "steps": 800, "sampling": "replacement", "b_dec_init": "zeros",
+                "log_every": 100}
+
+
+def test_decoder_mode_recovers_planted_meta_atoms(tmp_path):
+    atoms, parent_codes = planted_parent(tmp_path / "depth1")
+    metrics = meta.train_meta(tmp_path / "depth1", "decoder", 2, DECODER_SPEC, tmp_path / "depth2", seed=0)
+    assert metrics["status"] == "trained" and metrics["d_sae"] == 2 * N_ATOMS
+    learned = torch.nn.functional.normalize(load_sae(tmp_path / "depth2").W_dec.detach(), dim=1)
+    best = (atoms @ learned.T).max(1).values
+    assert (best > 0.9).float().mean() >= 0.75, best
+    # an image's depth-2 code is its depth-1 code routed through the meta-codes of its latents
+    meta_codes = load_codes(tmp_path / "depth2" / meta.META_CODES_FILE).to_dense()
+    routed = load_codes(tmp_path / "depth2" / "codes.safetensors").to_dense()
+    torch.testing.assert_close(routed, parent_codes @ meta_codes)
+    lineage = pd.read_parquet(tmp_path / "depth2" / meta.LINEAGE_FILE)
+    assert set(lineage.columns) == {"parent_latent", "meta_latent", "weight"}
+    assert len(lineage) == int((meta_codes != 0).sum()) and (lineage["weight"] != 0).all()
+
+
+def test_each_depth_has_its_own_seed():
+    seeds = {meta.depth_seed(0, d, m) for d in range(1, 6) for m in meta.MODES}
+    assert len(seeds) == 9  # depth 1 is shared by the modes; every other (depth, mode) differs
+
+
+def test_stop_rules_write_a_marker_and_train_nothing(tmp_path):
+    planted_parent(tmp_path / "depth1")
+    rules = meta.StopRules(min_alive=N_LATENTS + 1)
+    metrics = meta.train_meta(tmp_path / "depth1", "decoder", 2, DECODER_SPEC, tmp_path / "depth2", 0, rules)
+    assert metrics["status"] == "stopped" and "fewer than stop.min_alive" in metrics["stop_reason"]
+    assert not (tmp_path / "depth2" / "sae.safetensors").exists()
+    # a stopped parent stops its child, with the reason carried along
+    child = meta.train_meta(tmp_path / "depth2", "decoder", 3, DECODER_SPEC, tmp_path / "depth3", 0)
+    assert child["status"] == "stopped" and child["stop_reason"].startswith("parent depth stopped")
+
+
+def test_width_schedule_below_min_stops(tmp_path):
+    planted_parent(tmp_path / "depth1")
+    spec = {**DECODER_SPEC, "width": {"factor": 0.01, "min": 4}}
+    metrics = meta.train_meta(tmp_path / "depth1", "decoder", 2, spec, tmp_path / "depth2", 0)
+    assert metrics["status"] == "stopped" and "fewer than width.min=4" in metrics["stop_reason"]
+
+
+def test_activations_mode_trains_on_parent_codes(tmp_path):
+    planted_parent(tmp_path / "depth1")
+    spec = {"architecture": "topk", "k": 3, "width": {"factor": 0.25, "min": 2}, "lr": 0.01, "batch_size": 16,
+            "epochs": 2}
+    metrics = meta.train_meta(tmp_path / "depth1", "activations", 2, spec, tmp_path / "depth2", seed=1)
+    assert metrics["status"] == "trained" and metrics["d_sae"] == N_LATENTS // 4
+    codes = load_codes(tmp_path / "depth2" / "codes.safetensors")
+    assert codes.shape == (N_IMAGES, N_LATENTS // 4)
+    assert (codes.to_dense() != 0).sum(1).max() <= 3
+    assert read_json(tmp_path / "depth2" / "cfg.json")["parent"] == str(tmp_path / "depth1")
+
+
+def test_bad_mode_and_depth_are_clear_errors(tmp_path):
+    with pytest.raises(MetasaeError, match="--mode 'weights'; allowed: decoder, activations"):
+        meta.train_meta(tmp_path, "weights", 2, DECODER_SPEC, tmp_path / "x", 0)
+    with pytest.raises(MetasaeError, match="meta-SAEs start at depth 2"):
+        meta.train_meta(tmp_path, "decoder", 1, DECODER_SPEC, tmp_path / "x", 0)
