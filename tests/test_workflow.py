@@ -1,0 +1,82 @@
+"""The study workflow end to end on a tiny config: planned, run, aggregated, rendered; and killed with SIGKILL
+mid-run, then resumed by the same command to the same summary tables. Marked slow: CI runs it once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "tests" / "fixtures" / "tiny_study.yaml"
+SUMMARY_FILES = ("depths.csv", "optimal_depth.csv", "claims.csv")
+
+
+def snakemake(results: Path, *extra: str, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(CONFIG),
+           "--config", f"results={results}", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def run_to_end(results: Path) -> str:
+    proc = snakemake(results)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("wf") / "results"
+    run_to_end(results)
+    return results
+
+
+def test_summary_tables_are_sane(finished):
+    depths = pd.read_csv(finished / "summary" / "depths.csv")
+    # 2 seeds x 2 modes x 3 depths (depth 1 listed under each mode)
+    assert len(depths) == 2 * 2 * 3
+    trained = depths[depths["status"] == "trained"]
+    assert trained["fvu"].between(0, 1).all() and trained["stack_fvu"].notna().all()
+    assert trained["purity_mean"].between(0, 1).all()
+    stopped = depths[depths["status"] == "stopped"]
+    assert set(stopped["mode"]) == {"decoder"} and set(stopped["depth"]) == {3}  # 8 * 0.25 = 2 < width.min 4
+    assert stopped["stop_reason"].str.contains("width.min").all()
+    optimal = pd.read_csv(finished / "summary" / "optimal_depth.csv")
+    assert not optimal.duplicated(["model", "dataset", "layer", "sae", "mode", "criterion"]).any()
+    assert set(optimal["mode"]) == {"decoder", "activations"}
+    assert (optimal["ci_low"] <= optimal["optimal_depth"]).all() and (optimal["optimal_depth"] <= optimal["ci_high"]).all()
+    assert len(pd.read_csv(finished / "summary" / "claims.csv")) >= 3
+
+
+def test_report_and_per_depth_outputs_exist(finished):
+    for name in ("index.html", "index.pdf", "index.md"):
+        assert (finished / "report" / name).stat().st_size > 0
+    depth2 = finished / "analysis" / "mlp_digits" / "seed0" / "digits" / "fc1" / "topk" / "decoder" / "depth2"
+    assert (depth2 / "latents.parquet").is_file() and any((depth2 / "figures").glob("*.png"))
+    assert (finished / "benchmarks").is_dir() and (finished / "logs").is_dir()
+
+
+def test_sigkill_mid_run_then_same_command_completes_identically(finished, tmp_path):
+    results = tmp_path / "results"
+    proc = snakemake(results, start_new_session=True)
+    deadline = time.time() + 600
+    # wait until the stack is under way (some SAE depth finished), then kill snakemake and all its jobs
+    while time.time() < deadline and not list((results / "sae").rglob("depth2/metrics.json")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (results / "summary" / "depths.csv").exists(), "killed too late to test a resume"
+    out = run_to_end(results)
+    assert "Nothing to be done" not in out
+    for name in SUMMARY_FILES:
+        pd.testing.assert_frame_equal(pd.read_csv(results / "summary" / name),
+                                      pd.read_csv(finished / "summary" / name), obj=name)
