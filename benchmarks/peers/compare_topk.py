@@ -144,22 +144,28 @@ class SAELens:
         return self.sae(x)
 
 
-def run_one(cls: type, a, train, test, order: Callable[[int], object]) -> dict:
+def run_all(classes: list[type], a, train, test, order: Callable[[int], object]) -> list[dict]:
+    """Step every implementation on the same batch in turn, so each sees the same machine load."""
     import torch
 
-    model = cls(a, train[order(0)])
-    times = []
+    models = [cls(a, train[order(0)]) for cls in classes]
+    times: list[list[float]] = [[] for _ in models]
     for step in range(a.steps):
         x = train[order(step)]
-        start = time.perf_counter()
-        model.step(step, x)
-        if a.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    with torch.no_grad():
-        x_hat = torch.cat([model.reconstruct(test[i:i + 4096]) for i in range(0, len(test), 4096)])
-    step_s = statistics.median(times[a.warmup:])
-    return {"impl": cls.name, "step_ms": 1e3 * step_s, "rows_per_s": a.batch / step_s, "fvu": fvu(test, x_hat)}
+        for model, t in zip(models, times, strict=True):
+            start = time.perf_counter()
+            model.step(step, x)
+            if a.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t.append(time.perf_counter() - start)
+    results = []
+    for model, t in zip(models, times, strict=True):
+        with torch.no_grad():
+            x_hat = torch.cat([model.reconstruct(test[i:i + 4096]) for i in range(0, len(test), 4096)])
+        step_s = statistics.median(t[a.warmup:])
+        results.append({"impl": model.name, "step_ms": 1e3 * step_s, "rows_per_s": a.batch / step_s,
+                        "fvu": fvu(test, x_hat)})
+    return results
 
 
 def inside(a) -> None:
@@ -170,14 +176,18 @@ def inside(a) -> None:
     perm = torch.randperm(a.n_train, generator=torch.Generator().manual_seed(a.seed))
     per_epoch = a.n_train // a.batch
     order = lambda s: perm[(s % per_epoch) * a.batch:(s % per_epoch + 1) * a.batch]  # noqa: E731
-    results, errors = [], dict(a.install_errors)
+    errors = dict(a.install_errors)
+    classes = []
     for module, cls in (("metasae", Ours), ("dictionary_learning", DictionaryLearning), ("sae_lens", SAELens)):
         if module in errors:
             continue
         try:
-            results.append(run_one(cls, a, train, test, order))
+            __import__(module)
         except ImportError as exc:
             errors[module] = f"import failed: {exc}"
+            continue
+        classes.append(cls)
+    results = run_all(classes, a, train, test, order)
     versions = {"torch": torch.__version__,
                 **{pkg: importlib.metadata.version(pkg) for m, pkg in PEERS.items() if m not in errors}}
     record = {"settings": {k: v for k, v in vars(a).items() if k not in ("install_errors", "inside")},
