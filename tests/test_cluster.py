@@ -107,14 +107,21 @@ def snakemake(workdir: Path, *args: str, path_prefix: Path | None = None) -> Run
     try:
         output, _ = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        try:
-            output, _ = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        pytest.fail(f"snakemake ran past {TIMEOUT_S} s in {workdir}:\n{output[-5000:]}")
+        pytest.fail(f"snakemake ran past {TIMEOUT_S} s in {workdir}:\n{interrupt(proc)[-5000:]}")
+    except BaseException:  # Ctrl-C of pytest: let snakemake cancel its SLURM jobs before the cluster stops
+        interrupt(proc)
+        raise
     return Run(proc.returncode, output)
+
+
+def interrupt(proc: subprocess.Popen) -> str:
+    """SIGINT (snakemake then scancels its jobs), SIGKILL if it is still running 2 minutes later."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
 
 
 def failing_shim(bindir: Path) -> Path:
