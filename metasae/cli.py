@@ -355,6 +355,8 @@ _STAGES: list[Register] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metasae", description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (the workflow passes each job's share; default: torch's own)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
     for register in _STAGES:
         register(sub)
@@ -363,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
     except MetasaeError as exc:

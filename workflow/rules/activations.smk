@@ -1,5 +1,7 @@
 rule cache_acts:
     """One layer's activations of a trained classifier over a probe dataset (no augmentation)."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         model=rules.train_classifier.output.model,
     output:
@@ -19,5 +21,5 @@ rule cache_acts:
         mem_mb=2000,
         runtime=30,
     shell:
-        THREADS_ENV + "metasae cache-acts --model-dir {params.model_dir} --dataset {params.dataset}"
+        "metasae --threads {threads} cache-acts --model-dir {params.model_dir} --dataset {params.dataset}"
         " --layer {wildcards.layer} --seed {wildcards.seed} {params.common} --out {params.out} > {log} 2>&1"

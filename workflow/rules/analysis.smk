@@ -5,6 +5,8 @@ if not config.get("analysis", {}).get("feature_viz", True):
 
 rule analyse_base:
     """Per-latent tables and figures of depth 1."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         sae=rules.train_base_sae.output.metrics,
     output:
@@ -24,7 +26,7 @@ rule analyse_base:
         mem_mb=3000,
         runtime=30,
     shell:
-        THREADS_ENV + "metasae analyse --depth-dir {params.sae} {params.flags} {params.common}"
+        "metasae --threads {threads} analyse --depth-dir {params.sae} {params.flags} {params.common}"
         " --out {params.out} > {log} 2>&1"
 
 

@@ -5,7 +5,6 @@ import shlex
 from pathlib import Path
 
 RUN = "{clf}/seed{seed}/{probe}/{layer}/{sae}"
-THREADS_ENV = "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
 
 
 def flags(**values):
@@ -14,7 +13,7 @@ def flags(**values):
     for key, value in values.items():
         if value is None:
             continue
-        words.append("--" + key.replace("_", "-"))
+        words.append(f"--{key.replace('_', '-')}")
         words += [shlex.quote(str(v)) for v in (value if isinstance(value, (list, tuple)) else [value])]
     return " ".join(words)
 
@@ -31,17 +30,18 @@ def all_analysis_summaries():
     return [f"{R}/analysis/{folder}/summary.json" for run in RUNS for folder in study.depth_folders(config, run)]
 
 
-rule check_data:
-    """Load every dataset the config names, first: a missing real dataset fails here, saying what to download."""
-    output:
-        f"{R}/data_check.json",
-    params:
-        config=as_json(config),
-    log:
-        f"{R}/logs/check_data.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    shell:
-        "metasae check-data --config-json {params.config:q} --out {output} > {log} 2>&1"
+
+def parent_metrics(w):
+    """The depth d-1 metrics.json a depth-d job waits for (depth 1 is shared by the modes)."""
+    depth = int(w.depth) - 1
+    run = RUN.format(**w)
+    return f"{R}/sae/{run}/depth1/metrics.json" if depth == 1 else f"{R}/sae/{run}/{w.mode}/depth{depth}/metrics.json"
+
+
+DSP = config.get("dsprites") or {}
+
+
+def dsprites_targets():
+    """The dSprites branch targets: each run's probe table and k-sparse table (none without config)."""
+    runs = DSP.get("runs", {})
+    return [f"{R}/probes/{run}/{name}" for run in runs for name in ("probes.csv", "ksparse.csv")]

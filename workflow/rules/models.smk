@@ -1,5 +1,7 @@
 rule train_classifier:
     """Train a base classifier per seed (the log's MLP or the small CNN)."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         data_check=rules.check_data.output,
     output:
@@ -19,5 +21,5 @@ rule train_classifier:
         mem_mb=2000,
         runtime=60,
     shell:
-        THREADS_ENV + "metasae train-classifier {params.flags} --seed {wildcards.seed} {params.common}"
+        "metasae --threads {threads} train-classifier {params.flags} --seed {wildcards.seed} {params.common}"
         " --out {params.out} > {log} 2>&1"

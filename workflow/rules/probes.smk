@@ -1,21 +1,14 @@
 """The dSprites branch (issue 6): a small ViT per run, probed on dSprites at every checkpoint x layer, then
 an SAE on the best layer with k-sparse probing. Active only when the config has a `dsprites:` section."""
 
-DSP = config.get("dsprites") or {}
-
-
 wildcard_constraints:
     vit_run="[a-z0-9_]+",
 
 
-def dsprites_targets():
-    """What `rule all` asks of this branch: each run's probe table and k-sparse table (none without config)."""
-    runs = DSP.get("runs", {})
-    return [f"{R}/probes/{run}/{name}" for run in runs for name in ("probes.csv", "ksparse.csv")]
-
-
 rule train_vit:
     """Train the ViT of one dSprites run (glyphs: the log's design; dsprites_gen shape: in-distribution)."""
+    conda:
+        "../envs/metasae.yaml"
     output:
         metrics=f"{R}/vit/{{vit_run}}/metrics.json",
     params:
@@ -32,11 +25,13 @@ rule train_vit:
         mem_mb=2000,
         runtime=30,
     shell:
-        THREADS_ENV + "metasae train-vit {params.flags} {params.common} --out {params.out} > {log} 2>&1"
+        "metasae --threads {threads} train-vit {params.flags} {params.common} --out {params.out} > {log} 2>&1"
 
 
 rule probe_vit:
     """Linear and MLP probes of every dSprites factor at every checkpoint x layer, with the controls."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         vit=rules.train_vit.output.metrics,
     output:
@@ -57,12 +52,14 @@ rule probe_vit:
         mem_mb=3000,
         runtime=30,
     shell:
-        THREADS_ENV + "metasae probe --vit-dir {params.vit} {params.flags} {params.common} --out {params.out}"
+        "metasae --threads {threads} probe --vit-dir {params.vit} {params.flags} {params.common} --out {params.out}"
         " > {log} 2>&1"
 
 
 rule probe_sae:
     """An SAE on the best probed layer; how many of its latents each factor needs (k-sparse probing)."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         vit=rules.train_vit.output.metrics,
         probes=rules.probe_vit.output.csv,
@@ -84,5 +81,5 @@ rule probe_sae:
         mem_mb=2000,
         runtime=20,
     shell:
-        THREADS_ENV + "metasae probe-sae --vit-dir {params.vit} --probes-csv {input.probes} {params.flags}"
+        "metasae --threads {threads} probe-sae --vit-dir {params.vit} --probes-csv {input.probes} {params.flags}"
         " {params.common} --out {params.out} > {log} 2>&1"

@@ -1,5 +1,7 @@
 rule report:
     """The write-up: report/index.qmd rendered from the summary (and analysis/probes figures) to HTML, PDF, Markdown."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         summary=rules.aggregate.output,
         template="report/index.qmd",
@@ -10,8 +12,8 @@ rule report:
         md=f"{R}/report/index.md",
         provenance=f"{R}/report/provenance.json",
     params:
-        results=R,
-        out=f"{R}/report",
+        results=lambda w, output: str(Path(output.html).parent.parent),
+        out=lambda w, output: str(Path(output.html).parent),
     log:
         f"{R}/logs/report.log",
     benchmark:

@@ -1,5 +1,7 @@
 rule train_base_sae:
     """Depth 1: an SAE on the cached activations (shared by both meta modes)."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         manifest=rules.cache_acts.output.manifest,
     output:
@@ -18,18 +20,14 @@ rule train_base_sae:
         mem_mb=3000,
         runtime=60,
     shell:
-        THREADS_ENV + "metasae train-sae --acts {params.acts} --spec {params.spec:q} --seed {wildcards.seed}"
+        "metasae --threads {threads} train-sae --acts {params.acts} --spec {params.spec:q} --seed {wildcards.seed}"
         " {params.common} --out {params.out} > {log} 2>&1"
-
-
-def parent_metrics(w):
-    depth = int(w.depth) - 1
-    run = RUN.format(**w)
-    return f"{R}/sae/{run}/depth1/metrics.json" if depth == 1 else f"{R}/sae/{run}/{w.mode}/depth{depth}/metrics.json"
 
 
 rule train_meta_sae:
     """Depth d >= 2: a meta-SAE on depth d-1 (its decoder rows or its activations, per mode)."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         parent=parent_metrics,
     output:
@@ -51,6 +49,6 @@ rule train_meta_sae:
         mem_mb=3000,
         runtime=60,
     shell:
-        THREADS_ENV + "metasae train-sae --parent {params.parent} --mode {wildcards.mode} --depth {wildcards.depth}"
+        "metasae --threads {threads} train-sae --parent {params.parent} --mode {wildcards.mode} --depth {wildcards.depth}"
         " --spec {params.spec:q} --stop {params.stop:q} --seed {wildcards.seed} {params.common}"
         " --out {params.out} > {log} 2>&1"

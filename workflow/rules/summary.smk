@@ -1,5 +1,7 @@
 rule aggregate:
     """Study-level tables (depths.csv, optimal_depth.csv, claims.csv) and metric-vs-depth figures."""
+    conda:
+        "../envs/metasae.yaml"
     input:
         summaries=all_analysis_summaries(),
         classifiers=[f"{R}/models/{run.classifier}/seed{run.seed}/metrics.json" for run in RUNS],
@@ -14,7 +16,7 @@ rule aggregate:
             category="Figures vs depth",
         ),
     params:
-        out=f"{R}/summary",
+        out=lambda w, output: str(Path(output.depths).parent),
         config=as_json(config),
     log:
         f"{R}/logs/aggregate.log",
@@ -25,5 +27,5 @@ rule aggregate:
         mem_mb=2000,
         runtime=20,
     shell:
-        THREADS_ENV + "metasae aggregate --config-json {params.config:q} --out {params.out} {input.summaries:q}"
+        "metasae --threads {threads} aggregate --config-json {params.config:q} --out {params.out} {input.summaries:q}"
         " > {log} 2>&1"
