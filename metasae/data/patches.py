@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from metasae.data.refs import DatasetRef, slice_bounds
-from metasae.data.types import ImageDataset
+from metasae.data.refs import DatasetRef
+from metasae.data.types import ImageDataset, embedded_split
 from metasae.seeds import generator
 
 PHOTOS = ("china", "flower")
@@ -72,7 +72,4 @@ def _generate(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def load(ref: DatasetRef) -> ImageDataset:
     images, labels = _generate(ref.split)
-    start, stop = slice_bounds(ref, len(labels))
-    return ImageDataset(ref=str(ref), images=images[start:stop].clone(), labels=labels[start:stop].clone(),
-                        label_names=list(LABEL_NAMES), index=torch.arange(start, stop), is_real=False,
-                        description=DESCRIPTION)
+    return embedded_split(ref, images, labels, LABEL_NAMES, DESCRIPTION)
