@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from metasae.optim import Adam
+
 # objective(images [B, C, H, W]) -> [B]: the activation of target b on image b, to be maximised.
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
@@ -56,7 +58,7 @@ def visualise(objective: Objective, n_targets: int, input_shape: tuple[int, int,
     init = (base + 0.01 * torch.randn(n_targets, *input_shape, generator=generator)).clamp(0.0, 1.0)
     shifts = torch.randint(-cfg.jitter, cfg.jitter + 1, (cfg.steps, 2), generator=generator).tolist()
     x = init.to(device).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=cfg.lr)
+    opt = Adam([x], lr=cfg.lr)
     for step in tqdm(range(cfg.steps), desc="feature viz", disable=None, leave=False):
         opt.zero_grad()
         dy, dx = shifts[step]

@@ -14,6 +14,7 @@ from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.io import provenance, write_json
 from metasae.models import build_classifier, default_input_shape, save_classifier
+from metasae.optim import Adam
 from metasae.seeds import derive_seed, generator
 
 
@@ -55,7 +56,7 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: 
 
     torch.manual_seed(derive_seed(cfg.seed, "classifier-init"))  # module init draws from the global RNG
     model = build_classifier(cfg.model, len(train.label_names), shape).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = Adam(model.parameters(), lr=cfg.lr)
     shuffle = generator(cfg.seed, "classifier-shuffle")
     epoch_losses = []
     for epoch in range(cfg.epochs):

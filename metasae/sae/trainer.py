@@ -25,6 +25,7 @@ from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, provenance, read_json, save_tensors, sha256_file, write_json, write_text
 from metasae.metrics import sae_metrics
+from metasae.optim import Adam
 from metasae.sae import SAE, SAEConfig, build_sae, load_sae, save_sae
 from metasae.seeds import generator
 
@@ -123,7 +124,7 @@ def _fingerprint(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig) -> st
     return h.hexdigest()
 
 
-def _save_checkpoint(ckpt: Path, sae: SAE, opt: torch.optim.Optimizer, since_fired: Tensor, progress: dict) -> None:
+def _save_checkpoint(ckpt: Path, sae: SAE, opt: Adam, since_fired: Tensor, progress: dict) -> None:
     """state.safetensors (weights, Adam moments, counters), then state.json naming its sha256 (commit mark)."""
     tensors = {f"model.{k}": v for k, v in sae.state_dict().items()}
     tensors["since_fired"] = since_fired
@@ -137,7 +138,7 @@ def _save_checkpoint(ckpt: Path, sae: SAE, opt: torch.optim.Optimizer, since_fir
                                                       for g in opt.param_groups]})
 
 
-def _load_checkpoint(ckpt: Path, sae: SAE, opt: torch.optim.Optimizer, fingerprint: str,
+def _load_checkpoint(ckpt: Path, sae: SAE, opt: Adam, fingerprint: str,
                      device: torch.device) -> tuple[dict, Tensor] | None:
     """(progress, since_fired) of a valid checkpoint of this very run, loading weights and Adam state."""
     state_path = ckpt / "state.json"
@@ -196,7 +197,7 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
         sample = data[torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]] / scale
         if train_cfg.b_dec_init != "zeros":
             sae.b_dec.copy_(geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0))
-    opt = torch.optim.Adam(sae.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
+    opt = Adam(sae.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
     total = train_cfg.total_steps(len(data))
     fingerprint = _fingerprint(data, sae_cfg, train_cfg)
     ckpt = out_dir / CKPT_DIR
