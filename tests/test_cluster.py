@@ -132,7 +132,7 @@ def failing_shim(bindir: Path) -> Path:
     shim = bindir / "metasae"
     shim.write_text(
         "#!/bin/sh\n"
-        f'case "$*" in analyse*/seed1/*) echo "{FAIL_MESSAGE}" >&2; exit 7;; esac\n'
+        f'case "$*" in *" analyse "*/seed1/*) echo "{FAIL_MESSAGE}" >&2; exit 7;; esac\n'
         f'exec "{real}" "$@"\n'
     )
     shim.chmod(0o755)
