@@ -264,7 +264,7 @@ class ReportData:
                 **{k: [d.get(k, "") for d in datasets] for k in ("ref", "description")
                    if any(d.get(k) for d in datasets)},
             })
-            parts.append(md_table(table, "Datasets: real ones are downloaded and checksummed; embedded "
+            parts.append(md_table(table, "Datasets: real ones are read from local copies of the official files and checksummed; embedded "
                                          "stand-ins are generated offline and are not the real datasets."))
         if self.depths is None:
             parts.append(self._not_run("the run's configuration table", self.summary / "depths.csv"))
