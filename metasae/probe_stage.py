@@ -33,6 +33,7 @@ from metasae.probes import (
 )
 from metasae.seeds import derive_seed
 
+CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
 COLUMNS = ["train_set", "checkpoint", "step", "layer", "factor", "probe", "metric", "value", "ci_low", "ci_high"]
 KSPARSE_COLUMNS = ["layer", "factor", "k", "accuracy", "all_latents_accuracy"]
 MLP_AT = ("ends", "all")  # ends: MLP probes only at step 0 and the last checkpoint (they cost ~10x a linear one)
@@ -72,7 +73,7 @@ def _probe_images(dataset: str, spec: InputSpec, data_dir) -> tuple[object, torc
 
 def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: ProbeConfig = ProbeConfig(),
                data_dir: str | Path | None = None, device: str = "cpu") -> pd.DataFrame:
-    """Write out_dir/probes.csv, out_dir/probes.json (inputs, split, provenance) and out_dir/figures/."""
+    """Write out_dir/probes.csv, out_dir/probes.json (inputs, split, controls, provenance), out_dir/figures/."""
     from tqdm.auto import tqdm
 
     vit_dir, out_dir, dev = Path(vit_dir), Path(out_dir), resolve_device(device)
@@ -111,16 +112,42 @@ def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: Prob
     for probe in cfg.probes:
         score_vs_layer(table, probe, trained, out_dir / "figures" / f"score_vs_layer_{probe}.png")
     score_vs_step(table, "linear", trained, out_dir / "figures" / "score_vs_step_linear.png")
+    controls = control_summary(table)
+    for c in controls:
+        print(f"{c['factor']} {c['metric']} ({c['probe']}): trained {c['trained']:.3f} at {c['trained_layer']} "
+              f"vs random-init {c['random_init']:.3f}, pixels {c['pixels']:.3f}, ceiling {c['ceiling']}")
     write_json(out_dir / "probes.json", {
         "vit_dir": str(vit_dir), "dataset": ds.ref, "n_train": len(train), "n_test": len(test),
-        "inputs": stats, "symmetry_ceiling": ceil, "trained_on": trained,
+        "inputs": stats, "symmetry_ceiling": ceil, "trained_on": trained, "controls": controls,
         "provenance": provenance(dataclasses.asdict(cfg), cfg.seed)})
     return table
 
 
+def control_summary(table: pd.DataFrame) -> list[dict]:
+    """Per task and probe: the last trained checkpoint's best layer against the controls' best, so "do the
+    controls behave as controls" is a row to read: `beats_random_init` when the trained score's CI lies above
+    the best random-init layer, `within_ceiling` when orientation stays at or under its symmetry ceiling."""
+    trained = table[~table["train_set"].isin(CONTROLS)]
+    final = trained[trained["step"] == trained["step"].max()]
+    ceiling = table[table["train_set"] == "symmetry_ceiling"].set_index("metric")["value"]
+    out = []
+    for (factor, metric, probe), rows in final.groupby(["factor", "metric", "probe"], sort=False):
+        best = rows.loc[rows["value"].idxmax()]
+        same = (table["factor"] == factor) & (table["metric"] == metric) & (table["probe"] == probe)
+        random_init = table[same & (table["train_set"] == "random_init")]["value"].max()
+        pixels = table[same & (table["train_set"] == "pixels")]["value"].max()
+        cap = float(ceiling[metric]) if factor == "orientation" and metric in ceiling else None
+        out.append({"factor": factor, "metric": metric, "probe": probe, "step": int(best["step"]),
+                    "trained": float(best["value"]), "trained_ci": [float(best["ci_low"]), float(best["ci_high"])],
+                    "trained_layer": str(best["layer"]), "random_init": float(random_init), "pixels": float(pixels),
+                    "beats_random_init": bool(best["ci_low"] > random_init), "ceiling": cap,
+                    "within_ceiling": None if cap is None else bool(best["value"] <= cap)})
+    return out
+
+
 def best_layer(table: pd.DataFrame) -> str:
     """The layer whose linear probes score highest on average over tasks at the last trained checkpoint."""
-    trained = table[~table["train_set"].isin(["random_init", "pixels", "symmetry_ceiling"])
+    trained = table[~table["train_set"].isin(CONTROLS)
                     & (table["probe"] == "linear")]
     if trained.empty:
         raise MetasaeError("probes.csv: no linear-probe rows of a trained checkpoint")

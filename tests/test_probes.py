@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
-from metasae.probe_stage import best_layer
+from metasae.probe_stage import best_layer, control_summary
 from metasae.probes import (
     CLASSIFY,
     REGRESS,
@@ -148,3 +148,32 @@ def test_layer_features_cover_every_layer_and_pooling():
     feats = layer_features(model, model.layer_names, torch.rand(3, 1, 8, 8))
     assert sorted(feats) == ["block0.cls", "block0.mean", "embed.cls", "embed.mean"]
     assert torch.allclose(feats["embed.cls"][0], feats["embed.cls"][1])  # CLS before attention: input-independent
+
+
+def test_control_summary_compares_last_trained_best_layer_with_controls():
+    import pandas as pd
+
+    def row(train_set, step, layer, factor, metric, value, ci=(None, None)):
+        lo, hi = (value, value) if ci == (None, None) else ci
+        return {"train_set": train_set, "step": step, "layer": layer, "factor": factor, "probe": "linear",
+                "metric": metric, "value": value, "ci_low": lo, "ci_high": hi}
+
+    table = pd.DataFrame([
+        row("dsp", 10, "block0.cls", "shape", "accuracy", 0.99),  # an earlier step: ignored
+        row("dsp", 100, "block0.cls", "shape", "accuracy", 0.80, (0.75, 0.85)),
+        row("dsp", 100, "block1.cls", "shape", "accuracy", 0.90, (0.86, 0.94)),
+        row("random_init", 0, "block0.cls", "shape", "accuracy", 0.55),
+        row("random_init", 0, "block1.cls", "shape", "accuracy", 0.88),  # the best random layer is the bar
+        row("pixels", 0, "pixels", "shape", "accuracy", 0.50),
+        row("dsp", 100, "block1.cls", "orientation", "accuracy", 0.40, (0.35, 0.45)),
+        row("random_init", 0, "block1.cls", "orientation", "accuracy", 0.10),
+        row("pixels", 0, "pixels", "orientation", "accuracy", 0.05),
+        row("symmetry_ceiling", 0, "-", "orientation", "accuracy", 0.57),
+    ])
+    by = {(c["factor"], c["metric"]): c for c in control_summary(table)}
+    shape, orient = by["shape", "accuracy"], by["orientation", "accuracy"]
+    assert (shape["trained"], shape["trained_layer"], shape["step"]) == (0.90, "block1.cls", 100)
+    assert shape["random_init"] == 0.88 and shape["pixels"] == 0.50
+    assert not shape["beats_random_init"]  # CI low 0.86 is under the best random-init layer's 0.88
+    assert shape["ceiling"] is None and shape["within_ceiling"] is None
+    assert orient["beats_random_init"] and orient["ceiling"] == 0.57 and orient["within_ceiling"]
