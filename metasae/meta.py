@@ -132,15 +132,15 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
     if depth < 2:
         raise MetasaeError(f"--depth {depth}: meta-SAEs start at depth 2 (depth 1 trains on --acts)")
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
-    parent_cfg = read_json(parent_dir / "cfg.json") if (parent_dir / "cfg.json").is_file() else {}
-    parent_width = int(read_json(parent_dir / "metrics.json").get("d_sae") or parent_cfg.get("d_sae", 0))
+    parent_width = int(read_json(parent_dir / "metrics.json").get("d_sae") or 0)
     width = int(round(parent_width * spec["width"]["factor"]))
     reason = stop_reason(parent_dir, width, spec["width"]["min"], rules)
     if reason:
-        write_json(out_dir / "metrics.json", {"status": "stopped", "stop_reason": reason, "depth": depth,
-                                              "mode": mode, "d_sae": width, "provenance": provenance(spec, seed)})
+        stopped = {"status": "stopped", "stop_reason": reason, "depth": depth, "mode": mode, "d_sae": width,
+                   "provenance": provenance(spec, seed)}
+        write_json(out_dir / "metrics.json", stopped)
         print(f"depth {depth} ({mode}) stopped: {reason}")
-        return read_json(out_dir / "metrics.json")
+        return stopped
 
     parent_codes = load_codes(parent_dir / CODES_FILE)
     acts_dir = Path(read_json(parent_dir / "cfg.json")["acts_dir"])
