@@ -29,7 +29,7 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests" / "cluster"
-CONFIG = "tests/fixtures/tiny_study.yaml"  # the smallest full study: ~27 jobs, each ~14 s of SLURM overhead
+CONFIG = "config/test.yaml"  # the smallest full study: ~27 jobs (SLURM adds ~14 s to each here)
 LOCAL_RULES = {"all"}  # rules without a command run inside the main snakemake, not as SLURM jobs
 TIMEOUT_S = 1800
 # The injected failure: every `analyse` job of seed 1 (a mid-DAG stage, so independent jobs go on).

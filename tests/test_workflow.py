@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "tests" / "fixtures" / "tiny_study.yaml"
+CONFIG = ROOT / "config" / "test.yaml"
 SUMMARY_FILES = ("depths.csv", "optimal_depth.csv", "claims.csv")
 
 
