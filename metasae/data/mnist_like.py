@@ -2,7 +2,7 @@
 
 Each split is read only from its own files, so a local copy holding some splits serves those. Checksums:
 torchvision's md5 of each .gz (and of EMNIST's gzip.zip); md5 of the decompressed MNIST and Fashion-MNIST
-files as widely published (MNIST's match /work/shared/data/README.md), used when a copy was recompressed.
+files as widely published (MNIST's match the project's ../shared/data/README.md), used when a copy was recompressed.
 """
 
 from __future__ import annotations
