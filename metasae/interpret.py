@@ -83,6 +83,7 @@ class Probe:
     label_names: list[str]
     images: torch.Tensor | None = None  # [N, C, H, W] in [0, 1], row i = cache row i
     classifier: torch.nn.Module | None = None
+    classifier_label_names: list[str] = field(default_factory=list)  # the classes the classifier predicts
 
     def pixels(self, rows: torch.Tensor) -> torch.Tensor:
         if self.images is None:
@@ -182,8 +183,8 @@ def _load_probe(cache: ActivationCache, data_dir: str | Path | None, device: str
     if len(data) != len(cache.labels) or not torch.equal(data.index, cache.index):
         raise MetasaeError(f"dataset {manifest['dataset']!r} does not match its activation cache row for row "
                            f"({len(data)} images vs {len(cache.labels)} cached); re-cache the activations")
-    model, _ = load_classifier(manifest["source_model"], device=device)
-    return Probe(cache, list(manifest["label_names"]), data.images, model)
+    model, model_cfg = load_classifier(manifest["source_model"], device=device)
+    return Probe(cache, list(manifest["label_names"]), data.images, model, list(model_cfg.get("label_names", [])))
 
 
 @torch.no_grad()
@@ -244,8 +245,7 @@ def _read_depth(depth_dir: Path) -> tuple[dict, dict]:
 def _splice_labels(probe: Probe, images: torch.Tensor) -> tuple[torch.Tensor, str]:
     """The probe's labels when they are the classifier's classes; otherwise (out-of-distribution probes) the
     clean classifier's own predictions, so spliced accuracy reads as agreement with the unmodified model."""
-    cfg = read_json(Path(probe.cache.manifest["source_model"]) / "cfg.json")
-    if list(cfg.get("label_names", [])) == probe.label_names:
+    if probe.classifier_label_names == probe.label_names:
         return probe.cache.labels, "dataset_labels"
     return probe.classifier(images).argmax(1), "clean_predictions"
 
