@@ -106,12 +106,18 @@ def load_checkpoint(directory: str | os.PathLike, weights_name: str, device: str
     return load_tensors(directory / weights_name, device=device), cfg
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", prefix: bytes = b"",
+                chunk: int = 1 << 22) -> str:
+    """Hex digest of `prefix` + a file's bytes, read in chunks (files may be gigabytes)."""
+    digest = hashlib.new(algorithm, prefix)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return file_digest(path)
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:

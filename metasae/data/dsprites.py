@@ -9,7 +9,6 @@ log-facts §1.7 pitfall 10).
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from metasae.data.refs import DatasetRef
 from metasae.data.sources import missing_dataset
 from metasae.data.types import ImageDataset
 from metasae.errors import MetasaeError
+from metasae.io import file_digest
 
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 GIT_BLOB_SHA1 = "d98996d3f8ee1550e06b9d4ed78d0beb478910d5"
@@ -34,11 +34,7 @@ def candidates(data_dir: Path) -> list[Path]:
 
 def git_blob_sha1(path: Path) -> str:
     """`git hash-object` of a file: sha1 over 'blob <size>\\0' + content."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha1", prefix=f"blob {path.stat().st_size}\0".encode())
 
 
 def read_rows(path: Path, rows: torch.Tensor) -> np.ndarray:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from metasae.errors import MetasaeError
+from metasae.io import file_digest
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,7 @@ def file_md5(path: Path) -> str:
 
 @lru_cache(maxsize=64)
 def _file_md5(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def present(spec: OfficialFile, folder: Path) -> bool:
