@@ -85,6 +85,14 @@ class LossParts:
     fired: Tensor  # bool [d_sae]: latents active on at least one example of the batch
     x_hat: Tensor  # detached reconstruction, for batch FVU
 
+    @classmethod
+    def penalised(cls, mse: Tensor, sparsity: Tensor, z: Tensor, x_hat: Tensor) -> LossParts:
+        """MSE + a sparsity penalty on dense codes z, no auxiliary loss (relu, jumprelu)."""
+        active = z > 0
+        return cls(total=mse + sparsity, mse=mse.detach(), sparsity=sparsity.detach(),
+                   aux=torch.zeros((), device=z.device), l0=float(active.sum()) / len(z),
+                   fired=active.any(0), x_hat=x_hat.detach())
+
 
 class SAE(nn.Module):
     """W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in] (rows unit norm), b_dec [d_in]."""

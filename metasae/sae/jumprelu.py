@@ -69,10 +69,7 @@ class JumpReLUSAE(SAE):
         mse = self.sum_dims_mse(x, x_hat)
         l0 = _Step.apply(pre, theta, eps).sum(1).mean()
         sparsity = self.cfg.l1_coeff * sparsity_scale * l0
-        active = z > 0
-        return LossParts(total=mse + sparsity, mse=mse.detach(), sparsity=sparsity.detach(),
-                         aux=torch.zeros((), device=x.device), l0=float(active.sum()) / len(x),
-                         fired=active.any(0), x_hat=x_hat.detach())
+        return LossParts.penalised(mse, sparsity, z, x_hat)
 
     def _scale_thresholds(self, scale: float) -> None:
         self.log_threshold += math.log(scale)

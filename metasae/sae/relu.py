@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -25,7 +24,4 @@ class ReLUSAE(SAE):
             mse = self.sum_dims_mse(x, x_hat)
             l1 = (z * self.W_dec.norm(dim=1)).sum(1).mean()
         sparsity = self.cfg.l1_coeff * sparsity_scale * l1
-        active = z > 0
-        return LossParts(total=mse + sparsity, mse=mse.detach(), sparsity=sparsity.detach(),
-                         aux=torch.zeros((), device=x.device), l0=float(active.sum()) / len(x),
-                         fired=active.any(0), x_hat=x_hat.detach())
+        return LossParts.penalised(mse, sparsity, z, x_hat)
