@@ -18,6 +18,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from metasae.allocator import tune_cpu_allocator
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--device", default=os.environ.get("BENCH_DEVICE", "cpu"),
@@ -26,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    tune_cpu_allocator()  # as the CLI does: the benchmarks time what a `metasae` process runs
     config.addinivalue_line("markers", "quick: part of the quick subset (metasae bench --quick, CI)")
 
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from metasae.allocator import tune_cpu_allocator
 from metasae.errors import MetasaeError
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -365,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_cpu_allocator()
     if args.threads:
         import torch
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metasae.errors import MetasaeError
-from metasae.sae import ARCHITECTURES, SAEConfig, build_sae
-from metasae.sae.sparse import select_batch_topk
+from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, sparse
+from metasae.sae.sparse import BatchTopK
 
 ARCHS = sorted(ARCHITECTURES)
 
@@ -57,19 +57,23 @@ def test_topk_exactly_k_active(batch, k, seed):
 @given(batch=st.integers(1, 40), k=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_batchtopk_selects_k_times_batch(batch, k, seed):
     pre = torch.randn(batch, 20, generator=torch.Generator().manual_seed(seed)) + 3.0  # all positive
-    rows, idx = select_batch_topk(k)(pre)
+    rows, idx, vals = BatchTopK(k).select(pre)
     assert len(rows) == k * batch  # mean L0 is exactly k
     assert (rows[1:] >= rows[:-1]).all()  # row-major, as embedding_bag needs
     flat = pre.flatten()
     expected = set(flat.topk(k * batch).indices.tolist())
     assert set((rows * 20 + idx).tolist()) == expected
+    assert torch.equal(vals, pre[rows, idx])
 
 
-def test_batchtopk_widens_when_one_row_holds_the_winners():
+def test_batchtopk_recomputes_rows_whose_winners_overflow_their_candidates():
     pre = torch.full((4, 50), 0.1)
-    pre[0] = torch.linspace(5, 10, 50)  # all k*B = 8 winners sit in row 0, filling its 4k = 8 candidates
-    rows, idx = select_batch_topk(2)(pre)
-    assert rows.tolist() == [0] * 8 and sorted(idx.tolist()) == list(range(42, 50))
+    pre[0] = torch.linspace(5, 10, 50)  # 7 of the k*B = 8 winners sit in row 0, beyond its 2k = 4 candidates
+    pre[2, 7] = 9.95  # the 8th in row 2, found among its candidates: the pairs are sorted back into row order
+    rows, idx, vals = BatchTopK(2).select(pre)
+    assert rows.tolist() == [0] * 7 + [2]
+    assert sorted(idx[:7].tolist()) == list(range(43, 50)) and idx[7] == 7
+    assert torch.equal(vals, pre[rows, idx])
 
 
 def test_batchtopk_mean_l0_near_k_at_inference():
@@ -105,8 +109,10 @@ def _dense_topk_loss(sae, x, dead, k_aux):
     return mse + sae.cfg.aux_coeff * aux
 
 
+@pytest.mark.parametrize("chunk_elements", [1 << 20, 40])  # one chunk; 2 rows per chunk and pair chunks of 8
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_sparse_gradients_equal_dense_reference(arch):
+def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, monkeypatch):
+    monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(0)
     sae = _sae(arch, d_in=5, d_sae=16, k=3, k_aux=2).double()
     with torch.no_grad():

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from metasae.sae.base import SAEConfig
-from metasae.sae.sparse import Selection, Selector, select_batch_topk
+from metasae.sae.sparse import BatchTopK, Selection, Selector
 from metasae.sae.topk import TopKSAE
 
 
@@ -20,7 +20,7 @@ class BatchTopKSAE(TopKSAE):
         self.register_buffer("threshold", torch.zeros(()))
 
     def selector(self) -> Selector:
-        return select_batch_topk(self.cfg.k)
+        return BatchTopK(self.cfg.k)
 
     def encode(self, x: Tensor) -> Tensor:
         pre = self.pre_acts(x)

@@ -6,14 +6,7 @@ import torch
 from torch import Tensor
 
 from metasae.sae.base import SAE, LossParts
-from metasae.sae.sparse import (
-    Selection,
-    Selector,
-    select_dead_topk,
-    select_topk,
-    sparse_decode,
-    sparse_encode,
-)
+from metasae.sae.sparse import RowTopK, Selection, Selector, sparse_decode, sparse_encode
 
 
 class TopKSAE(SAE):
@@ -21,7 +14,7 @@ class TopKSAE(SAE):
     saelens_architecture = "topk"
 
     def selector(self) -> Selector:
-        return select_topk(self.cfg.k)
+        return RowTopK(self.cfg.k)
 
     def encode(self, x: Tensor) -> Tensor:
         pre = self.pre_acts(x)
@@ -35,7 +28,7 @@ class TopKSAE(SAE):
         cfg = self.cfg
         k_aux = cfg.k_aux_resolved
         use_aux = dead is not None and cfg.aux_coeff > 0 and k_aux > 0 and bool(dead.any())
-        selectors = [self.selector()] + ([select_dead_topk(k_aux, dead)] if use_aux else [])
+        selectors = [self.selector()] + ([RowTopK(k_aux, dead.nonzero(as_tuple=True)[0])] if use_aux else [])
         b_dec = self.b_dec if cfg.pre_encoder_bias else None
         sels = sparse_encode(x, b_dec, self.W_enc, self.b_enc, selectors)
         main = sels[0]
