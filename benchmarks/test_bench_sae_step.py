@@ -1,7 +1,9 @@
 """One SAE training step per architecture, and one meta-SAE step on decoder rows, against the floor: the one
-[batch x d_in] @ [d_in x d_sae] encoder matmul no implementation can avoid. TopK / BatchTopK (sparse ops) are
-also timed against the straightforward dense-autograd implementation (extra_info["vs_dense"]).
-Sizes via BENCH_BATCH / BENCH_D_SAE for a quick look (the baseline holds the defaults)."""
+[batch x d_in] @ [d_in x d_sae] encoder matmul no implementation can avoid, as torch runs it (bias, fresh
+output). Also reported: the same product into a warm buffer without bias (extra_info["vs_warm_matmul"], the
+stricter floor) and, for TopK / BatchTopK, the straightforward dense-autograd implementation ("vs_dense").
+Defaults are the SAE-core issue's sizes; BENCH_BATCH / BENCH_D_IN / BENCH_D_SAE change them for a quick look (the baseline
+holds the defaults)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import os
 import pytest
 import torch
 
+from metasae.optim import Adam
 from metasae.sae import SAEConfig, build_sae, save_sae
 from metasae.sae.trainer import decoder_rows
 from metasae.seeds import generator
 
-BATCH, D_IN, D_SAE, K = int(os.environ.get("BENCH_BATCH", 2048)), 256, int(os.environ.get("BENCH_D_SAE", 4096)), 32
+BATCH, D_SAE = int(os.environ.get("BENCH_BATCH", 4096)), int(os.environ.get("BENCH_D_SAE", 8192))
+D_IN, K = int(os.environ.get("BENCH_D_IN", 256)), 32
 # The meta-SAE of the default study's decoder mode: a quarter as many latents, k=4, on unit-normed decoder rows.
 META_D_SAE, META_K = D_SAE // 4, 4
 ARCH_OPTIONS = {"relu": {"l1_coeff": 1e-3}, "topk": {"k": K}, "batchtopk": {"k": K}, "jumprelu": {"l1_coeff": 1e-3}}
@@ -22,7 +26,7 @@ ARCH_OPTIONS = {"relu": {"l1_coeff": 1e-3}, "topk": {"k": K}, "batchtopk": {"k":
 
 def _setup(cfg: SAEConfig, x: torch.Tensor, device: torch.device):
     sae = build_sae(cfg, generator("bench", cfg.architecture, "init")).to(device)
-    return sae, x.to(device), torch.optim.Adam(sae.parameters(), lr=1e-4)
+    return sae, x.to(device), Adam(sae.parameters(), lr=1e-4)  # the trainer's optimizer
 
 
 def _dense_loss(sae, x: torch.Tensor, arch: str) -> torch.Tensor:
@@ -59,12 +63,22 @@ def _encoder_matmul(sae, x: torch.Tensor):
     return run
 
 
+def _warm_matmul(sae, x: torch.Tensor):
+    out = x.new_empty(len(x), sae.cfg.d_sae)
+
+    @torch.no_grad()
+    def run() -> None:
+        torch.mm(x, sae.W_enc, out=out)
+
+    return run
+
+
 @pytest.mark.parametrize("arch", [pytest.param("topk", marks=pytest.mark.quick), "batchtopk", "relu", "jumprelu"])
 def test_sae_step(compare, device, arch):
     cfg = SAEConfig(arch, D_IN, D_SAE, **ARCH_OPTIONS[arch])
     x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
     sae, x, opt = _setup(cfg, x, device)
-    refs = {}
+    refs = {"warm_matmul": _warm_matmul(sae, x)}
     if arch in ("topk", "batchtopk"):
         dense, _, dense_opt = _setup(cfg, x, device)
         refs["dense"] = _step(dense, dense_opt, lambda: _dense_loss(dense, x, arch))
@@ -80,4 +94,4 @@ def test_meta_sae_step_on_decoder_rows(compare, device, tmp_path):
     batch = rows[torch.randint(len(rows), (BATCH,), generator=generator("bench", "meta", "batch"))]
     sae, x, opt = _setup(SAEConfig("batchtopk", D_IN, META_D_SAE, k=META_K), batch, device)
     compare(_step(sae, opt, lambda: sae.loss(x).total), _encoder_matmul(sae, x), "encoder matmul",
-            rounds=5, items=BATCH)
+            rounds=5, refs={"warm_matmul": _warm_matmul(sae, x)}, items=BATCH)

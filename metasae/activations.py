@@ -41,6 +41,9 @@ class _Capture:
         if rows.shape[0] != self.expected_rows:
             raise MetasaeError(f"layer produced {rows.shape[0]} rows for a batch of {self.expected_rows} images; "
                                "a cache must hold exactly one row per image")
+        if not bool(torch.isfinite(rows).all()):  # checked per batch, while the rows are still in cache
+            bad = self.filled + int((~torch.isfinite(rows)).any(1).nonzero()[0])
+            raise MetasaeError(f"NaN/inf activation at image {bad} (dataset order)")
         self.out[self.filled:self.filled + rows.shape[0]] = rows.detach().to("cpu", torch.float32)
         self.filled += rows.shape[0]
 
@@ -69,8 +72,6 @@ def cache_activations(model_dir: str | Path, dataset: str, layer: str, out_dir: 
         handle.remove()
     if probe.filled != n:
         raise MetasaeError(f"cached {probe.filled} rows for {n} images of {dataset!r}")
-    if not torch.isfinite(acts).all():
-        raise MetasaeError(f"layer {layer!r} produced NaN/inf activations on {dataset!r}")
 
     out_dir = Path(out_dir)
     save_tensors(out_dir / ACTS_FILE, {"acts": acts, "labels": data.labels, "index": data.index})

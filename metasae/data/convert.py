@@ -13,13 +13,16 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def to_input_spec(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """Convert [N, C, H, W] images: 1->3 channels by repeat, 3->1 by luma, resize bilinear with antialias."""
+    """Convert [N, C, H, W] images: 1->3 channels by repeat, 3->1 by luma, resize bilinear with antialias.
+
+    1->3 channels returns a broadcast view (no copy: a 60k-image dataset would take 560 MB), so write to a
+    `.clone()` of the result, never to it."""
     if images.dim() != 4:
         raise MetasaeError(f"images: expected shape [N, C, H, W], got {list(images.shape)}")
     c = images.shape[1]
     if c != spec.channels:
         if (c, spec.channels) == (1, 3):
-            images = images.repeat(1, 3, 1, 1)
+            images = images.expand(-1, 3, -1, -1)
         elif (c, spec.channels) == (3, 1):
             w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
             images = (images * w).sum(dim=1, keepdim=True)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from metasae.devices import resolve_device
+from metasae.devices import resolve_device, stage_on
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, provenance, read_json, save_tensors, sha256_file, write_json, write_text
 from metasae.metrics import sae_metrics
@@ -209,10 +209,11 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
     start = progress["step"]
 
     batches = _Batches(len(data), train_cfg)
+    source = stage_on(dev, data)
     sae.train()
     for step in tqdm(range(start, total), desc=f"train {sae_cfg.architecture} SAE", initial=start, total=total,
                      disable=None, leave=False):
-        x = data[batches(step)].to(dev) / scale
+        x = source[batches(step).to(source.device)].to(dev) / scale
         lr = train_cfg.lr_at(step, total)
         for group in opt.param_groups:
             group["lr"] = lr
