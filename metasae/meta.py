@@ -132,9 +132,13 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
     if depth < 2:
         raise MetasaeError(f"--depth {depth}: meta-SAEs start at depth 2 (depth 1 trains on --acts)")
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
+    schedule = spec.get("width")
+    if not isinstance(schedule, dict) or {"factor", "min"} - set(schedule):
+        raise MetasaeError(f"depth {depth}: width must be a schedule {{factor, min}} (flags --width-factor and "
+                           f"--width-min), got {schedule!r}")
     parent_width = int(read_json(parent_dir / "metrics.json").get("d_sae") or 0)
-    width = int(round(parent_width * spec["width"]["factor"]))
-    reason = stop_reason(parent_dir, width, spec["width"]["min"], rules)
+    width = int(round(parent_width * schedule["factor"]))
+    reason = stop_reason(parent_dir, width, schedule["min"], rules)
     if reason:
         stopped = {"status": "stopped", "stop_reason": reason, "depth": depth, "mode": mode, "d_sae": width,
                    "provenance": provenance(spec, seed)}

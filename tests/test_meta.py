@@ -75,6 +75,14 @@ def test_width_schedule_below_min_stops(tmp_path):
     assert metrics["status"] == "stopped" and "fewer than width.min=4" in metrics["stop_reason"]
 
 
+@pytest.mark.parametrize("width", [None, 16, {"factor": 0.25}])
+def test_an_incomplete_width_schedule_is_a_clear_error(tmp_path, width):
+    planted_parent(tmp_path / "depth1")
+    spec = {k: v for k, v in DECODER_SPEC.items() if k != "width"} | ({} if width is None else {"width": width})
+    with pytest.raises(MetasaeError, match="width must be a schedule"):
+        meta.train_meta(tmp_path / "depth1", "decoder", 2, spec, tmp_path / "depth2", 0)
+
+
 def test_activations_mode_trains_on_parent_codes(tmp_path):
     planted_parent(tmp_path / "depth1")
     spec = {"architecture": "topk", "k": 3, "width": {"factor": 0.25, "min": 2}, "lr": 0.01, "batch_size": 16,

@@ -64,6 +64,7 @@ class Ours:
     def __init__(self, a, first_batch) -> None:
         import torch
 
+        from metasae.optim import Adam
         from metasae.sae import SAEConfig, build_sae
         from metasae.sae.trainer import geometric_median
         from metasae.seeds import generator
@@ -72,7 +73,7 @@ class Ours:
         self.sae.to(a.device)
         with torch.no_grad():
             self.sae.b_dec.copy_(geometric_median(first_batch))
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=a.lr)
+        self.opt = Adam(self.sae.parameters(), lr=a.lr)
         self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
         self.dead_after = a.dead_after
 
@@ -170,6 +171,10 @@ def run_all(classes: list[type], a, train, test, order: Callable[[int], object])
 
 def inside(a) -> None:
     import torch
+
+    from metasae.allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the `metasae` CLI does; the same process, so the peers get it too
 
     data = make_data(a.n_train + a.n_test, a.d_in, a.seed).to(a.device)
     train, test = data[:a.n_train], data[a.n_train:]
