@@ -35,7 +35,7 @@ def test_loss_and_gradients_match_the_cpu(arch):
         parts = sae.loss(x.to(device), dead=dead.to(device))
         parts.total.backward()
         results[device] = (parts.total.detach().cpu(), {n: p.grad.cpu() for n, p in sae.named_parameters()},
-                           parts.l0, sae.encode(x.to(device)).cpu())
+                           float(parts.l0), sae.encode(x.to(device)).cpu())
     (cpu_loss, cpu_grads, cpu_l0, cpu_codes), (gpu_loss, gpu_grads, gpu_l0, gpu_codes) = results.values()
     torch.testing.assert_close(gpu_loss, cpu_loss)
     assert gpu_l0 == cpu_l0

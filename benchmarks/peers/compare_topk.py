@@ -169,6 +169,14 @@ def run_all(classes: list[type], a, train, test, order: Callable[[int], object])
     return results
 
 
+def _version(module: str, package: str) -> str:
+    """The installed version, or the module's own __version__ where the source travels without metadata."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return str(getattr(sys.modules.get(module), "__version__", "unknown (no metadata)"))
+
+
 def inside(a) -> None:
     import torch
 
@@ -194,7 +202,7 @@ def inside(a) -> None:
         classes.append(cls)
     results = run_all(classes, a, train, test, order)
     versions = {"torch": torch.__version__,
-                **{pkg: importlib.metadata.version(pkg) for m, pkg in PEERS.items() if m not in errors}}
+                **{pkg: _version(m, pkg) for m, pkg in PEERS.items() if m not in errors}}
     record = {"settings": {k: v for k, v in vars(a).items() if k not in ("install_errors", "inside")},
               "versions": versions, "torch_threads": torch.get_num_threads(), "results": results, "errors": errors}
     a.out.parent.mkdir(parents=True, exist_ok=True)

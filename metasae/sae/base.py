@@ -81,7 +81,7 @@ class LossParts:
     mse: Tensor
     sparsity: Tensor
     aux: Tensor
-    l0: float  # mean active latents per example
+    l0: Tensor  # mean active latents per example (0-d; a tensor so a GPU step need not wait to read it)
     fired: Tensor  # bool [d_sae]: latents active on at least one example of the batch
     x_hat: Tensor  # detached reconstruction, for batch FVU
 
@@ -90,7 +90,7 @@ class LossParts:
         """MSE + a sparsity penalty on dense codes z, no auxiliary loss (relu, jumprelu)."""
         active = z > 0
         return cls(total=mse + sparsity, mse=mse.detach(), sparsity=sparsity.detach(),
-                   aux=torch.zeros((), device=z.device), l0=float(active.sum()) / len(z),
+                   aux=torch.zeros((), device=z.device), l0=active.sum() / len(z),
                    fired=active.any(0), x_hat=x_hat.detach())
 
 

@@ -25,11 +25,13 @@ class Selection:
     idx: Tensor  # int64 [nnz], latent of each pair
     vals: Tensor  # [nnz], differentiable
     batch: int
+    per_row: int | None = None  # pairs per row when every row has the same number (TopK)
 
     @property
     def offsets(self) -> Tensor:
-        counts = torch.bincount(self.rows, minlength=self.batch)
-        return counts.cumsum(0) - counts
+        """First pair of each row; searchsorted rather than bincount, which makes a GPU wait for the host."""
+        starts = torch.arange(self.batch, device=self.rows.device)
+        return starts * self.per_row if self.per_row is not None else torch.searchsorted(self.rows, starts)
 
     def dense(self, d_sae: int) -> Tensor:
         out = self.vals.new_zeros(self.batch, d_sae)
@@ -57,6 +59,10 @@ class Selector:
         """(rows ascending, latents, pre-activations); `full_rows(r)` recomputes the pre-activations of rows r."""
         raise NotImplementedError
 
+    def per_row(self) -> int | None:
+        """Pairs per row when every row gets the same number (known before the pairs are), else None."""
+        return None
+
     def select(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The whole batch at once (small inputs, tests)."""
         self.take(pre)
@@ -76,6 +82,9 @@ class RowTopK(Selector):
         vals, idx = source.topk(min(self.k, source.shape[1]), dim=1, sorted=False)
         self.vals.append(vals)
         self.idx.append(idx if self.columns is None else self.columns[idx])
+
+    def per_row(self) -> int | None:
+        return self.vals[0].shape[1] if self.vals else None
 
     def candidates(self) -> tuple[Tensor, Tensor]:
         """[B, k] values and latents."""
@@ -136,10 +145,9 @@ class BatchTopK(Selector):
 def _per_latent_sum(idx: Tensor, rows: Tensor, weights: Tensor, source: Tensor, d_sae: int) -> Tensor:
     """out[j] = sum over pairs (r, j) of weights * source[r]  -> [d_sae, source.shape[1]], without an
     [nnz, d] intermediate: the pairs are regrouped by latent and summed as embedding bags."""
-    order = torch.argsort(idx)
-    counts = torch.bincount(idx, minlength=d_sae)
-    return F.embedding_bag(rows[order], source, counts.cumsum(0) - counts,
-                           per_sample_weights=weights[order], mode="sum")
+    sorted_idx, order = torch.sort(idx)
+    offsets = torch.searchsorted(sorted_idx, torch.arange(d_sae, device=idx.device))  # no host sync, unlike bincount
+    return F.embedding_bag(rows[order], source, offsets, per_sample_weights=weights[order], mode="sum")
 
 
 class _SparseEncode(torch.autograd.Function):
@@ -188,16 +196,16 @@ def sparse_encode(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor,
     """One encoder matmul, one Selection per selector (e.g. the main codes and the AuxK codes); each selector
     is used once."""
     outs = _SparseEncode.apply(x, b_dec, W_enc, b_enc, tuple(selectors))
-    return [Selection(outs[i], outs[i + 1], outs[i + 2], x.shape[0]) for i in range(0, len(outs), 3)]
+    return [Selection(outs[3 * i], outs[3 * i + 1], outs[3 * i + 2], x.shape[0], selector.per_row())
+            for i, selector in enumerate(selectors)]
 
 
-def _pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tensor, offsets: Tensor) -> Tensor:
+def _pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tensor, per_row: int | None) -> Tensor:
     """<W_dec[idx[p]], grad_out[rows[p]]> for every pair p, in cache-sized chunks: the whole [nnz, d_in]
     gathers would go through DRAM (4096 x 32 pairs of 256 floats: 134 MB each)."""
     batch, d_in = grad_out.shape
-    per_row = len(idx) // batch
     out = W_dec.new_empty(len(idx))
-    if per_row * batch == len(idx) and torch.equal(offsets, torch.arange(batch, device=offsets.device) * per_row):
+    if per_row is not None:
         # every row holds the same number of pairs (TopK): batched mat-vecs, no gather of gradient rows
         step = row_chunk(batch, per_row * d_in, W_dec.device)
         for start in range(0, batch, step):
@@ -217,23 +225,24 @@ class _SparseDecode(torch.autograd.Function):
     """x_hat[b] = sum over b's pairs of vals * W_dec[idx]."""
 
     @staticmethod
-    def forward(ctx, rows, idx, vals, offsets, W_dec):
-        ctx.save_for_backward(rows, idx, vals, offsets, W_dec)
+    def forward(ctx, rows, idx, vals, offsets, W_dec, per_row):
+        ctx.save_for_backward(rows, idx, vals, W_dec)
+        ctx.per_row = per_row
         return F.embedding_bag(idx, W_dec, offsets, per_sample_weights=vals, mode="sum")
 
     @staticmethod
     def backward(ctx, grad_out):
-        rows, idx, vals, offsets, W_dec = ctx.saved_tensors
+        rows, idx, vals, W_dec = ctx.saved_tensors
         grad_vals = grad_W_dec = None
         if ctx.needs_input_grad[2]:
-            grad_vals = _pair_dots(W_dec, idx, grad_out, rows, offsets)
+            grad_vals = _pair_dots(W_dec, idx, grad_out, rows, ctx.per_row)
         if ctx.needs_input_grad[4]:
             grad_W_dec = _per_latent_sum(idx, rows, vals, grad_out, W_dec.shape[0])
-        return None, None, grad_vals, None, grad_W_dec
+        return None, None, grad_vals, None, grad_W_dec, None
 
 
 def sparse_decode(sel: Selection, W_dec: Tensor) -> Tensor:
     """Reconstruction without bias, [B, d_in]; gradients reach sel.vals and W_dec only through the pairs."""
     if sel.idx.numel() == 0:
         return W_dec.new_zeros(sel.batch, W_dec.shape[1]) + 0 * W_dec.sum()
-    return _SparseDecode.apply(sel.rows, sel.idx, sel.vals, sel.offsets, W_dec)
+    return _SparseDecode.apply(sel.rows, sel.idx, sel.vals, sel.offsets, W_dec, sel.per_row)

@@ -44,4 +44,4 @@ class TopKSAE(SAE):
         fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
         fired[main.idx[live]] = True
         return LossParts(total=mse + aux, mse=mse.detach(), sparsity=torch.zeros((), device=x.device),
-                         aux=aux.detach(), l0=float(live.sum()) / len(x), fired=fired, x_hat=x_hat.detach())
+                         aux=aux.detach(), l0=live.sum() / len(x), fired=fired, x_hat=x_hat.detach())

@@ -237,7 +237,7 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
             var = (x - x.mean(0)).pow(2).sum()
             log_rows.append({"step": step, "examples": progress["examples"], "lr": lr, "total": float(parts.total.detach()),
                              "mse": float(parts.mse), "sparsity": float(parts.sparsity), "aux": float(parts.aux),
-                             "l0": parts.l0, "fvu": float((x - parts.x_hat).pow(2).sum() / var) if var > 0 else float("nan"),
+                             "l0": float(parts.l0), "fvu": float((x - parts.x_hat).pow(2).sum() / var) if var > 0 else float("nan"),
                              "dead_fraction": float(dead.float().mean())})
         if (step + 1) % train_cfg.checkpoint_every == 0 and step + 1 < total:
             progress["step"] = step + 1
