@@ -6,6 +6,7 @@ pixels shown for a latent later are the pixels that produced its code (no augmen
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from tqdm.auto import tqdm
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
-from metasae.io import load_tensors, provenance, read_json, save_tensors, sha256_file, write_json
+from metasae.io import load_tensors, provenance, read_json, sha256_file, write_json
 from metasae.models import check_layer, load_classifier
+from metasae.tensor_stream import stream_tensors
 
 ACTS_FILE = "acts.safetensors"
 MANIFEST = "manifest.json"
@@ -30,8 +32,12 @@ class ActivationCache:
     manifest: dict
 
 
+class _LayerReached(Exception):
+    """Raised by the capture hook: the layers after the cached one would only waste the forward pass."""
+
+
 class _Capture:
-    """Forward hook that copies one layer's output into a preallocated [N, dim] buffer."""
+    """Forward hook that copies one layer's output into a preallocated [N, dim] buffer, then stops the pass."""
 
     def __init__(self, out: torch.Tensor) -> None:
         self.out, self.filled, self.expected_rows = out, 0, 0
@@ -41,11 +47,13 @@ class _Capture:
         if rows.shape[0] != self.expected_rows:
             raise MetasaeError(f"layer produced {rows.shape[0]} rows for a batch of {self.expected_rows} images; "
                                "a cache must hold exactly one row per image")
-        if not bool(torch.isfinite(rows).all()):  # checked per batch, while the rows are still in cache
+        # a sum is NaN/inf if any element is (or if finite values overflow: then the exact check clears it)
+        if not bool(torch.isfinite(rows.sum())) and not bool(torch.isfinite(rows).all()):
             bad = self.filled + int((~torch.isfinite(rows)).any(1).nonzero()[0])
             raise MetasaeError(f"NaN/inf activation at image {bad} (dataset order)")
         self.out[self.filled:self.filled + rows.shape[0]] = rows.detach().to("cpu", torch.float32)
         self.filled += rows.shape[0]
+        raise _LayerReached
 
 
 @torch.no_grad()
@@ -62,24 +70,29 @@ def cache_activations(model_dir: str | Path, dataset: str, layer: str, out_dir: 
     dim = _layer_width(model, module, images[:1].to(dev))
     acts = torch.empty(n, dim, dtype=torch.float32)
     probe = _Capture(acts)
+    out_dir = Path(out_dir)
+    layout = {"labels": (torch.int64, (n,)), "index": (torch.int64, (n,)), "acts": (torch.float32, (n, dim))}
     handle = module.register_forward_hook(probe)
     try:
-        for start in tqdm(range(0, n, batch_size), desc=f"cache {layer} on {dataset}", disable=None, leave=False):
-            batch = images[start:start + batch_size]
-            probe.expected_rows = len(batch)
-            model(batch.to(dev))
+        # Each batch's rows go to disk and into the checksum on a background thread while the next batch runs.
+        with stream_tensors(out_dir / ACTS_FILE, layout) as stream:
+            stream.write("labels", data.labels.to(torch.int64))
+            stream.write("index", data.index.to(torch.int64))
+            for start in tqdm(range(0, n, batch_size), desc=f"cache {layer} on {dataset}", disable=None,
+                              leave=False):
+                batch = images[start:start + batch_size]
+                probe.expected_rows = len(batch)
+                with contextlib.suppress(_LayerReached):
+                    model(batch.to(dev))
+                stream.write("acts", acts[start:probe.filled])
     finally:
         handle.remove()
-    if probe.filled != n:
-        raise MetasaeError(f"cached {probe.filled} rows for {n} images of {dataset!r}")
 
-    out_dir = Path(out_dir)
-    save_tensors(out_dir / ACTS_FILE, {"acts": acts, "labels": data.labels, "index": data.index})
     manifest = {
         "n": n,
         "dim": dim,
         "dtype": "float32",
-        "sha256": sha256_file(out_dir / ACTS_FILE),
+        "sha256": stream.sha256,
         "source_model": str(model_dir),
         "model": model_cfg["model"],
         "model_train_dataset": model_cfg.get("train_dataset"),

@@ -28,12 +28,11 @@ class BatchTopKSAE(TopKSAE):
 
     @torch.no_grad()
     def after_selection(self, sel: Selection) -> None:
-        kept = sel.vals[sel.vals > 0]
-        if kept.numel() == 0:
-            return
-        smallest = kept.min()
+        """EMA of the smallest kept activation (its first value taken as is); branch-free, so no GPU sync."""
+        smallest = torch.where(sel.vals > 0, sel.vals, torch.inf).amin() if sel.vals.numel() else torch.tensor(torch.inf)
         m = self.cfg.threshold_momentum
-        self.threshold.copy_(smallest if self.threshold <= 0 else m * self.threshold + (1 - m) * smallest)
+        updated = torch.where(self.threshold > 0, m * self.threshold + (1 - m) * smallest, smallest)
+        self.threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.threshold))
 
     def _scale_thresholds(self, scale: float) -> None:
         self.threshold *= scale

@@ -127,10 +127,9 @@ class BatchTopK(Selector):
         full = full_rows(sat_rows) if len(sat_rows) else None
         if full is not None:
             tau = _kth_largest(torch.cat([vals[~saturated].reshape(-1), full.reshape(-1)]), n_keep)
-        tau = tau.clamp_min(0.0)
 
-        def kept(v: Tensor) -> Tensor:
-            return v > tau if tau == 0 else v >= tau
+        def kept(v: Tensor) -> Tensor:  # >= tau among positive values: a tau <= 0 keeps all positives
+            return (v >= tau) & (v > 0)
 
         rows, col = (kept(vals) & ~saturated[:, None]).nonzero(as_tuple=True)
         idx, vals = idx[rows, col], vals[rows, col]

@@ -41,7 +41,7 @@ class TopKSAE(SAE):
         live = main.vals > 0
         if self.training:
             self.after_selection(main)
-        fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
-        fired[main.idx[live]] = True
+        # index_add, not fired[idx[live]] = True: a boolean mask makes a GPU wait for the host
+        fired = torch.zeros(cfg.d_sae, device=x.device).index_add_(0, main.idx, live.float()) > 0
         return LossParts(total=mse + aux, mse=mse.detach(), sparsity=torch.zeros((), device=x.device),
                          aux=aux.detach(), l0=live.sum() / len(x), fired=fired, x_hat=x_hat.detach())
