@@ -66,6 +66,19 @@ def test_batchtopk_selects_k_times_batch(batch, k, seed):
     assert torch.equal(vals, pre[rows, idx])
 
 
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 6), blocks=st.integers(4, 24), k=st.integers(1, 6), ties=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_block_row_topk_is_exact(rows, blocks, k, ties, seed):
+    pre = torch.randn(rows, blocks * sparse.BLOCK, generator=torch.Generator().manual_seed(seed))
+    if ties:
+        pre = pre.round()  # many equal values across blocks
+    vals, idx = sparse.row_topk(pre, k)
+    assert torch.equal(vals, pre.gather(1, idx))  # the values sit at the returned columns
+    assert all(len(set(row)) == k for row in idx.tolist())  # distinct columns
+    torch.testing.assert_close(vals.sort(1).values, pre.topk(k, dim=1).values.sort(1).values)
+
+
 def test_batchtopk_recomputes_rows_whose_winners_overflow_their_candidates():
     pre = torch.full((4, 50), 0.1)
     pre[0] = torch.linspace(5, 10, 50)  # 7 of the k*B = 8 winners sit in row 0, beyond its 2k = 4 candidates
@@ -113,6 +126,7 @@ def _dense_topk_loss(sae, x, dead, k_aux):
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
 def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, monkeypatch):
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(sparse, "CPU_PAIR_CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(0)
     sae = _sae(arch, d_in=5, d_sae=16, k=3, k_aux=2).double()
     with torch.no_grad():

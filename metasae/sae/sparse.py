@@ -38,14 +38,40 @@ class Selection:
         return out.index_put_((self.rows, self.idx), self.vals)
 
 
-# On a CPU the encoder runs in row chunks of about this many pre-activations (4 MiB in fp32, the size of the
-# L2 cache here): selecting from a chunk still in cache is ~10x cheaper than from the whole [B, d_sae] matrix
-# in DRAM. A GPU takes the batch in one piece.
-CPU_CHUNK_ELEMENTS = 1 << 20
+# On a CPU the encoder runs in row chunks of about this many pre-activations (8 MiB in fp32; measured best
+# here among 2-16 MiB): selecting from a chunk still in cache is far cheaper than from the whole [B, d_sae]
+# matrix in DRAM. The backward's gathers of pair rows go in smaller blocks (1 MiB), which stay in L2.
+# A GPU takes the batch in one piece.
+CPU_CHUNK_ELEMENTS = 1 << 21
+CPU_PAIR_CHUNK_ELEMENTS = 1 << 18
 
 
-def row_chunk(batch: int, d_sae: int, device: torch.device) -> int:
-    return max(1, batch if device.type != "cpu" else min(batch, CPU_CHUNK_ELEMENTS // d_sae))
+def row_chunk(batch: int, width: int, device: torch.device, elements: int | None = None) -> int:
+    """Rows per chunk: about `elements` (default CPU_CHUNK_ELEMENTS) values of `width` each on a CPU, all on a GPU."""
+    limit = CPU_CHUNK_ELEMENTS if elements is None else elements
+    return max(1, batch if device.type != "cpu" else min(batch, limit // width))
+
+
+BLOCK = 32
+
+
+def row_topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each row's k largest values and their columns, unsorted.
+
+    On a CPU torch.topk costs ~10 ns per element, as much as a third of the encoder matmul. The k largest
+    values of a row lie in the k blocks of 32 columns with the largest maxima (any value outside them has k
+    larger block maxima above it), so select those blocks first, then the k largest of their 32k columns:
+    exact, and ~25% cheaper at 8192 columns.
+    """
+    rows, cols = pre.shape
+    n_blocks = cols // BLOCK
+    if pre.device.type != "cpu" or cols % BLOCK or n_blocks < 4 * k:
+        return pre.topk(k, dim=1, sorted=False)
+    blocks = pre.view(rows, n_blocks, BLOCK)
+    top_blocks = blocks.amax(-1).topk(k, dim=1, sorted=False).indices
+    candidates = blocks.gather(1, top_blocks.unsqueeze(-1).expand(rows, k, BLOCK)).view(rows, k * BLOCK)
+    vals, pos = candidates.topk(k, dim=1, sorted=False)
+    return vals, top_blocks.gather(1, pos // BLOCK) * BLOCK + pos % BLOCK
 
 
 class Selector:
@@ -79,7 +105,7 @@ class RowTopK(Selector):
 
     def take(self, pre: Tensor) -> None:
         source = pre if self.columns is None else pre[:, self.columns]
-        vals, idx = source.topk(min(self.k, source.shape[1]), dim=1, sorted=False)
+        vals, idx = row_topk(source, min(self.k, source.shape[1]))
         self.vals.append(vals)
         self.idx.append(idx if self.columns is None else self.columns[idx])
 
@@ -156,8 +182,10 @@ class _SparseEncode(torch.autograd.Function):
     def forward(ctx, x, b_dec, W_enc, b_enc, selectors):
         x_c = x - b_dec if b_dec is not None else x
         step = row_chunk(len(x_c), W_enc.shape[1], x_c.device)
+        buffer = x_c.new_empty(min(step, len(x_c)), W_enc.shape[1])  # one warm buffer for every chunk
         for start in range(0, len(x_c), step):
-            pre = torch.addmm(b_enc, x_c[start:start + step], W_enc)
+            rows = x_c[start:start + step]
+            pre = torch.mm(rows, W_enc, out=buffer[:len(rows)]).add_(b_enc)  # selectors copy what they keep
             for selector in selectors:
                 selector.take(pre)
         outs: list[Tensor] = []
@@ -206,13 +234,13 @@ def _pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tensor, per_r
     out = W_dec.new_empty(len(idx))
     if per_row is not None:
         # every row holds the same number of pairs (TopK): batched mat-vecs, no gather of gradient rows
-        step = row_chunk(batch, per_row * d_in, W_dec.device)
+        step = row_chunk(batch, per_row * d_in, W_dec.device, CPU_PAIR_CHUNK_ELEMENTS)
         for start in range(0, batch, step):
             part = slice(start * per_row, (start + step) * per_row)
             torch.bmm(W_dec.index_select(0, idx[part]).view(-1, per_row, d_in), grad_out[start:start + step, :, None],
                       out=out[part].view(-1, per_row, 1))
         return out
-    step = row_chunk(len(idx), d_in, W_dec.device)
+    step = row_chunk(len(idx), d_in, W_dec.device, CPU_PAIR_CHUNK_ELEMENTS)
     for start in range(0, len(idx), step):
         part = slice(start, start + step)
         products = W_dec.index_select(0, idx[part]).mul_(grad_out.index_select(0, rows[part]))
