@@ -199,6 +199,28 @@ def test_jumprelu_straight_through_threshold_gradient():
     assert sae.log_threshold.grad.item() == pytest.approx(-0.02)
 
 
+def test_jumprelu_gradients_elementwise():
+    """The fused z / L0 function against the per-element definition of its straight-through gradients."""
+    from metasae.sae.jumprelu import _JumpReLUWithL0
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(5, 7, generator=g, dtype=torch.float64).requires_grad_()
+    theta = torch.full((7,), 0.5, dtype=torch.float64).requires_grad_()
+    eps = 0.2
+    z, l0 = _JumpReLUWithL0.apply(x, theta, eps)
+    g_z, g_l0 = torch.randn(5, 7, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    ((z * g_z).sum() + (l0 * g_l0).sum()).backward()
+    x = x.detach()
+    for b in range(5):
+        assert l0[b] == sum(float(x[b, j] > 0.5) for j in range(7))
+    for j in range(7):
+        expected = sum(-(1 / eps) * (abs(float(x[b, j]) - 0.5) < eps / 2) * (0.5 * g_z[b, j] + g_l0[b])
+                       for b in range(5))
+        assert theta.grad[j].item() == pytest.approx(float(expected))
+        for b in range(5):
+            assert x.grad[b, j] == (g_z[b, j] if x[b, j] > 0.5 else 0.0)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_folding_the_input_scale_gives_an_sae_on_raw_inputs(arch):
     sae = _sae(arch, d_sae=12, k=3)

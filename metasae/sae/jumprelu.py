@@ -11,39 +11,29 @@ from torch import Tensor, nn
 from metasae.sae.base import SAE, LossParts, SAEConfig
 
 
-def _rectangle(u: Tensor) -> Tensor:
-    return (u.abs() < 0.5).to(u.dtype)
+class _JumpReLUWithL0(torch.autograd.Function):
+    """z = x * H(x - theta) and each row's L0 = sum_j H(x_j - theta_j), in one pass each way.
 
-
-class _JumpReLU(torch.autograd.Function):
-    """z = x * H(x - theta); d/dtheta uses the kernel density estimate -(theta/eps) K((x - theta)/eps)."""
+    Straight-through gradients with a rectangle kernel K of bandwidth eps (Rajamanoharan et al.): x gets
+    g_z * H(x - theta); theta gets -(1/eps) sum_b K((x - theta)/eps) (theta * g_z + g_l0). Written as one
+    function because on a CPU every [batch, d_sae] temporary costs a pass through DRAM.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, theta: Tensor, eps: float) -> Tensor:
-        ctx.save_for_backward(x, theta)
+    def forward(ctx, x: Tensor, theta: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+        active = x > theta
+        ctx.save_for_backward(x, theta, active)
         ctx.eps = eps
-        return x * (x > theta)
+        return x * active, active.sum(1, dtype=x.dtype)
 
     @staticmethod
-    def backward(ctx, g: Tensor):
-        x, theta = ctx.saved_tensors
-        grad_theta = (-(theta / ctx.eps) * _rectangle((x - theta) / ctx.eps) * g).sum(0)
-        return g * (x > theta), grad_theta, None
-
-
-class _Step(torch.autograd.Function):
-    """H(x - theta); only theta gets a (pseudo-)gradient, -(1/eps) K((x - theta)/eps)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, theta: Tensor, eps: float) -> Tensor:
-        ctx.save_for_backward(x, theta)
-        ctx.eps = eps
-        return (x > theta).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):
-        x, theta = ctx.saved_tensors
-        return None, (-(1.0 / ctx.eps) * _rectangle((x - theta) / ctx.eps) * g).sum(0), None
+    def backward(ctx, g_z: Tensor, g_l0: Tensor):
+        x, theta, active = ctx.saved_tensors
+        window = ((x - theta).abs_() < 0.5 * ctx.eps).to(x.dtype)  # K((x - theta)/eps) with K = 1 on |u| < 1/2
+        grad_theta = theta * (g_z * window).sum(0)
+        if g_l0 is not None:
+            grad_theta += g_l0 @ window
+        return g_z * active, grad_theta.mul_(-1.0 / ctx.eps), None
 
 
 class JumpReLUSAE(SAE):
@@ -62,12 +52,11 @@ class JumpReLUSAE(SAE):
         return pre * (pre > self.threshold)
 
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
-        pre = self.pre_acts(x).relu()
-        theta, eps = self.threshold, self.cfg.jumprelu_bandwidth
-        z = _JumpReLU.apply(pre, theta, eps)
+        pre = self.pre_acts(x).relu_()
+        z, row_l0 = _JumpReLUWithL0.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
         x_hat = self.decode(z)
         mse = self.sum_dims_mse(x, x_hat)
-        l0 = _Step.apply(pre, theta, eps).sum(1).mean()
+        l0 = row_l0.mean()
         sparsity = self.cfg.l1_coeff * sparsity_scale * l0
         return LossParts.penalised(mse, sparsity, z, x_hat)
 

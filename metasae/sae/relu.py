@@ -22,6 +22,6 @@ class ReLUSAE(SAE):
             l1 = z.sum()
         else:
             mse = self.sum_dims_mse(x, x_hat)
-            l1 = (z * self.W_dec.norm(dim=1)).sum(1).mean()
+            l1 = (z @ self.W_dec.norm(dim=1)).mean()  # a mat-vec: no [batch, d_sae] temporary
         sparsity = self.cfg.l1_coeff * sparsity_scale * l1
         return LossParts.penalised(mse, sparsity, z, x_hat)
