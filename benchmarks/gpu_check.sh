@@ -62,9 +62,10 @@ step sae-step-large env BENCH_BATCH=8192 BENCH_D_IN=768 BENCH_D_SAE=32768 "$PY" 
 if [ -d .peers ]; then
   mkdir -p /tmp/stub/nnsight  # dictionary_learning's package __init__ imports nnsight for a buffer never used here
   echo "LanguageModel = None" > /tmp/stub/nnsight/__init__.py
-  step peers-cuda env PYTHONPATH="$PYTHONPATH:$PWD/.peers:/tmp/stub" "$PY" benchmarks/peers/compare_topk.py --inside \
-    --install-errors '{"sae_lens": "not installed on the GPU machine (no registry there)"}' --device cuda \
-    --batch 4096 --d-sae 16384 --steps 300 --n-train 262144 --out "$OUT/peers_cuda.json"
+  peers() { env PYTHONPATH="$PYTHONPATH:$PWD/.peers:/tmp/stub" "$PY" benchmarks/peers/compare_topk.py --inside \
+    --install-errors '{"sae_lens": "not installed on the GPU machine (no registry there)"}' --device cuda "$@"; }
+  step peers-cuda-default peers --out "$OUT/peers_cuda_default.json"
+  step peers-cuda-large peers --batch 4096 --d-sae 16384 --steps 300 --n-train 262144 --out "$OUT/peers_cuda_large.json"
 fi
 
 echo "failed: ${failed[*]:-none}"

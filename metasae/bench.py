@@ -91,14 +91,14 @@ def table(rows: list[Row], device: str, tolerance: float) -> str:
     """A Markdown table: one row per benchmark, ours and floor medians, the ratio and what the baseline allows."""
     lines = [f"Benchmarks on {device}; ratio = median(ours) / median(floor) over the runs; limit = baseline x "
              f"(1 + {tolerance:g}).", "",
-             "| benchmark | ours ms | floor | floor ms | ratio | spread | baseline | limit | vs warm matmul | vs dense "
+             "| benchmark | ours ms | floor | floor ms | ratio | spread | baseline | limit | vs torch addmm | vs dense "
              "| items/s | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     for r in rows:
         lines.append(f"| {r.name} | {r.ours_s * 1e3:.1f} | {r.floor} | {r.floor_s * 1e3:.2f} | {r.ratio:.3g} | "
                      f"{r.spread:.1%} | {fmt(r.baseline, '.3g')} | {fmt(r.limit, '.3g')} | "
-                     f"{fmt(r.extra.get('vs_warm_matmul'), '.2f')} | {fmt(r.extra.get('vs_dense'), '.2f')} | {fmt(r.extra.get('items_per_s'), ',.0f')} | "
+                     f"{fmt(r.extra.get('vs_torch_addmm'), '.2f')} | {fmt(r.extra.get('vs_dense'), '.2f')} | {fmt(r.extra.get('items_per_s'), ',.0f')} | "
                      f"{r.status} |")
     return "\n".join(lines) + "\n"
 
