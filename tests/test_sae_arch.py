@@ -64,6 +64,11 @@ def test_batchtopk_selects_k_times_batch(batch, k, seed):
     expected = set(flat.topk(k * batch).indices.tolist())
     assert set((rows * 20 + idx).tolist()) == expected
     assert torch.equal(vals, pre[rows, idx])
+    selector = BatchTopK(k)  # the GPU's path (one flat top-k over the whole batch) picks the same pairs
+    selector.d_sae = 20
+    flat_rows, flat_idx, flat_vals = selector._flat_pairs(pre)
+    assert torch.equal(flat_rows, rows) and set((flat_rows * 20 + flat_idx).tolist()) == expected
+    assert torch.equal(flat_vals, pre[flat_rows, flat_idx])
 
 
 @settings(max_examples=30, deadline=None)

@@ -129,7 +129,8 @@ def _kth_largest(values: Tensor, n: int) -> Tensor:
 class BatchTopK(Selector):
     """The k*B largest positive pre-activations of the whole batch (BatchTopK), exactly.
 
-    Each row offers its top 2k candidates; the batch threshold tau is found among them. A row whose every
+    On a GPU the batch arrives whole and one flat top-(k*B) is fastest. On a CPU it arrives in chunks: each
+    row offers its top 2k candidates and the batch threshold tau is found among them. A row whose every
     candidate clears tau ("saturated") might hold winners beyond them, so only such rows are recomputed in
     full and pooled in: every value >= the true threshold is then in the pool, which makes tau exact.
     """
@@ -138,12 +139,24 @@ class BatchTopK(Selector):
         self.k = k
         self.rows = RowTopK(2 * k)
         self.d_sae = 0
+        self.whole: Tensor | None = None
 
     def take(self, pre: Tensor) -> None:
         self.d_sae = pre.shape[1]
-        self.rows.take(pre)
+        if pre.device.type == "cpu":
+            self.rows.take(pre)
+        else:
+            self.whole = pre
+
+    def _flat_pairs(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        vals, flat = pre.reshape(-1).topk(min(self.k * len(pre), pre.numel()), sorted=False)
+        positive = vals > 0
+        flat, order = flat[positive].sort()  # flat index order is row-major order
+        return flat // self.d_sae, flat % self.d_sae, vals[positive][order]
 
     def pairs(self, full_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        if self.whole is not None:
+            return self._flat_pairs(self.whole)
         vals, idx = self.rows.candidates()
         batch = vals.shape[0]
         n_keep = min(self.k * batch, batch * self.d_sae)
