@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from metasae import optim
 from metasae.optim import Adam
 
 
@@ -17,8 +18,11 @@ def _run(make_opt, steps=6, lr_schedule=(1e-2, 5e-3)):
     return w.detach()
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_matches_torch_adam_and_adamw(wd):
+def test_matches_torch_adam_and_adamw(wd, fused, monkeypatch):
+    if not fused:  # the loop that runs where torch has no fused kernel
+        monkeypatch.setattr(optim, "_fusable", lambda params: False)
     ours = _run(lambda p: Adam(p, betas=(0.9, 0.99), weight_decay=wd))
     theirs = _run(lambda p: torch.optim.Adam(p, betas=(0.9, 0.99), weight_decay=wd, foreach=False))
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)

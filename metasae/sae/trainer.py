@@ -159,7 +159,7 @@ def _load_checkpoint(ckpt: Path, sae: SAE, opt: Adam, fingerprint: str,
     for name, value in tensors.items():
         if name.startswith("opt."):
             _, i, key = name.split(".", 2)
-            opt_state.setdefault(int(i), {})[key] = value.cpu() if key == "step" else value
+            opt_state.setdefault(int(i), {})[key] = value
     groups = [{**g, "params": list(range(len(params)))} for g in state["param_groups"]]
     opt.load_state_dict({"state": opt_state, "param_groups": groups})
     return {k: state[k] for k in ("step", "examples", "log", "fingerprint")}, tensors["since_fired"]
