@@ -58,16 +58,15 @@ def sync(device: torch.device) -> Callable[[], None]:
 Timed = Callable[[], object]
 
 
-def _quickest(fn: Timed, budget_s: float = 0.05, most: int = 20) -> float:
-    """Fastest of several calls of a short floor (as many as fit in ~budget_s, at most `most`): a single
-    few-millisecond timing is mostly scheduler noise, and the floor stands for what the work costs at best."""
-    start = time.perf_counter()
-    fn()
-    best = time.perf_counter() - start
-    for _ in range(min(most, int(budget_s / max(best, 1e-9))) - 1):
+def _quickest(fn: Timed, budget_s: float = 0.1, most: int = 20) -> float:
+    """Fastest of as many calls of a floor as fit in ~budget_s (at most `most`): a single few-millisecond
+    timing is mostly scheduler noise, and the floor stands for what the work costs at best."""
+    best, calls, began = float("inf"), 0, time.perf_counter()
+    while calls < most and (calls == 0 or time.perf_counter() - began < budget_s):
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
+        calls += 1
     return best
 
 
