@@ -79,6 +79,7 @@ class Selector:
     the batch's full [B, d_sae] pre-activations never exist at once; `pairs` then returns them row-major."""
 
     def take(self, pre: Tensor) -> None:
+        """The next rows' pre-activations. On a CPU `pre` is a buffer reused by the next chunk: keep copies."""
         raise NotImplementedError
 
     def pairs(self, full_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -146,6 +147,7 @@ class BatchTopK(Selector):
         if pre.device.type == "cpu":
             self.rows.take(pre)
         else:
+            assert self.whole is None, "a GPU takes the batch in one chunk (row_chunk)"
             self.whole = pre
 
     def _flat_pairs(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -197,8 +199,8 @@ class _SparseEncode(torch.autograd.Function):
         step = row_chunk(len(x_c), W_enc.shape[1], x_c.device)
         buffer = x_c.new_empty(min(step, len(x_c)), W_enc.shape[1])  # one warm buffer for every chunk
         for start in range(0, len(x_c), step):
-            rows = x_c[start:start + step]
-            pre = torch.mm(rows, W_enc, out=buffer[:len(rows)]).add_(b_enc)  # selectors copy what they keep
+            chunk = x_c[start:start + step]
+            pre = torch.mm(chunk, W_enc, out=buffer[:len(chunk)]).add_(b_enc)  # selectors copy what they keep
             for selector in selectors:
                 selector.take(pre)
         outs: list[Tensor] = []
