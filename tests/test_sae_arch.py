@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metasae.errors import MetasaeError
-from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, sparse
+from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, sparse, topk
 from metasae.sae.sparse import BatchTopK
 
 ARCHS = sorted(ARCHITECTURES)
@@ -127,9 +127,11 @@ def _dense_topk_loss(sae, x, dead, k_aux):
     return mse + sae.cfg.aux_coeff * aux
 
 
+@pytest.mark.parametrize("aux_path", ["dense", "pairs"])
 @pytest.mark.parametrize("chunk_elements", [1 << 20, 40])  # one chunk; 2 rows per chunk and pair chunks of 8
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, monkeypatch):
+def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, monkeypatch):
+    monkeypatch.setattr(topk, "DENSE_AUX_MAX_DEAD_PER_K", 10**6 if aux_path == "dense" else 0)
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
     monkeypatch.setattr(sparse, "CPU_PAIR_CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(0)
