@@ -87,6 +87,17 @@ def test_sae_step(compare, device, arch):
             rounds=5, refs=refs, items=BATCH)
 
 
+def test_topk_step_with_auxk(compare, device):
+    """The step as training runs it once latents die: 10% dead, so AuxK's top k_aux = d_in / 2 among them."""
+    cfg = SAEConfig("topk", D_IN, D_SAE, k=K)
+    x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
+    sae, x, opt = _setup(cfg, x, device)
+    dead = torch.zeros(D_SAE, dtype=torch.bool, device=device)
+    dead[torch.randperm(D_SAE, generator=generator("bench", "dead"))[:D_SAE // 10].to(device)] = True
+    compare(_step(sae, opt, lambda: sae.loss(x, dead=dead).total), _warm_matmul(sae, x),
+            "encoder matmul (warm buffer)", rounds=5, refs={"torch_addmm": _encoder_matmul(sae, x)}, items=BATCH)
+
+
 @pytest.mark.quick
 def test_meta_sae_step_on_decoder_rows(compare, device, tmp_path):
     parent = build_sae(SAEConfig("topk", D_IN, D_SAE, k=K), generator("bench", "meta", "parent"))
