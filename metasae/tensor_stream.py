@@ -37,6 +37,7 @@ class TensorStreamWriter:
         self._sizes = {name: math.prod(shape) * torch.empty((), dtype=dtype).element_size()
                        for name, (dtype, shape) in layout.items()}
         self._dtypes = {name: dtype for name, (dtype, _) in layout.items()}
+        self._rows = {name: tuple(shape[1:]) for name, (_, shape) in layout.items()}
         header, start = {}, 0
         for name, (dtype, shape) in layout.items():
             if dtype not in DTYPES:
@@ -70,6 +71,9 @@ class TensorStreamWriter:
             raise MetasaeError(f"tensor stream: got {name!r}, expected {current!r} (tensors are written in layout order)")
         if block.dtype != self._dtypes[name]:
             raise MetasaeError(f"tensor stream: {name!r} is {self._dtypes[name]}, got a block of {block.dtype}")
+        if self._rows[name] and tuple(block.shape[1:]) != self._rows[name]:
+            raise MetasaeError(f"tensor stream: rows of {name!r} have shape {list(self._rows[name])}, "
+                               f"got a block of {list(block.shape)}")
         data = block.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         if self._written[name] + data.nbytes > self._sizes[name]:
             raise MetasaeError(f"tensor stream: more data for {name!r} than its declared shape holds")

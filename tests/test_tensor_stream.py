@@ -43,9 +43,12 @@ def test_missing_rows_leave_no_file(tmp_path):
     ("b", torch.zeros(2), "expected 'a'"),
     ("a", torch.zeros(5, dtype=torch.float32), "more data"),
     ("a", torch.zeros(2, dtype=torch.int64), "is torch.float32"),
+    ("c", torch.zeros(2, 4), "rows of 'c' have shape"),
 ])
 def test_blocks_out_of_layout_are_refused(tmp_path, name, block, message):
     layout = {"a": (torch.float32, (4,)), "b": (torch.float32, (2,))}
+    if name == "c":
+        layout = {"c": (torch.float32, (4, 2))}
     with pytest.raises(MetasaeError, match=message), stream_tensors(tmp_path / "t.safetensors", layout) as stream:
         stream.write(name, block)
     assert list(tmp_path.iterdir()) == []
