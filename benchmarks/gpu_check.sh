@@ -4,7 +4,9 @@
 #   2. the CLI stages end to end with --device cuda (classifier, cache, SAE, meta-SAE, analysis, ViT);
 #   3. the benchmark suite on cuda (ratios to floors; written as a `cuda` baseline beside the report);
 #   4. TopK / BatchTopK step throughput at a larger, LLM-like size (d_in 768, 32k latents, batch 8192);
-#   5. the TopK peer comparison on the GPU, where dictionary_learning's source is at .peers/ (optional).
+#   5. the TopK peer comparison on the GPU, where dictionary_learning's source is at .peers/ (optional: a
+#      GPU machine may have no package index, so copy the installed package there first, e.g. from the venv
+#      benchmarks/peers/compare_topk.py makes: cp -r /tmp/peers-venv/lib/python3*/site-packages/dictionary_learning .peers/).
 # Usage: bash benchmarks/gpu_check.sh [OUT]   (OUT defaults to results/gpu; nothing else is written)
 # Runs from a checkout without installing it (PYTHONPATH), with whatever torch the machine has.
 set -uo pipefail
