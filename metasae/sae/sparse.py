@@ -25,18 +25,14 @@ class Selection:
     idx: Tensor  # int64 [nnz], latent of each pair
     vals: Tensor  # [nnz], differentiable
     batch: int
-    per_row: int | None = None  # pairs per row when every row has the same number (TopK)
-    by_latent: tuple[Tensor, Tensor] | None = None  # (pair order grouping latents, first of each latent)
+    per_row: int | None  # pairs per row when every row has the same number (TopK), else None
+    by_latent: tuple[Tensor, Tensor]  # (pair order grouping latents, first pair of each latent)
 
     @property
     def offsets(self) -> Tensor:
         """First pair of each row; searchsorted rather than bincount, which makes a GPU wait for the host."""
         starts = torch.arange(self.batch, device=self.rows.device)
         return starts * self.per_row if self.per_row is not None else torch.searchsorted(self.rows, starts)
-
-    def dense(self, d_sae: int) -> Tensor:
-        out = self.vals.new_zeros(self.batch, d_sae)
-        return out.index_put_((self.rows, self.idx), self.vals)
 
 
 # On a CPU the encoder runs in row chunks of about this many pre-activations (16 MiB in fp32; measured best
@@ -302,5 +298,4 @@ def sparse_decode(sel: Selection, W_dec: Tensor) -> Tensor:
     """Reconstruction without bias, [B, d_in]; gradients reach sel.vals and W_dec only through the pairs."""
     if sel.idx.numel() == 0:
         return W_dec.new_zeros(sel.batch, W_dec.shape[1]) + 0 * W_dec.sum()
-    by_latent = sel.by_latent or group_by_latent(sel.idx, W_dec.shape[0])
-    return _SparseDecode.apply(sel.rows, sel.idx, sel.vals, sel.offsets, W_dec, sel.per_row, by_latent)
+    return _SparseDecode.apply(sel.rows, sel.idx, sel.vals, sel.offsets, W_dec, sel.per_row, sel.by_latent)
