@@ -84,13 +84,45 @@ def test_block_row_topk_is_exact(rows, blocks, k, ties, seed):
     torch.testing.assert_close(vals.sort(1).values, pre.topk(k, dim=1).values.sort(1).values)
 
 
-def test_batchtopk_recomputes_rows_whose_winners_overflow_their_candidates():
-    pre = torch.full((4, 50), 0.1)
-    pre[0] = torch.linspace(5, 10, 50)  # 7 of the k*B = 8 winners sit in row 0, beyond its 2k = 4 candidates
-    pre[2, 7] = 9.95  # the 8th in row 2, found among its candidates: the pairs are sorted back into row order
-    rows, idx, vals = BatchTopK(2).select(pre)
-    assert rows.tolist() == [0] * 7 + [2]
-    assert sorted(idx[:7].tolist()) == list(range(43, 50)) and idx[7] == 7
+def _batchtopk_in_chunks(pre: torch.Tensor, k: int, bounds: list[int]):
+    """BatchTopK's CPU path fed chunk by chunk, as the encoder feeds it; also returns the recomputed rows."""
+    selector, recomputed = BatchTopK(k), []
+
+    def full_rows(r: torch.Tensor) -> torch.Tensor:
+        recomputed.append(r.tolist())
+        return pre[r]
+
+    for start, stop in zip([0, *bounds], [*bounds, len(pre)], strict=True):
+        if stop > start:
+            selector.take(pre[start:stop].clone())
+    return *selector.pairs(full_rows), recomputed
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.integers(1, 40), d_sae=st.sampled_from([20, 64, 96]), k=st.integers(1, 6),
+       cuts=st.lists(st.integers(0, 40), max_size=4), shift=st.floats(-3, 3), ties=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_batchtopk_in_chunks_is_exact(batch, d_sae, k, cuts, shift, ties, seed):
+    """Any chunking, rows of very different scales, scarce positives, ties: the pairs are exactly the positive
+    values >= the (k*B)-th largest of the batch."""
+    g = torch.Generator().manual_seed(seed)
+    pre = torch.randn(batch, d_sae, generator=g) * torch.randn(batch, 1, generator=g).mul(2).exp() + shift
+    if ties:
+        pre = pre.round()
+    rows, idx, vals, _ = _batchtopk_in_chunks(pre, k, sorted(c for c in cuts if c < batch))
+    flat = pre.flatten()
+    tau = flat.kthvalue(flat.numel() - min(k * batch, flat.numel()) + 1).values
+    expected = ((pre >= tau) & (pre > 0)).nonzero(as_tuple=True)  # row-major
+    assert torch.equal(rows, expected[0]) and torch.equal(idx, expected[1])
+    assert torch.equal(vals, pre[rows, idx])
+
+
+def test_batchtopk_recomputes_a_chunk_whose_floor_lies_above_the_threshold():
+    pre = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
+    pre[0] += 100  # all 64 values of row 0 are among the k*B = 128 winners, but its chunk pooled only ~1.5k
+    rows, idx, vals, recomputed = _batchtopk_in_chunks(pre, 4, [1])
+    assert recomputed == [[0]]
+    assert (rows == 0).sum() == 64 and len(rows) == 128
     assert torch.equal(vals, pre[rows, idx])
 
 

@@ -9,6 +9,7 @@ Pairs are kept row-major (`rows` ascending) with `offsets[b]` = first pair of ro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -111,12 +112,8 @@ class RowTopK(Selector):
     def per_row(self) -> int | None:
         return self.vals[0].shape[1] if self.vals else None
 
-    def candidates(self) -> tuple[Tensor, Tensor]:
-        """[B, k] values and latents."""
-        return torch.cat(self.vals), torch.cat(self.idx)
-
     def pairs(self, full_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        vals, idx = self.candidates()
+        vals, idx = torch.cat(self.vals), torch.cat(self.idx)
         rows = torch.arange(vals.shape[0], device=vals.device).repeat_interleave(vals.shape[1])
         return rows, idx.reshape(-1), vals.reshape(-1)
 
@@ -125,28 +122,83 @@ def _kth_largest(values: Tensor, n: int) -> Tensor:
     return values.reshape(-1).kthvalue(values.numel() - n + 1).values
 
 
+def _block_maxima(pre: Tensor) -> Tensor | None:
+    """[rows, cols/32] maxima of the rows' 32-column blocks; None when the columns don't split into blocks."""
+    rows, cols = pre.shape
+    return None if cols % BLOCK else pre.view(rows, cols // BLOCK, BLOCK).amax(-1)
+
+
+def _floor_for(pre: Tensor, maxima: Tensor | None, n: int) -> float:
+    """A value with at least n of `pre` at or above it, found cheaply: the n-th largest block maximum (n blocks
+    each hold a value >= it), which overshoots n by only ~10% at SAE sparsities."""
+    if n > pre.numel():
+        return -math.inf
+    return float(_kth_largest(pre if maxima is None or n > maxima.numel() else maxima, n))
+
+
+@dataclass
+class _Pool:
+    """The positive pre-activations >= `floor` of the batch rows start..start+n_rows, row-major."""
+
+    start: int
+    n_rows: int
+    floor: float
+    rows: Tensor
+    idx: Tensor
+    vals: Tensor
+
+    @classmethod
+    def above(cls, pre: Tensor, start: int, floor: float, maxima: Tensor | None) -> _Pool:
+        """Only blocks whose maximum clears the floor are searched (a sixth of them at SAE sparsities), so the
+        chunk is read once, by the block maxima, rather than compared and scanned whole."""
+
+        def cleared(t: Tensor) -> Tensor:
+            return t >= floor if floor > 0 else t > 0
+
+        if maxima is None:
+            rows, idx = cleared(pre).nonzero(as_tuple=True)
+            vals = pre[rows, idx]
+        else:
+            block_rows, blocks = cleared(maxima).nonzero(as_tuple=True)
+            candidates = pre.view(-1, BLOCK).index_select(0, block_rows * maxima.shape[1] + blocks)
+            j, col = cleared(candidates).nonzero(as_tuple=True)
+            rows, idx, vals = block_rows[j], blocks[j] * BLOCK + col, candidates[j, col]
+        return cls(start, len(pre), max(floor, 0.0), rows + start, idx, vals)
+
+
 class BatchTopK(Selector):
     """The k*B largest positive pre-activations of the whole batch (BatchTopK), exactly.
 
-    On a GPU the batch arrives whole and one flat top-(k*B) is fastest. On a CPU it arrives in chunks: each
-    row offers its top 2k candidates and the batch threshold tau is found among them. A row whose every
-    candidate clears tau ("saturated") might hold winners beyond them, so only such rows are recomputed in
-    full and pooled in: every value >= the true threshold is then in the pool, which makes tau exact.
+    On a GPU the batch arrives whole and one flat top-(k*B) is fastest. On a CPU it arrives in chunks, and
+    each chunk pools its values at or above a floor under which lie all but about POOL_MARGIN*k per row (the
+    first chunk's floor serves the next while it pools between POOL_BAND k per row); a mask is far cheaper
+    than a top-k per row. tau is the (k*B)-th largest pooled value. The pool holds every value >= tau when
+    no chunk's floor lies above tau, and then tau is exact; a chunk whose floor does is recomputed with
+    floor tau, once: more pooled values can only raise tau, so every floor is then <= it.
     """
+
+    POOL_MARGIN = 1.5
+    POOL_BAND = (1.25, 4.0)
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.rows = RowTopK(2 * k)
         self.d_sae = 0
         self.whole: Tensor | None = None
+        self.pools: list[_Pool] = []
 
     def take(self, pre: Tensor) -> None:
         self.d_sae = pre.shape[1]
-        if pre.device.type == "cpu":
-            self.rows.take(pre)
-        else:
+        if pre.device.type != "cpu":
             assert self.whole is None, "a GPU takes the batch in one chunk (row_chunk)"
             self.whole = pre
+            return
+        start = self.pools[-1].start + self.pools[-1].n_rows if self.pools else 0
+        want, (low, high) = self.k * len(pre), self.POOL_BAND
+        maxima = _block_maxima(pre)
+        pool = _Pool.above(pre, start, self.pools[-1].floor, maxima) if self.pools else None
+        if pool is None or not (low * want <= len(pool.vals) or pool.floor == 0) or len(pool.vals) > high * want:
+            pool = _Pool.above(pre, start, _floor_for(pre, maxima, math.ceil(self.POOL_MARGIN * want)), maxima)
+        self.pools.append(pool)
 
     def _flat_pairs(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         vals, flat = pre.reshape(-1).topk(min(self.k * len(pre), pre.numel()), sorted=False)
@@ -154,30 +206,28 @@ class BatchTopK(Selector):
         flat, order = flat[positive].sort()  # flat index order is row-major order
         return flat // self.d_sae, flat % self.d_sae, vals[positive][order]
 
+    def _tau(self, n_keep: int) -> float:
+        """The n_keep-th largest pooled value; 0 (keep every positive value) when fewer are pooled."""
+        vals = torch.cat([pool.vals for pool in self.pools])
+        return float(_kth_largest(vals, n_keep)) if len(vals) >= n_keep else 0.0
+
+    @staticmethod
+    def _recomputed(pool: _Pool, floor: float, full_rows: Callable[[Tensor], Tensor]) -> _Pool:
+        pre = full_rows(torch.arange(pool.start, pool.start + pool.n_rows))
+        return _Pool.above(pre, pool.start, floor, _block_maxima(pre))
+
     def pairs(self, full_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         if self.whole is not None:
             return self._flat_pairs(self.whole)
-        vals, idx = self.rows.candidates()
-        batch = vals.shape[0]
-        n_keep = min(self.k * batch, batch * self.d_sae)
-        tau = _kth_largest(vals, n_keep)
-        saturated = vals.amin(1) >= tau if vals.shape[1] < self.d_sae else torch.zeros_like(vals[:, 0], dtype=bool)
-        sat_rows = saturated.nonzero(as_tuple=True)[0]
-        full = full_rows(sat_rows) if len(sat_rows) else None
-        if full is not None:
-            tau = _kth_largest(torch.cat([vals[~saturated].reshape(-1), full.reshape(-1)]), n_keep)
-
-        def kept(v: Tensor) -> Tensor:  # >= tau among positive values: a tau <= 0 keeps all positives
-            return (v >= tau) & (v > 0)
-
-        rows, col = (kept(vals) & ~saturated[:, None]).nonzero(as_tuple=True)
-        idx, vals = idx[rows, col], vals[rows, col]
-        if full is not None:
-            f_row, f_idx = kept(full).nonzero(as_tuple=True)
-            rows = torch.cat([rows, sat_rows[f_row]])
-            order = torch.argsort(rows, stable=True)
-            rows, idx, vals = rows[order], torch.cat([idx, f_idx])[order], torch.cat([vals, full[f_row, f_idx]])[order]
-        return rows, idx, vals
+        batch = sum(pool.n_rows for pool in self.pools)
+        n_keep = self.k * batch
+        tau = self._tau(n_keep)
+        if any(pool.floor > tau for pool in self.pools):
+            self.pools = [pool if pool.floor <= tau else self._recomputed(pool, tau, full_rows) for pool in self.pools]
+            tau = self._tau(n_keep)
+        rows, idx, vals = (torch.cat([getattr(pool, name) for pool in self.pools]) for name in ("rows", "idx", "vals"))
+        kept = (vals >= tau).nonzero().view(-1)
+        return rows.index_select(0, kept), idx.index_select(0, kept), vals.index_select(0, kept)
 
 
 def group_by_latent(idx: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
