@@ -160,12 +160,11 @@ def _dense_topk_loss(sae, x, dead, k_aux):
 
 
 @pytest.mark.parametrize("aux_path", ["dense", "pairs"])
-@pytest.mark.parametrize("chunk_elements", [1 << 20, 40])  # one chunk; 2 rows per chunk and pair chunks of 8
+@pytest.mark.parametrize("chunk_elements", [1 << 20, 40])  # one chunk; 2 rows per chunk
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
 def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, monkeypatch):
     monkeypatch.setattr(topk, "DENSE_AUX_MAX_DEAD_PER_K", 10**6 if aux_path == "dense" else 0)
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
-    monkeypatch.setattr(sparse, "CPU_PAIR_CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(0)
     sae = _sae(arch, d_in=5, d_sae=16, k=3, k_aux=2).double()
     with torch.no_grad():
