@@ -181,6 +181,7 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--b-dec-init", help="geometric_median | mean | zeros")
     p.add_argument("--log-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--autocast", help="bf16: training matmuls in bfloat16 (fast on AMX CPUs and GPUs)")
     for flag, help_text in (("normalize-decoder", "keep decoder rows at unit norm"),
                             ("pre-encoder-bias", "subtract b_dec before encoding"),
                             ("normalize-inputs", "train on inputs scaled to unit mean squared norm")):
@@ -210,7 +211,7 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
 _SPEC_FLAGS = {name: name for name in (
     "architecture", "width", "k", "l1_coeff", "l1_reduction", "k_aux", "aux_coeff", "lr", "batch_size", "epochs",
     "steps", "sampling", "warmup_steps", "decay_steps", "sparsity_warmup_steps", "dead_after_examples",
-    "b_dec_init", "log_every", "checkpoint_every", "normalize_decoder", "pre_encoder_bias", "normalize_inputs")}
+    "b_dec_init", "log_every", "checkpoint_every", "autocast", "normalize_decoder", "pre_encoder_bias", "normalize_inputs")}
 
 
 def _set_flags(a: argparse.Namespace, names: dict[str, str]) -> dict:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -193,6 +194,27 @@ def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, 
          + sae.cfg.aux_coeff * ((x - x_hat).detach() - za @ sae.W_dec).pow(2).sum(1).mean()).backward()
     for n, p in sae.named_parameters():
         torch.testing.assert_close(sparse_grads[n], p.grad, msg=n)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bf16_autocast_loss_and_gradients_near_float32(arch):
+    """Under bf16 autocast the encoder (and dense decoder) products run in bf16: the loss moves by rounding
+    only, the gradients keep their direction, and parameters and gradients stay float32."""
+    sae = _sae(arch, d_in=64, d_sae=256, k=8)
+    x = torch.randn(512, 64, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for enabled in (False, True):
+        sae.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            total = sae.loss(x).total
+        total.backward()
+        results[enabled] = total.detach(), {n: p.grad.clone() for n, p in sae.named_parameters()}
+    (loss32, grads32), (loss16, grads16) = results[False], results[True]
+    assert loss16.dtype == torch.float32 and loss16 != loss32
+    torch.testing.assert_close(loss16, loss32, rtol=0.02, atol=0)
+    for name, g in grads16.items():
+        assert g.dtype == torch.float32, name
+        assert F.cosine_similarity(g.flatten(), grads32[name].flatten(), dim=0) > 0.97, name
 
 
 def test_relu_sum_loss_is_the_research_log_loss():

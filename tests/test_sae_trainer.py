@@ -36,6 +36,21 @@ def test_recovers_ground_truth_atoms(arch, tmp_path):
     assert metrics["fvu"] < 0.2 and 2 <= metrics["l0"] <= 4
 
 
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "relu"])
+def test_bf16_autocast_trains_as_well_and_is_recorded(arch, tmp_path):
+    """bf16 matmuls (train.autocast) change the numbers, not what is learned: same data, seeds and steps."""
+    x, _ = _synthetic()
+    fvu = {}
+    for autocast in (None, "bf16"):
+        out = tmp_path / str(autocast)
+        train_sae(x, SAEConfig(arch, 32, 96, k=3, l1_coeff=1e-3),
+                  TrainConfig(lr=1e-2, batch_size=256, epochs=5, autocast=autocast), out)
+        fvu[autocast] = read_json(out / "metrics.json")["fvu"]
+        assert read_json(out / "cfg.json")["train_cfg"]["autocast"] == autocast
+    assert fvu[None] != fvu["bf16"]  # bf16 did run
+    assert abs(fvu["bf16"] - fvu[None]) < 0.02, fvu
+
+
 def _small_run(out, **kw):
     x, _ = _synthetic(n=300, d=8, m=12)
     cfg = dict(lr=3e-3, batch_size=32, steps=12, log_every=2, checkpoint_every=4, dead_after_examples=64)
@@ -127,6 +142,8 @@ def test_bad_train_config():
         TrainConfig()
     with pytest.raises(MetasaeError, match="sampling='bootstrap'; allowed"):
         TrainConfig(steps=1, sampling="bootstrap")
+    with pytest.raises(MetasaeError, match="autocast='fp16'; allowed: bf16 or null"):
+        TrainConfig(steps=1, autocast="fp16")
 
 
 def test_cli_export(tmp_path):

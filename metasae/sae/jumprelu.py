@@ -52,7 +52,9 @@ class JumpReLUSAE(SAE):
         return pre * (pre > self.threshold)
 
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
-        pre = self.pre_acts(x).relu_()
+        with torch.autocast(x.device.type, enabled=False):
+            # float32 even under autocast: the threshold's gradient window (bandwidth ~1e-3) is finer than bf16
+            pre = self.pre_acts(x).relu_()
         z, row_l0 = _JumpReLUWithL0.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
         x_hat = self.decode(z)
         mse = self.sum_dims_mse(x, x_hat)

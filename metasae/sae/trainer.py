@@ -6,6 +6,7 @@ dead-latent counters and the log from its checkpoint to end identical to an unin
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -30,6 +31,7 @@ from metasae.sae import SAE, SAEConfig, build_sae, load_sae, save_sae
 from metasae.seeds import generator
 
 SAMPLINGS = ("epoch", "replacement")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 CKPT_DIR = "checkpoint"
 LOG_FIELDS = ("step", "examples", "lr", "total", "mse", "sparsity", "aux", "l0", "fvu", "dead_fraction")
@@ -56,6 +58,9 @@ class TrainConfig:
     b_dec_init: str = "geometric_median"
     normalize_inputs: bool = True  # train on x / sqrt(E||x||^2); folded back into the saved weights
     eval_batch_size: int = 4096
+    # 'bf16': training steps run their matmuls in bfloat16 under torch.autocast (1.3-1.9x faster steps on an
+    # AMX CPU, and on GPUs); weights, optimizer, TopK/BatchTopK selection and evaluation stay in float32
+    autocast: str | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON round-trips give lists
@@ -65,6 +70,8 @@ class TrainConfig:
             raise MetasaeError("train.epochs / train.steps must be >= 1")
         if self.sampling not in SAMPLINGS:
             raise MetasaeError(f"train.sampling={self.sampling!r}; allowed: {', '.join(SAMPLINGS)}")
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise MetasaeError(f"train.autocast={self.autocast!r}; allowed: {', '.join(AUTOCAST_DTYPES)} or null")
         if self.b_dec_init not in B_DEC_INITS:
             raise MetasaeError(f"train.b_dec_init={self.b_dec_init!r}; allowed: {', '.join(B_DEC_INITS)}")
         for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size"):
@@ -210,6 +217,8 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
 
     batches = _Batches(len(data), train_cfg)
     source = stage_on(dev, data)
+    precision = (torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[train_cfg.autocast]) if train_cfg.autocast
+                 else contextlib.nullcontext())
     sae.train()
     for step in tqdm(range(start, total), desc=f"train {sae_cfg.architecture} SAE", initial=start, total=total,
                      disable=None, leave=False):
@@ -219,7 +228,8 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
             group["lr"] = lr
         dead = since_fired >= train_cfg.dead_after_examples
         sparsity_scale = min(1.0, (step + 1) / train_cfg.sparsity_warmup_steps) if train_cfg.sparsity_warmup_steps else 1.0
-        parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
+        with precision:
+            parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
         if not torch.isfinite(parts.total):
             raise MetasaeError(f"step {step}: loss is {float(parts.total.detach())} (mse={float(parts.mse)}, "
                                f"sparsity={float(parts.sparsity)}, aux={float(parts.aux)}); lower train.lr")
