@@ -64,12 +64,13 @@ def _encoder_matmul(sae, x: torch.Tensor):
     return run
 
 
-def _warm_matmul(sae, x: torch.Tensor):
+def _warm_matmul(sae, x: torch.Tensor, dtype: torch.dtype = torch.float32):
+    x, W = x.to(dtype), sae.W_enc.detach().to(dtype)
     out = x.new_empty(len(x), sae.cfg.d_sae)
 
     @torch.no_grad()
     def run() -> None:
-        torch.mm(x, sae.W_enc, out=out)
+        torch.mm(x, W, out=out)
 
     return run
 
@@ -85,6 +86,22 @@ def test_sae_step(compare, device, arch):
         refs["dense"] = _step(dense, dense_opt, lambda: _dense_loss(dense, x, arch))
     compare(_step(sae, opt, lambda: sae.loss(x).total), _warm_matmul(sae, x), "encoder matmul (warm buffer)",
             rounds=5, refs=refs, items=BATCH)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_sae_step_bf16_autocast(compare, device, arch):
+    """train.autocast=bf16: against the same product in bf16 (AMX / tensor cores); vs_float32_matmul relates
+    the step to the float32 floor of the rows above."""
+    cfg = SAEConfig(arch, D_IN, D_SAE, **ARCH_OPTIONS[arch])
+    x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
+    sae, x, opt = _setup(cfg, x, device)
+
+    def loss() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return sae.loss(x).total
+
+    compare(_step(sae, opt, loss), _warm_matmul(sae, x, torch.bfloat16), "encoder matmul in bf16 (warm buffer)",
+            rounds=5, refs={"float32_matmul": _warm_matmul(sae, x)}, items=BATCH)
 
 
 def test_topk_step_with_auxk(compare, device):
