@@ -1,8 +1,9 @@
 """Sparse encode/decode for selection SAEs (TopK, BatchTopK): no dense batch x d_sae gradients.
 
 A selection SAE keeps only a few latents per example, so after the one unavoidable encoder matmul every
-other product touches just the selected (row, latent) pairs: decoding is an `embedding_bag` over decoder rows
-and the encoder's backward scatters per-latent sums (idea from EleutherAI/sparsify's fused encoder).
+other product touches just the selected (row, latent) pairs: decoding is an `embedding_bag` over decoder rows,
+the gradient of the pairs' values a sampled matmul (SDDMM) over them, and the weights' gradients per-latent
+sums (idea from EleutherAI/sparsify's fused encoder).
 Pairs are kept row-major (`rows` ascending) with `offsets[b]` = first pair of row b, which is exactly what
 `F.embedding_bag` takes.
 """
