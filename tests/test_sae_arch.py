@@ -217,6 +217,20 @@ def test_bf16_autocast_loss_and_gradients_near_float32(arch):
         assert F.cosine_similarity(g.flatten(), grads32[name].flatten(), dim=0) > 0.97, name
 
 
+def test_pair_dot_paths_agree(monkeypatch):
+    """The CPU's sampled matmul and the GPU's chunked gathers (run here on CPU tensors) give the same dots."""
+    g = torch.Generator().manual_seed(0)
+    W_dec, grad_out = torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randn(9, 6, generator=g, dtype=torch.float64)
+    counts = torch.tensor([3, 0, 5, 1, 4, 4, 0, 2, 6])  # rows with different numbers of pairs, some none
+    rows = torch.repeat_interleave(torch.arange(9), counts)
+    idx = torch.randint(40, (len(rows),), generator=g)
+    offsets = torch.cumsum(counts, 0) - counts
+    expected = (W_dec[idx] * grad_out[rows]).sum(1)
+    torch.testing.assert_close(sparse._pair_dots(W_dec, idx, grad_out, rows, offsets), expected)
+    monkeypatch.setattr(sparse, "GPU_PAIR_CHUNK_ELEMENTS", 12)  # 2 pairs per gather
+    torch.testing.assert_close(sparse._gathered_pair_dots(W_dec, idx, grad_out, rows), expected)
+
+
 def test_relu_sum_loss_is_the_research_log_loss():
     sae = _sae("relu", d_in=2, d_sae=3, l1_reduction="sum", normalize_decoder=False, pre_encoder_bias=False)
     with torch.no_grad():

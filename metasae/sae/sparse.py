@@ -323,12 +323,27 @@ def sparse_encode(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor,
             for i, selector in enumerate(selectors)]
 
 
+# A GPU gathers the pairs' rows in pieces of this many values (256 MiB in fp32 per gathered operand), so
+# that an LLM-sized batch (8192 x 32 pairs of 768) does not hold two 0.8 GB gathers at once.
+GPU_PAIR_CHUNK_ELEMENTS = 1 << 26
+
+
+def _gathered_pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tensor) -> Tensor:
+    """_pair_dots by gathering both operands' rows, piece by piece (the GPU's path)."""
+    out = W_dec.new_empty(len(idx))
+    step = max(1, GPU_PAIR_CHUNK_ELEMENTS // W_dec.shape[1])
+    for start in range(0, len(idx), step):
+        part = slice(start, start + step)
+        torch.sum(W_dec.index_select(0, idx[part]).mul_(grad_out.index_select(0, rows[part])), 1, out=out[part])
+    return out
+
+
 def _pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tensor, offsets: Tensor) -> Tensor:
     """<W_dec[idx[p]], grad_out[rows[p]]> for every pair p. On a CPU one sampled matmul (SDDMM) over the
     pairs' CSR pattern (row-major pairs and their row offsets are one), 3x faster than gathering the
     [nnz, d_in] rows through DRAM; a GPU gathers, as torch's CUDA SDDMM is not yet checked here."""
     if W_dec.device.type != "cpu":
-        return (W_dec.index_select(0, idx) * grad_out.index_select(0, rows)).sum(1)
+        return _gathered_pair_dots(W_dec, idx, grad_out, rows)
     crow = torch.cat([offsets, offsets.new_tensor([len(idx)])])
     with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
         warnings.simplefilter("ignore", UserWarning)
