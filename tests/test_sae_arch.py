@@ -118,6 +118,14 @@ def test_batchtopk_in_chunks_is_exact(batch, d_sae, k, cuts, shift, ties, seed):
     assert torch.equal(vals, pre[rows, idx])
 
 
+@pytest.mark.parametrize("d_sae", [64, 20])  # with and without 32-column blocks
+def test_batchtopk_refuses_nan_pre_activations(d_sae):
+    pre = torch.randn(8, d_sae)
+    pre[3, 5] = math.nan
+    with pytest.raises(MetasaeError, match="NaN pre-activations"):
+        BatchTopK(2).select(pre)
+
+
 def test_batchtopk_recomputes_a_chunk_whose_floor_lies_above_the_threshold():
     pre = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
     pre[0] += 100  # all 64 values of row 0 are among the k*B = 128 winners, but its chunk pooled only ~1.5k

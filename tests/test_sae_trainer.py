@@ -93,6 +93,21 @@ def test_nan_loss_names_the_step(tmp_path):
         _small_run(tmp_path, lr=1e30)
 
 
+def test_nan_weights_name_the_step(tmp_path, monkeypatch):
+    x, _ = _synthetic(n=300, d=8, m=12)
+    real_build = trainer_mod.build_sae
+
+    def nan_encoder(*args):
+        sae = real_build(*args)
+        with torch.no_grad():
+            sae.W_enc[0, 0] = float("nan")
+        return sae
+
+    monkeypatch.setattr(trainer_mod, "build_sae", nan_encoder)
+    with pytest.raises(MetasaeError, match=r"^step 0: BatchTopK: NaN pre-activations"):
+        train_sae(x, SAEConfig("batchtopk", 8, 64, k=2), TrainConfig(steps=3, batch_size=32), tmp_path)
+
+
 def test_nan_input_names_the_row(tmp_path):
     x = torch.ones(10, 4)
     x[7, 2] = float("nan")

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metasae.errors import MetasaeError
+
 
 @dataclass
 class Selection:
@@ -194,6 +196,8 @@ class BatchTopK(Selector):
         start = self.pools[-1].start + self.pools[-1].n_rows if self.pools else 0
         want, (low, high) = self.k * len(pre), self.POOL_BAND
         maxima = _block_maxima(pre)
+        if bool((pre if maxima is None else maxima).isnan().any()):  # a floor would drop NaN; topk keeps it
+            raise MetasaeError("BatchTopK: NaN pre-activations (the encoder's weights or inputs are not finite)")
         pool = _Pool.above(pre, start, self.pools[-1].floor, maxima) if self.pools else None
         if pool is None or not (low * want <= len(pool.vals) or pool.floor == 0) or len(pool.vals) > high * want:
             pool = _Pool.above(pre, start, _floor_for(pre, maxima, math.ceil(self.POOL_MARGIN * want)), maxima)

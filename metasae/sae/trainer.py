@@ -228,8 +228,11 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
             group["lr"] = lr
         dead = since_fired >= train_cfg.dead_after_examples
         sparsity_scale = min(1.0, (step + 1) / train_cfg.sparsity_warmup_steps) if train_cfg.sparsity_warmup_steps else 1.0
-        with precision:
-            parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
+        try:
+            with precision:
+                parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
+        except MetasaeError as e:
+            raise MetasaeError(f"step {step}: {e}") from e
         if not torch.isfinite(parts.total):
             raise MetasaeError(f"step {step}: loss is {float(parts.total.detach())} (mse={float(parts.mse)}, "
                                f"sparsity={float(parts.sparsity)}, aux={float(parts.aux)}); lower train.lr")
