@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metasae.errors import MetasaeError
-from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, sparse, topk
+from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, encoder, sparse, topk
 from metasae.sae.sparse import BatchTopK
 
 ARCHS = sorted(ARCHITECTURES)
@@ -223,6 +223,20 @@ def test_bf16_autocast_loss_and_gradients_near_float32(arch):
     for name, g in grads16.items():
         assert g.dtype == torch.float32, name
         assert F.cosine_similarity(g.flatten(), grads32[name].flatten(), dim=0) > 0.97, name
+
+
+@pytest.mark.parametrize("with_b_dec", [True, False])
+def test_dense_encode_gradients_equal_autograd(with_b_dec):
+    g = torch.Generator().manual_seed(0)
+    x, b_dec, W_enc, b_enc = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+                              for shape in [(7, 5), (5,), (5, 11), (11,)])
+    weights = torch.randn(7, 11, generator=g, dtype=torch.float64)  # a loss that weighs every output
+    inputs = [x, b_dec, W_enc, b_enc] if with_b_dec else [x, W_enc, b_enc]
+    ours = torch.autograd.grad((encoder.dense_encode(x, b_dec if with_b_dec else None, W_enc, b_enc) * weights).sum(),
+                               inputs)
+    reference = torch.autograd.grad(((((x - b_dec) if with_b_dec else x) @ W_enc + b_enc) * weights).sum(), inputs)
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_pair_dot_paths_agree(monkeypatch):

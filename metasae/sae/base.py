@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from metasae.errors import MetasaeError
+from metasae.sae.encoder import dense_encode
 
 L1_REDUCTIONS = ("decoder_norm", "sum")
 
@@ -125,8 +126,7 @@ class SAE(nn.Module):
 
     # -- shared -----------------------------------------------------------------------------------
     def pre_acts(self, x: Tensor) -> Tensor:
-        x_c = x - self.b_dec if self.cfg.pre_encoder_bias else x
-        return torch.addmm(self.b_enc, x_c, self.W_enc)
+        return dense_encode(x, self.b_dec if self.cfg.pre_encoder_bias else None, self.W_enc, self.b_enc)
 
     def decode(self, z: Tensor) -> Tensor:
         return z @ self.W_dec + self.b_dec

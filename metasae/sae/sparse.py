@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metasae.errors import MetasaeError
+from metasae.sae.encoder import encoder_weight, pre_acts
 
 
 @dataclass
@@ -251,22 +252,6 @@ def _per_latent_sum(by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Ten
 _PER_SELECTION = 5  # outputs of _SparseEncode per selector: rows, idx, vals, and the by-latent grouping
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype autocast gives matmuls on this device now, or None when it is off."""
-    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
-
-
-def _pre_acts(x: Tensor, W: Tensor, b_enc: Tensor, out: Tensor | None = None,
-              low_out: Tensor | None = None) -> Tensor:
-    """x @ W + b_enc in b_enc's dtype. W may be a low-precision copy of W_enc (autocast): the product then
-    runs in its dtype (bf16 on AMX or tensor cores: several times faster) and the bias is added in full."""
-    if W.dtype == b_enc.dtype:
-        return torch.mm(x, W, out=out).add_(b_enc)
-    product = torch.mm(x.to(W.dtype), W, out=low_out)
-    # a copy that converts, then an add: 3x faster than torch.add's mixed-dtype path on a CPU
-    return (product.to(b_enc.dtype) if out is None else out.copy_(product)).add_(b_enc)
-
-
 class _SparseEncode(torch.autograd.Function):
     """pre = (x - b_dec) @ W_enc + b_enc; returns ReLU(pre) at the selected pairs of each selector. Under
     autocast the encoder product runs in its dtype; selection, values and gradients stay in full precision."""
@@ -274,20 +259,19 @@ class _SparseEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b_dec, W_enc, b_enc, selectors):
         x_c = x - b_dec if b_dec is not None else x
-        low = autocast_dtype(x.device)
-        W = W_enc if low is None else W_enc.to(low)
+        W = encoder_weight(W_enc)
         step = row_chunk(len(x_c), W.shape[1], x_c.device)
         buffer = x_c.new_empty(min(step, len(x_c)), W.shape[1])  # one warm buffer for every chunk
-        low_buffer = None if low is None else torch.empty_like(buffer, dtype=low)
+        low_buffer = None if W is W_enc else torch.empty_like(buffer, dtype=W.dtype)
         for start in range(0, len(x_c), step):
             chunk = x_c[start:start + step]
             rows = slice(0, len(chunk))
-            pre = _pre_acts(chunk, W, b_enc, buffer[rows], None if low_buffer is None else low_buffer[rows])
+            pre = pre_acts(chunk, W, b_enc, buffer[rows], None if low_buffer is None else low_buffer[rows])
             for selector in selectors:
                 selector.take(pre)  # selectors copy what they keep
         outs: list[Tensor] = []
         for selector in selectors:
-            rows, idx, vals = selector.pairs(lambda r: _pre_acts(x_c[r], W, b_enc))
+            rows, idx, vals = selector.pairs(lambda r: pre_acts(x_c[r], W, b_enc))
             outs += [rows, idx, vals.relu(), *group_by_latent(idx, W_enc.shape[1])]
         ctx.save_for_backward(x_c, W_enc, *outs)
         ctx.has_b_dec = b_dec is not None
