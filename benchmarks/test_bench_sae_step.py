@@ -104,6 +104,18 @@ def test_sae_step_bf16_autocast(compare, device, arch):
             rounds=5, refs={"float32_matmul": _warm_matmul(sae, x)}, items=BATCH)
 
 
+def test_relu_step_with_sparse_codes(compare, device):
+    """ReLU once trained: ~2% of the pre-activations positive (b_enc = -2 here), where a CPU step runs on the
+    positive pairs only."""
+    cfg = SAEConfig("relu", D_IN, D_SAE, **ARCH_OPTIONS["relu"])
+    x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
+    sae, x, opt = _setup(cfg, x, device)
+    with torch.no_grad():
+        sae.b_enc.fill_(-2.0)
+    compare(_step(sae, opt, lambda: sae.loss(x).total), _warm_matmul(sae, x), "encoder matmul (warm buffer)",
+            rounds=5, refs={"torch_addmm": _encoder_matmul(sae, x)}, items=BATCH)
+
+
 def test_topk_step_with_auxk(compare, device):
     """The step as training runs it once latents die: 10% dead, so AuxK's top k_aux = d_in / 2 among them."""
     cfg = SAEConfig("topk", D_IN, D_SAE, k=K)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metasae.errors import MetasaeError
-from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, encoder, sparse, topk
+from metasae.sae import ARCHITECTURES, SAEConfig, build_sae, encoder, relu, sparse, topk
 from metasae.sae.sparse import BatchTopK
 
 ARCHS = sorted(ARCHITECTURES)
@@ -251,6 +251,45 @@ def test_pair_dot_paths_agree(monkeypatch):
     torch.testing.assert_close(sparse._pair_dots(W_dec, idx, grad_out, rows, offsets), expected)
     monkeypatch.setattr(sparse, "GPU_PAIR_CHUNK_ELEMENTS", 12)  # 2 pairs per gather
     torch.testing.assert_close(sparse._gathered_pair_dots(W_dec, idx, grad_out, rows), expected)
+
+
+@pytest.mark.parametrize("l1_reduction", ["decoder_norm", "sum"])
+@pytest.mark.parametrize("pre_encoder_bias", [True, False])
+def test_sparse_relu_step_equals_dense(l1_reduction, pre_encoder_bias, monkeypatch):
+    """Few positive pre-activations: the CPU step runs on pairs, chunk by chunk, with the dense step's loss,
+    statistics and gradients."""
+    monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", 3 * 64)  # 3 rows per chunk
+    sae = _sae("relu", d_in=6, d_sae=64, l1_reduction=l1_reduction, pre_encoder_bias=pre_encoder_bias).double()
+    with torch.no_grad():
+        sae.b_enc.fill_(-2.5)  # a few percent of the pre-activations positive
+        sae.b_dec.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(11, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    results = {}
+    for max_density in (1.0, -1.0):  # the sparse path; the dense one (every chunk "too dense")
+        monkeypatch.setattr(relu, "SPARSE_MAX_DENSITY", max_density)
+        sae.zero_grad()
+        parts = sae.loss(x)
+        parts.total.backward()
+        results[max_density] = parts, {n: p.grad.clone() for n, p in sae.named_parameters()}
+    (sparse_parts, sparse_grads), (dense_parts, dense_grads) = results.values()
+    assert 0 < float(dense_parts.l0) < 0.1 * 64
+    for field in ("total", "mse", "sparsity", "l0"):
+        torch.testing.assert_close(getattr(sparse_parts, field), getattr(dense_parts, field), msg=field)
+    assert torch.equal(sparse_parts.fired, dense_parts.fired)
+    torch.testing.assert_close(sparse_parts.x_hat, dense_parts.x_hat)
+    for name, grad in dense_grads.items():
+        torch.testing.assert_close(sparse_grads[name], grad, msg=name)
+
+
+def test_positive_selector_gives_up_on_a_dense_chunk():
+    pre = torch.randn(256, 64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(sparse.TooDense, match="sample"):
+        sparse.Positive(0.05).select(pre)  # half positive, seen from a sample of the rows
+    masked = pre.index_fill(0, torch.arange(0, 256, 16), -1.0)  # the sampled rows (every 16th) are negative
+    with pytest.raises(sparse.TooDense, match="positive"):
+        sparse.Positive(0.05).select(masked)
+    rows, idx, vals = sparse.Positive(0.6).select(pre)
+    assert torch.equal(torch.stack([rows, idx]), (pre > 0).nonzero().t()) and torch.equal(vals, pre[rows, idx])
 
 
 def test_relu_sum_loss_is_the_research_log_loss():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from metasae.cli import main
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, read_json
-from metasae.sae import SAEConfig, export_saelens, load_sae
+from metasae.sae import SAEConfig, export_saelens, load_sae, relu
 from metasae.sae import trainer as trainer_mod
 from metasae.sae.trainer import TrainConfig, geometric_median, train_sae
 
@@ -51,16 +52,22 @@ def test_bf16_autocast_trains_as_well_and_is_recorded(arch, tmp_path):
     assert abs(fvu["bf16"] - fvu[None]) < 0.02, fvu
 
 
-def _small_run(out, **kw):
+def _small_run(out, sae_cfg=None, **kw):
     x, _ = _synthetic(n=300, d=8, m=12)
     cfg = dict(lr=3e-3, batch_size=32, steps=12, log_every=2, checkpoint_every=4, dead_after_examples=64)
     cfg.update(kw)
-    return train_sae(x, SAEConfig("topk", 8, 24, k=2, k_aux=4), TrainConfig(**cfg), out)
+    return train_sae(x, sae_cfg or SAEConfig("topk", 8, 24, k=2, k_aux=4), TrainConfig(**cfg), out)
 
 
-@pytest.mark.parametrize("sampling", ["epoch", "replacement"])
-def test_resume_after_crash_is_bit_identical(sampling, tmp_path, monkeypatch):
-    full = _small_run(tmp_path / "full", sampling=sampling)
+# a ReLU run whose codes turn sparse after a few steps, so its steps switch from dense to sparse ops
+SPARSENING_RELU = (SAEConfig("relu", 8, 64, l1_coeff=1.0), 3e-2)
+
+
+@pytest.mark.parametrize(("sampling", "arch"), [("epoch", "topk"), ("replacement", "topk"), ("epoch", "relu")])
+def test_resume_after_crash_is_bit_identical(sampling, arch, tmp_path, monkeypatch):
+    sae_cfg, lr = SPARSENING_RELU if arch == "relu" else (None, 3e-3)
+    run = functools.partial(_small_run, sae_cfg=sae_cfg, sampling=sampling, lr=lr)
+    full = run(tmp_path / "full")
     real_save = trainer_mod._save_checkpoint
     calls = []
 
@@ -72,14 +79,18 @@ def test_resume_after_crash_is_bit_identical(sampling, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_mod, "_save_checkpoint", crash_after_second)
     with pytest.raises(KeyboardInterrupt):
-        _small_run(tmp_path / "resumed", sampling=sampling)
+        run(tmp_path / "resumed")
     assert (tmp_path / "resumed" / "checkpoint" / "state.json").is_file()
     monkeypatch.setattr(trainer_mod, "_save_checkpoint", real_save)
-    resumed = _small_run(tmp_path / "resumed", sampling=sampling)
+    resumed = run(tmp_path / "resumed")
     for name, t in full.state_dict().items():
         assert torch.equal(t, resumed.state_dict()[name]), name
     assert (tmp_path / "full" / "train_log.csv").read_text() == (tmp_path / "resumed" / "train_log.csv").read_text()
     assert not (tmp_path / "resumed" / "checkpoint").exists()
+    if arch == "relu":  # dense steps first, sparse ones later (relu.SPARSE_MAX_DENSITY of 64 latents)
+        with open(tmp_path / "full" / "train_log.csv") as f:
+            l0 = [float(row["l0"]) for row in csv.DictReader(f)]
+        assert l0[0] > relu.SPARSE_MAX_DENSITY * 64 > l0[-1]
 
 
 def test_same_seed_same_sae_other_seed_differs(tmp_path):

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from metasae.errors import MetasaeError
 from metasae.sae.encoder import dense_encode
+from metasae.sae.sparse import Selection
 
 L1_REDUCTIONS = ("decoder_norm", "sum")
 
@@ -85,6 +86,16 @@ class LossParts:
     l0: Tensor  # mean active latents per example (0-d; a tensor so a GPU step need not wait to read it)
     fired: Tensor  # bool [d_sae]: latents active on at least one example of the batch
     x_hat: Tensor  # detached reconstruction, for batch FVU
+
+    @classmethod
+    def from_selection(cls, total: Tensor, mse: Tensor, sparsity: Tensor, aux: Tensor, sel: Selection, d_sae: int,
+                       x_hat: Tensor) -> LossParts:
+        """The statistics of codes given as selected pairs (sparse ops)."""
+        live = sel.vals > 0
+        # index_add, not fired[idx[live]] = True: a boolean mask makes a GPU wait for the host
+        fired = torch.zeros(d_sae, device=x_hat.device).index_add_(0, sel.idx, live.float()) > 0
+        return cls(total=total, mse=mse.detach(), sparsity=sparsity.detach(), aux=aux.detach(),
+                   l0=live.sum() / sel.batch, fired=fired, x_hat=x_hat.detach())
 
     @classmethod
     def penalised(cls, mse: Tensor, sparsity: Tensor, z: Tensor, x_hat: Tensor) -> LossParts:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from metasae.sae.base import SAE, LossParts
+from metasae.sae.sparse import Positive, TooDense, sparse_decode, sparse_encode
+
+# A CPU step runs on the positive pairs alone (sparse ops, as TopK) while at most this share of the
+# pre-activations is positive: measured at 8192 latents, batch 4096, the sparse step is 2.6x faster at 2.3%
+# positive, 1.3x at 5.5%, even at 8%, and slower beyond. A trained ReLU SAE lives far below (L0 << d_sae).
+SPARSE_MAX_DENSITY = 0.05
 
 
 class ReLUSAE(SAE):
@@ -15,13 +22,28 @@ class ReLUSAE(SAE):
         return self.pre_acts(x).relu()
 
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
+        """The same loss and gradients either way; a GPU always takes the dense ops (not yet measured)."""
+        if x.device.type == "cpu":
+            try:
+                return self._sparse_loss(x, sparsity_scale)
+            except TooDense:  # decided on the first dense chunk of this very batch, so a resumed run agrees
+                pass
         z = self.encode(x)
         x_hat = self.decode(z)
-        if self.cfg.l1_reduction == "sum":
-            mse = F.mse_loss(x_hat, x)
-            l1 = z.sum()
-        else:
-            mse = self.sum_dims_mse(x, x_hat)
-            l1 = (z @ self.W_dec.norm(dim=1)).mean()  # a mat-vec: no [batch, d_sae] temporary
+        l1 = z.sum() if self.cfg.l1_reduction == "sum" else (z @ self.W_dec.norm(dim=1)).mean()  # a mat-vec
         sparsity = self.cfg.l1_coeff * sparsity_scale * l1
-        return LossParts.penalised(mse, sparsity, z, x_hat)
+        return LossParts.penalised(self._mse(x, x_hat), sparsity, z, x_hat)
+
+    def _sparse_loss(self, x: Tensor, sparsity_scale: float) -> LossParts:
+        b_dec = self.b_dec if self.cfg.pre_encoder_bias else None
+        sel = sparse_encode(x, b_dec, self.W_enc, self.b_enc, [Positive(SPARSE_MAX_DENSITY)])[0]
+        x_hat = sparse_decode(sel, self.W_dec) + self.b_dec
+        l1 = sel.vals.sum() if self.cfg.l1_reduction == "sum" else (sel.vals @ self.W_dec.norm(dim=1)[sel.idx]) / len(x)
+        sparsity = self.cfg.l1_coeff * sparsity_scale * l1
+        mse = self._mse(x, x_hat)
+        return LossParts.from_selection(mse + sparsity, mse, sparsity, torch.zeros((), device=x.device), sel,
+                                        self.cfg.d_sae, x_hat)
+
+    def _mse(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        """The research log's mean over every element (l1_reduction sum), else the sum over dimensions."""
+        return F.mse_loss(x_hat, x) if self.cfg.l1_reduction == "sum" else self.sum_dims_mse(x, x_hat)

@@ -168,7 +168,54 @@ class _Pool:
         return cls(start, len(pre), max(floor, 0.0), rows + start, idx, vals)
 
 
-class BatchTopK(Selector):
+class _PoolingSelector(Selector):
+    """Keeps, per CPU chunk, a _Pool of its values above some floor; the pools concatenate row-major."""
+
+    def __init__(self) -> None:
+        self.pools: list[_Pool] = []
+
+    def _next_rows(self) -> int:
+        return self.pools[-1].start + self.pools[-1].n_rows if self.pools else 0
+
+    def _checked_maxima(self, pre: Tensor) -> Tensor | None:
+        """The chunk's block maxima, refusing NaN: a floor would silently drop it, where topk or relu keep it."""
+        maxima = _block_maxima(pre)
+        if bool((pre if maxima is None else maxima).isnan().any()):
+            raise MetasaeError(f"{type(self).__name__}: NaN pre-activations (the encoder's weights or inputs "
+                               "are not finite)")
+        return maxima
+
+    def _pooled(self) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(torch.cat([getattr(pool, name) for pool in self.pools]) for name in ("rows", "idx", "vals"))
+
+
+class TooDense(Exception):
+    """A Positive selector met a chunk denser than allowed: dense ops are the faster way for this batch."""
+
+
+class Positive(_PoolingSelector):
+    """Every positive pre-activation (ReLU's codes). Raises TooDense on the first chunk whose positives
+    exceed `max_density` of it, so the caller falls back to dense ops having spent one chunk, not a pass."""
+
+    def __init__(self, max_density: float) -> None:
+        super().__init__()
+        self.max_density = max_density
+
+    def take(self, pre: Tensor) -> None:
+        maxima = self._checked_maxima(pre)
+        if len(pre) >= 256 and float((pre[::16] > 0).float().mean()) > 2 * self.max_density:  # plainly dense:
+            # spare the pooling (16+ sampled rows: fewer would misjudge)
+            raise TooDense("a sample of the chunk's rows is dense")
+        pool = _Pool.above(pre, self._next_rows(), 0.0, maxima)
+        if len(pool.vals) > self.max_density * pre.numel():
+            raise TooDense(f"{len(pool.vals)} of {pre.numel()} pre-activations positive")
+        self.pools.append(pool)
+
+    def pairs(self, full_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        return self._pooled()
+
+
+class BatchTopK(_PoolingSelector):
     """The k*B largest positive pre-activations of the whole batch (BatchTopK), exactly.
 
     On a GPU the batch arrives whole and one flat top-(k*B) is fastest. On a CPU it arrives in chunks, and
@@ -183,10 +230,10 @@ class BatchTopK(Selector):
     POOL_BAND = (1.25, 4.0)
 
     def __init__(self, k: int) -> None:
+        super().__init__()
         self.k = k
         self.d_sae = 0
         self.whole: Tensor | None = None
-        self.pools: list[_Pool] = []
 
     def take(self, pre: Tensor) -> None:
         self.d_sae = pre.shape[1]
@@ -194,11 +241,8 @@ class BatchTopK(Selector):
             assert self.whole is None, "a GPU takes the batch in one chunk (row_chunk)"
             self.whole = pre
             return
-        start = self.pools[-1].start + self.pools[-1].n_rows if self.pools else 0
+        start, maxima = self._next_rows(), self._checked_maxima(pre)
         want, (low, high) = self.k * len(pre), self.POOL_BAND
-        maxima = _block_maxima(pre)
-        if bool((pre if maxima is None else maxima).isnan().any()):  # a floor would drop NaN; topk keeps it
-            raise MetasaeError("BatchTopK: NaN pre-activations (the encoder's weights or inputs are not finite)")
         pool = _Pool.above(pre, start, self.pools[-1].floor, maxima) if self.pools else None
         if pool is None or not (low * want <= len(pool.vals) or pool.floor == 0) or len(pool.vals) > high * want:
             pool = _Pool.above(pre, start, _floor_for(pre, maxima, math.ceil(self.POOL_MARGIN * want)), maxima)
@@ -229,7 +273,7 @@ class BatchTopK(Selector):
         if any(pool.floor > tau for pool in self.pools):
             self.pools = [pool if pool.floor <= tau else self._recomputed(pool, tau, full_rows) for pool in self.pools]
             tau = self._tau(n_keep)
-        rows, idx, vals = (torch.cat([getattr(pool, name) for pool in self.pools]) for name in ("rows", "idx", "vals"))
+        rows, idx, vals = self._pooled()
         kept = (vals >= tau).nonzero().view(-1)
         return rows.index_select(0, kept), idx.index_select(0, kept), vals.index_select(0, kept)
 

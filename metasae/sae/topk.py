@@ -54,10 +54,6 @@ class TopKSAE(SAE):
             # Dead latents learn to explain what the live ones missed (target detached, as in Gao et al.).
             aux_recon = sparse_decode(sels[1], self.W_dec) if sparse_aux else self._dense_aux_recon(x, cols)
             aux = cfg.aux_coeff * self.sum_dims_mse((x - x_hat).detach(), aux_recon)
-        live = main.vals > 0
         if self.training:
             self.after_selection(main)
-        # index_add, not fired[idx[live]] = True: a boolean mask makes a GPU wait for the host
-        fired = torch.zeros(cfg.d_sae, device=x.device).index_add_(0, main.idx, live.float()) > 0
-        return LossParts(total=mse + aux, mse=mse.detach(), sparsity=torch.zeros((), device=x.device),
-                         aux=aux.detach(), l0=live.sum() / len(x), fired=fired, x_hat=x_hat.detach())
+        return LossParts.from_selection(mse + aux, mse, torch.zeros((), device=x.device), aux, main, cfg.d_sae, x_hat)
