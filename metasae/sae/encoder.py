@@ -1,7 +1,7 @@
 """The encoder product (x - b_dec) @ W_enc + b_enc that every architecture starts with, autocast-aware.
 
 Under autocast the product runs in autocast's dtype (bf16 on AMX or tensor cores: several times faster);
-`pre_acts` (the sparse encoder's, whose selection wants full precision) adds the bias in and returns full
+`encoder_product` (the sparse encoder's, whose selection wants full precision) adds the bias in and returns full
 precision, the dense encoder returns autocast's dtype as autocast's addmm would. The dense encoder's
 backward takes b_dec's gradient from b_enc's, -W_enc @ sum_b g (a mat-vec), where autograd would push a
 [batch, d_in] gradient back through x - b_dec with a second full-size matmul.
@@ -24,7 +24,7 @@ def encoder_weight(W_enc: Tensor) -> Tensor:
     return W_enc if low is None else W_enc.to(low)
 
 
-def pre_acts(x: Tensor, W: Tensor, b_enc: Tensor, out: Tensor | None = None,
+def encoder_product(x: Tensor, W: Tensor, b_enc: Tensor, out: Tensor | None = None,
              low_out: Tensor | None = None) -> Tensor:
     """x @ W + b_enc in b_enc's dtype, into `out` (and `low_out` for a low-precision product) when given."""
     if W.dtype == b_enc.dtype:
@@ -45,12 +45,10 @@ class _DenseEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor) -> Tensor:
         x_c = x - b_dec if b_dec is not None else x
-        low = autocast_dtype(x.device)
+        W = encoder_weight(W_enc)
         ctx.save_for_backward(x_c, W_enc)
-        ctx.low, ctx.has_b_dec = low, b_dec is not None
-        if low is None:
-            return torch.addmm(b_enc, x_c, W_enc)
-        return torch.addmm(b_enc.to(low), x_c.to(low), W_enc.to(low))
+        ctx.low, ctx.has_b_dec = None if W is W_enc else W.dtype, b_dec is not None
+        return torch.addmm(b_enc.to(W.dtype), x_c.to(W.dtype), W)
 
     @staticmethod
     def backward(ctx, g: Tensor):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metasae.errors import MetasaeError
-from metasae.sae.encoder import encoder_weight, pre_acts
+from metasae.sae.encoder import encoder_product, encoder_weight
 
 
 @dataclass
@@ -202,11 +202,10 @@ class Positive(_PoolingSelector):
         self.max_density = max_density
 
     def take(self, pre: Tensor) -> None:
-        maxima = self._checked_maxima(pre)
         if len(pre) >= 256 and float((pre[::16] > 0).float().mean()) > 2 * self.max_density:  # plainly dense:
-            # spare the pooling (16+ sampled rows: fewer would misjudge)
+            # spare the block maxima and the pooling (16+ sampled rows: fewer would misjudge)
             raise TooDense("a sample of the chunk's rows is dense")
-        pool = _Pool.above(pre, self._next_rows(), 0.0, maxima)
+        pool = _Pool.above(pre, self._next_rows(), 0.0, self._checked_maxima(pre))
         if len(pool.vals) > self.max_density * pre.numel():
             raise TooDense(f"{len(pool.vals)} of {pre.numel()} pre-activations positive")
         self.pools.append(pool)
@@ -309,13 +308,13 @@ class _SparseEncode(torch.autograd.Function):
         low_buffer = None if W is W_enc else torch.empty_like(buffer, dtype=W.dtype)
         for start in range(0, len(x_c), step):
             chunk = x_c[start:start + step]
-            rows = slice(0, len(chunk))
-            pre = pre_acts(chunk, W, b_enc, buffer[rows], None if low_buffer is None else low_buffer[rows])
+            used = slice(0, len(chunk))
+            pre = encoder_product(chunk, W, b_enc, buffer[used], None if low_buffer is None else low_buffer[used])
             for selector in selectors:
                 selector.take(pre)  # selectors copy what they keep
         outs: list[Tensor] = []
         for selector in selectors:
-            rows, idx, vals = selector.pairs(lambda r: pre_acts(x_c[r], W, b_enc))
+            rows, idx, vals = selector.pairs(lambda r: encoder_product(x_c[r], W, b_enc))
             outs += [rows, idx, vals.relu(), *group_by_latent(idx, W_enc.shape[1])]
         ctx.save_for_backward(x_c, W_enc, *outs)
         ctx.has_b_dec = b_dec is not None
