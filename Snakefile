@@ -46,13 +46,14 @@ wildcard_constraints:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/activations.smk"
-include: "workflow/rules/sae.smk"
-include: "workflow/rules/analysis.smk"
-include: "workflow/rules/summary.smk"
-include: "workflow/rules/probes.smk"
+include: "workflow/rules/check_data.smk"
+include: "workflow/rules/train_classifier.smk"
+include: "workflow/rules/cache_acts.smk"
+include: "workflow/rules/train_sae.smk"
+include: "workflow/rules/analyse.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/train_vit.smk"
+include: "workflow/rules/probe.smk"
 include: "workflow/rules/report.smk"
 
 

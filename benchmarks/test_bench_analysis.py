@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metasae.activations import ActivationCache
-from metasae.interpret import Probe, analyse_codes
+from metasae.analysis import Probe, analyse_codes
 from metasae.seeds import generator
 
 N_IMAGES, N_LATENTS, K, N_CLASSES, TOP_N = 60_000, 8192, 32, 10, 10

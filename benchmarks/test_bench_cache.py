@@ -14,7 +14,7 @@ import itertools
 import pytest
 import torch
 
-import metasae.activations as activations
+import metasae.stages.cache_acts as activations
 from metasae.data import ImageDataset
 from metasae.models import build_classifier, save_classifier
 from metasae.seeds import generator

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from metasae.optim import Adam
-from metasae.sae import SAEConfig, build_sae, save_sae
-from metasae.sae.trainer import decoder_rows
+from metasae.sae import SAEConfig, build_sae, load_sae, save_sae
 from metasae.seeds import generator
+from metasae.stack import unit_rows
 
 BATCH, D_SAE = int(os.environ.get("BENCH_BATCH", 4096)), int(os.environ.get("BENCH_D_SAE", 8192))
 D_IN, K = int(os.environ.get("BENCH_D_IN", 256)), 32
@@ -131,7 +131,7 @@ def test_topk_step_with_auxk(compare, device):
 def test_meta_sae_step_on_decoder_rows(compare, device, tmp_path):
     parent = build_sae(SAEConfig("topk", D_IN, D_SAE, k=K), generator("bench", "meta", "parent"))
     save_sae(parent, tmp_path)
-    rows = decoder_rows(tmp_path)
+    rows = unit_rows(load_sae(tmp_path).W_dec.detach())
     batch = rows[torch.randint(len(rows), (BATCH,), generator=generator("bench", "meta", "batch"))]
     sae, x, opt = _setup(SAEConfig("batchtopk", D_IN, META_D_SAE, k=META_K), batch, device)
     compare(_step(sae, opt, lambda: sae.loss(x).total), _warm_matmul(sae, x), "encoder matmul (warm buffer)",

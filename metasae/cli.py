@@ -1,6 +1,7 @@
-"""`metasae <stage> ...`: one thin subcommand per stage. Each parses flags and calls one library function.
+"""`metasae <stage> ...`: parses flags and dispatches to the one function of `metasae.stages.<stage>`.
 
-Stages register themselves below in `_STAGES`; a stage's function reads files and writes files only.
+Each `_register_*` below declares one subcommand's flags; nothing here computes anything. Stage modules are
+imported only when their command runs, so `metasae --help` stays fast.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _register_train_classifier(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.train_classifier import ClassifierTrainConfig, train_classifier
+        from metasae.stages.train_classifier import ClassifierTrainConfig, train_classifier
 
         cfg = ClassifierTrainConfig(model=a.model, train=a.train, test=a.test, epochs=a.epochs,
                                     batch_size=a.batch_size, lr=a.lr, seed=a.seed,
@@ -70,7 +71,7 @@ def _register_cache_acts(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.activations import cache_activations
+        from metasae.stages.cache_acts import cache_activations
 
         cache_activations(a.model_dir, a.dataset, a.layer, a.out, batch_size=a.batch_size,
                           data_dir=a.data_dir, device=a.device)
@@ -82,11 +83,11 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render the write-up (HTML, PDF, Markdown) from a results folder")
     p.add_argument("--results", required=True, type=Path, help="results folder (reads summary/, analysis/, probes/)")
     p.add_argument("--out", required=True, type=Path, help="output folder (index.html, index.pdf, index.md, figures/)")
-    p.add_argument("--template", type=Path, default=None, help="report source (default: the repository's report/index.qmd)")
+    p.add_argument("--template", type=Path, default=None, help="report source (default: the package's report/index.qmd)")
     p.add_argument("--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc")
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.report import DEFAULT_TEMPLATE, render_report
+        from metasae.stages.report import DEFAULT_TEMPLATE, render_report
 
         render_report(a.results, a.out, template=a.template or DEFAULT_TEMPLATE, renderer=a.renderer)
 
@@ -99,11 +100,9 @@ def _register_check_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="JSON record of what each reference resolved to")
 
     def run(a: argparse.Namespace) -> None:
+        from metasae.stages.check_data import check_data
 
-        from metasae.io import write_json
-        from metasae.study import check_data_available
-
-        write_json(a.out, {"datasets": check_data_available(a.config_json)})
+        check_data(a.config_json, a.out)
 
     p.set_defaults(func=run)
 
@@ -115,8 +114,7 @@ def _register_aggregate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/summary")
 
     def run(a: argparse.Namespace) -> None:
-
-        from metasae.stats import aggregate
+        from metasae.stages.aggregate import aggregate
 
         aggregate(a.summaries, a.config_json, a.out)
 
@@ -127,10 +125,9 @@ def _register_datasets(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="list the registered datasets (real and embedded) with descriptions")
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.data import list_datasets
+        from metasae.stages.datasets import datasets
 
-        for name, description in list_datasets().items():
-            print(f"{name:16s} {description}")
+        print("\n".join(datasets()))
 
     p.set_defaults(func=run)
 
@@ -141,7 +138,7 @@ def _register_fetch_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", required=True, type=Path, help="folder to download into")
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.data.fetch import fetch_data
+        from metasae.stages.fetch_data import fetch_data
 
         print(fetch_data(a.dataset, a.data_dir))
 
@@ -159,7 +156,7 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, help="with --parent: the depth being trained (>= 2)")
     p.add_argument("--stop", type=_json_arg, default={}, help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}')
     p.add_argument("--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, codes, ...)")
-    p.add_argument("--spec", type=_json_arg, default={}, help="settings as a JSON object (keys as in config/schema.yaml)")
+    p.add_argument("--spec", type=_json_arg, default={}, help="settings as a JSON object (keys as in the config schema)")
     p.add_argument("--architecture", help="relu | topk | batchtopk | jumprelu")
     p.add_argument("--width", type=int, help="depth 1: number of latents")
     p.add_argument("--width-factor", type=float, help="depth >= 2: latents = round(parent latents * factor)")
@@ -190,7 +187,7 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae import meta
+        from metasae.stages import train_sae as stage
 
         spec = {**a.spec, **_set_flags(a, _SPEC_FLAGS)}
         if a.width_factor is not None or a.width_min is not None:
@@ -198,12 +195,12 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
         if a.acts is not None:
             if a.mode or a.depth not in (None, 1):
                 raise MetasaeError("--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths")
-            meta.train_base(a.acts, spec, a.out, a.seed, device=a.device, resume=not a.no_resume)
+            stage.train_base(a.acts, spec, a.out, a.seed, device=a.device, resume=not a.no_resume)
         else:
             if a.mode is None or a.depth is None:
                 raise MetasaeError("--parent needs --mode (decoder | activations) and --depth (>= 2)")
-            meta.train_meta(a.parent, a.mode, a.depth, spec, a.out, a.seed,
-                            meta.StopRules.from_dict(a.stop), device=a.device, resume=not a.no_resume)
+            stage.train_meta(a.parent, a.mode, a.depth, spec, a.out, a.seed,
+                             stage.StopRules.from_dict(a.stop), device=a.device, resume=not a.no_resume)
 
     p.set_defaults(func=run)
 
@@ -226,9 +223,9 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.sae.checkpoint import export_sae
+        from metasae.stages.export import export
 
-        export_sae(a.sae, a.out, a.format)
+        export(a.sae, a.out, a.format)
 
     p.set_defaults(func=run)
 
@@ -244,9 +241,9 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.interpret import analyse_depth
+        from metasae.stages.analyse import analyse
 
-        analyse_depth(a.depth_dir, a.out, data_dir=a.data_dir, top_n=a.top_n, n_grid=a.n_grid,
+        analyse(a.depth_dir, a.out, data_dir=a.data_dir, top_n=a.top_n, n_grid=a.n_grid,
                       feature_viz=not a.no_feature_viz, device=a.device)
 
     p.set_defaults(func=run)
@@ -267,7 +264,7 @@ def _register_train_vit(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.train_vit import ViTTrainConfig, train_vit
+        from metasae.stages.train_vit import ViTTrainConfig, train_vit
 
         cfg = ViTTrainConfig(train=a.train, test=a.test, label=a.label, steps=a.steps, batch_size=a.batch_size,
                              lr=a.lr, checkpoints=a.checkpoints, seed=a.seed)
@@ -286,7 +283,7 @@ def _register_probe(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.probe_stage import ProbeConfig, run_probes
+        from metasae.stages.probe import ProbeConfig, run_probes
 
         try:
             cfg = ProbeConfig(**a.spec, seed=a.seed)
@@ -310,7 +307,7 @@ def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.probe_stage import run_ksparse
+        from metasae.stages.probe_sae import run_ksparse
 
         run_ksparse(a.vit_dir, a.probes_csv, a.dataset, a.out, a.sae, a.train, ks=tuple(a.ks), seed=a.seed,
                     data_dir=a.data_dir, device=a.device)
@@ -329,7 +326,7 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--update-baseline", action="store_true", help="store this run's ratios as the baseline")
 
     def run(a: argparse.Namespace) -> None:
-        from metasae.bench import BASELINE, run_bench
+        from metasae.stages.bench import BASELINE, run_bench
 
         run_bench(a.out, device=a.device, quick=a.quick, repeat=a.repeat, baseline_path=a.baseline or BASELINE,
                   tolerance=a.tolerance, update_baseline=a.update_baseline)
@@ -356,7 +353,7 @@ _STAGES: list[Register] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metasae", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="metasae", description="SAEs and meta-SAEs, to any depth, on vision models: one subcommand per stage of the study.")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (the workflow passes each job's share; default: torch's own)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")

@@ -13,8 +13,6 @@ import torch
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, save_tensors
 
-CODES_FILE = "codes.safetensors"
-
 
 def save_codes(path: str | Path, codes: torch.Tensor) -> None:
     """Write a dense or sparse [n_images, n_latents] code matrix as COO (indices, values, shape)."""

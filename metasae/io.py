@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from metasae import __version__
 from metasae.errors import MetasaeError
+from metasae.layout import CFG_FILE
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -97,12 +98,12 @@ def save_checkpoint(directory: str | os.PathLike, weights_name: str, tensors: di
     """Weights as safetensors plus `cfg.json` beside them (SAELens style); cfg is written last."""
     directory = Path(directory)
     save_tensors(directory / weights_name, tensors)
-    write_json(directory / "cfg.json", cfg)
+    write_json(directory / CFG_FILE, cfg)
 
 
 def load_checkpoint(directory: str | os.PathLike, weights_name: str, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
     directory = Path(directory)
-    cfg = read_json(directory / "cfg.json")
+    cfg = read_json(directory / CFG_FILE)
     return load_tensors(directory / weights_name, device=device), cfg
 
 

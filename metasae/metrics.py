@@ -256,3 +256,17 @@ def k_sparse_probing(codes: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 2,
         clf.fit(codes[train][:, chosen].double().numpy(), labels[train].numpy())
         out[f"k{k}_accuracy"] = float(clf.score(codes[test][:, chosen].double().numpy(), labels[test].numpy()))
     return out
+
+
+@torch.no_grad()
+def evaluate_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> dict:
+    """Accuracy and mean cross-entropy of `model` on an already converted image tensor."""
+    device = next(model.parameters()).device
+    correct, loss = 0, 0.0
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        y = labels[start:start + batch_size].to(device)
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return {"accuracy": correct / len(images), "cross_entropy": loss / len(images), "n": len(images)}

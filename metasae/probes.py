@@ -8,15 +8,21 @@ quarter turn and an ellipse after a half turn, so no probe can recover their ori
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
+from metasae.io import read_json
+from metasae.layout import METRICS_FILE
 
 CLASSIFY, REGRESS = "classification", "regression"
 PROBES = ("linear", "mlp")
@@ -199,3 +205,33 @@ def check_inputs(images: Tensor, where: str, min_variance: float = 1e-3) -> dict
         raise MetasaeError(f"{where}: images are near-constant (mean per-image variance "
                            f"{stats['mean_image_variance']:.2e} < {min_variance}); check the input conversion")
     return stats
+
+
+# -- probe tables and ViT checkpoints, shared by the `probe` and `probe-sae` stages ---------------------------
+
+CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
+COLUMNS = ["train_set", "checkpoint", "step", "layer", "factor", "probe", "metric", "value", "ci_low", "ci_high"]
+
+
+def vit_checkpoints(vit_dir: Path) -> list[dict]:
+    meta = read_json(vit_dir / METRICS_FILE)
+    if not meta.get("checkpoints"):
+        raise MetasaeError(f"{vit_dir / METRICS_FILE}: missing key 'checkpoints' (not a train-vit output)")
+    return meta["checkpoints"]
+
+
+def probe_images(dataset: str, spec: InputSpec, data_dir) -> tuple[object, torch.Tensor, dict]:
+    ds = load_dataset(dataset, data_dir)
+    check_inputs(ds.images, dataset)
+    images = to_input_spec(ds.images, spec)  # explicit: the sprites resized to the ViT's input, still in [0, 1]
+    return ds, images, check_inputs(images, f"{dataset} at the ViT input {dataclasses.astuple(spec)}")
+
+
+def best_layer(table: pd.DataFrame) -> str:
+    """The layer whose linear probes score highest on average over tasks at the last trained checkpoint."""
+    trained = table[~table["train_set"].isin(CONTROLS)
+                    & (table["probe"] == "linear")]
+    if trained.empty:
+        raise MetasaeError("probes.csv: no linear-probe rows of a trained checkpoint")
+    final = trained[trained["step"] == trained["step"].max()]
+    return str(final.groupby("layer")["value"].mean().idxmax())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metasae.activations import ACTS_FILE, cache_activations, load_activations
+from metasae.activations import load_activations
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
+from metasae.layout import ACTS_FILE
 from metasae.models import build_classifier, save_classifier
+from metasae.stages.cache_acts import cache_activations
 
 DATASET = "digits:test[:70]"
 
@@ -53,7 +55,7 @@ def test_a_replaced_cache_file_fails_its_checksum(model_dir, tmp_path):
 
 
 def test_a_layer_that_changes_the_row_count_is_refused(model_dir, tmp_path, monkeypatch):
-    import metasae.activations as activations
+    import metasae.stages.cache_acts as activations
 
     real_load = activations.load_classifier
 
@@ -69,7 +71,7 @@ def test_a_layer_that_changes_the_row_count_is_refused(model_dir, tmp_path, monk
 
 
 def test_nan_activation_names_the_image(model_dir, tmp_path, monkeypatch):
-    import metasae.activations as activations
+    import metasae.stages.cache_acts as activations
 
     real_load = activations.load_classifier
 

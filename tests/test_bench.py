@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from metasae.bench import SUITE, _check, _read_runs, run_bench, table
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
+from metasae.stages.bench import SUITE, _check, _read_runs, run_bench, table
 
 
 def _record(name: str, ratio: float, median: float = 2.0, **extra: float) -> dict:

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
-from metasae.probe_stage import best_layer, control_summary
 from metasae.probes import (
     CLASSIFY,
     REGRESS,
     Task,
+    best_layer,
     bootstrap_ci,
     check_inputs,
     confusable_orientations,
@@ -25,6 +25,7 @@ from metasae.probes import (
     r2,
     stratified_split,
 )
+from metasae.stages.probe import control_summary
 
 
 def _blobs(n: int, separable: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

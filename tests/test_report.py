@@ -19,8 +19,8 @@ from PIL import Image
 from metasae.cli import main
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
-from metasae.report import execute_cells, render_report
 from metasae.report_content import ReportData, depth_table, fmt, md_table
+from metasae.stages.report import execute_cells, render_report
 
 HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
 

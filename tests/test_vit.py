@@ -9,7 +9,7 @@ from metasae.errors import MetasaeError
 from metasae.models.vit import ViT, ViTConfig, load_vit, save_vit
 from metasae.probes import layer_features
 from metasae.seeds import generator
-from metasae.train_vit import ViTTrainConfig, checkpoint_steps, train_vit
+from metasae.stages.train_vit import ViTTrainConfig, checkpoint_steps, train_vit
 
 TINY = ViTConfig(num_classes=3, input_shape=(1, 16, 16), patch=4, width=16, depth=2, heads=2, mlp=32)
 

@@ -1,28 +1,7 @@
-"""SAE architectures over one shared base. Adding one: a module with an `SAE` subclass + a line below."""
-
-from __future__ import annotations
-
-import torch
+"""SAE architectures over one shared base (`base`), their registry, trainer and checkpoints."""
 
 from metasae.sae.base import SAE, LossParts, SAEConfig
-from metasae.sae.batchtopk import BatchTopKSAE
-from metasae.sae.jumprelu import JumpReLUSAE
-from metasae.sae.relu import ReLUSAE
-from metasae.sae.topk import TopKSAE
-
-ARCHITECTURES: dict[str, type[SAE]] = {
-    "relu": ReLUSAE,
-    "topk": TopKSAE,
-    "batchtopk": BatchTopKSAE,
-    "jumprelu": JumpReLUSAE,
-}
-
-
-def build_sae(cfg: SAEConfig, generator: torch.Generator | None = None) -> SAE:
-    """A fresh SAE; pass a seeded generator (metasae.seeds.generator) for reproducible weights."""
-    return ARCHITECTURES[cfg.architecture](cfg, generator)
-
-
-from metasae.sae.checkpoint import export_saelens, load_sae, save_sae  # noqa: E402  (needs build_sae)
+from metasae.sae.checkpoint import export_saelens, load_sae, save_sae
+from metasae.sae.registry import ARCHITECTURES, build_sae
 
 __all__ = ["ARCHITECTURES", "SAE", "LossParts", "SAEConfig", "build_sae", "export_saelens", "load_sae", "save_sae"]

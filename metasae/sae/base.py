@@ -44,7 +44,7 @@ class SAEConfig:
     jumprelu_bandwidth: float = 0.001
 
     def __post_init__(self) -> None:
-        from metasae.sae import ARCHITECTURES
+        from metasae.sae.registry import ARCHITECTURES  # the registry imports this module
 
         if self.architecture not in ARCHITECTURES:
             raise MetasaeError(f"sae.architecture={self.architecture!r}; allowed: {', '.join(ARCHITECTURES)}")

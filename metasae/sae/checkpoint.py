@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from metasae.errors import MetasaeError
-from metasae.io import load_checkpoint, save_checkpoint
+from metasae.io import load_tensors, read_json, save_checkpoint
+from metasae.layout import CFG_FILE, SAE_WEIGHTS
+from metasae.sae.base import SAEConfig
+from metasae.sae.registry import build_sae
 
-WEIGHTS = "sae.safetensors"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
-EXPORT_FORMATS = ("saelens",)
 
 
 def _saelens_keys(sae: Any) -> dict[str, Any]:
@@ -47,22 +48,24 @@ def save_sae(sae: Any, out_dir: str | Path, extra_cfg: dict | None = None) -> No
     """Write weights (state_dict names: W_enc, W_dec, b_enc, b_dec, + threshold/log_threshold) and cfg.json."""
     cfg = {**_saelens_keys(sae), "metasae_architecture": sae.cfg.architecture, "sae_cfg": sae.cfg.to_dict(),
            **(extra_cfg or {})}
-    save_checkpoint(out_dir, WEIGHTS, dict(sae.state_dict()), cfg)
+    save_checkpoint(out_dir, SAE_WEIGHTS, dict(sae.state_dict()), cfg)
 
 
-def load_sae(sae_dir: str | Path, device: str = "cpu") -> Any:
-    """Rebuild an SAE saved by save_sae; it takes raw inputs (any training-time scaling is folded in)."""
-    from metasae.sae import SAEConfig, build_sae
+def load_sae(sae_dir: str | Path, device: str = "cpu", cfg: dict | None = None) -> Any:
+    """Rebuild an SAE saved by save_sae; it takes raw inputs (any training-time scaling is folded in).
 
+    `cfg`: the folder's cfg.json when the caller has read it already (a `stack.Depth` reads it once).
+    """
     sae_dir = Path(sae_dir)
-    tensors, cfg = load_checkpoint(sae_dir, WEIGHTS, device=device)
+    cfg = read_json(sae_dir / CFG_FILE) if cfg is None else cfg
+    tensors = load_tensors(sae_dir / SAE_WEIGHTS, device=device)
     if "sae_cfg" not in cfg:
-        raise MetasaeError(f"{sae_dir / 'cfg.json'}: missing key 'sae_cfg' (not written by metasae save_sae)")
-    sae = build_sae(SAEConfig.from_dict(cfg["sae_cfg"], where=str(sae_dir / "cfg.json")))
+        raise MetasaeError(f"{sae_dir / CFG_FILE}: missing key 'sae_cfg' (not written by metasae save_sae)")
+    sae = build_sae(SAEConfig.from_dict(cfg["sae_cfg"], where=str(sae_dir / CFG_FILE)))
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
-        raise MetasaeError(f"{sae_dir / WEIGHTS}: tensors {found} do not match cfg.json, which implies {expected}")
+        raise MetasaeError(f"{sae_dir / SAE_WEIGHTS}: tensors {found} do not match cfg.json, which implies {expected}")
     sae.load_state_dict(tensors)
     return sae.to(device)
 
@@ -77,9 +80,3 @@ def export_saelens(sae_dir: str | Path, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     save_checkpoint(out_dir, SAELENS_WEIGHTS, tensors, {**_saelens_keys(sae), "metadata": {"exported_from": str(sae_dir)}})
     return out_dir
-
-
-def export_sae(sae_dir: str | Path, out_dir: str | Path, fmt: str) -> Path:
-    if fmt not in EXPORT_FORMATS:
-        raise MetasaeError(f"--format {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
-    return export_saelens(sae_dir, out_dir)

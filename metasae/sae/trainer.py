@@ -25,9 +25,12 @@ from tqdm.auto import tqdm
 from metasae.devices import resolve_device, stage_on
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, provenance, read_json, save_tensors, sha256_file, write_json, write_text
+from metasae.layout import METRICS_FILE, TRAIN_LOG_FILE
 from metasae.metrics import sae_metrics
 from metasae.optim import Adam
-from metasae.sae import SAE, SAEConfig, build_sae, load_sae, save_sae
+from metasae.sae.base import SAE, SAEConfig
+from metasae.sae.checkpoint import save_sae
+from metasae.sae.registry import build_sae
 from metasae.seeds import generator
 
 SAMPLINGS = ("epoch", "replacement")
@@ -268,16 +271,10 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
               "provenance": provenance({"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict()}, train_cfg.seed),
               **(extra_cfg or {})}
     save_sae(sae, out_dir, record)
-    write_json(out_dir / "metrics.json", metrics)
-    _write_log(out_dir / "train_log.csv", log_rows)
+    write_json(out_dir / METRICS_FILE, metrics)
+    _write_log(out_dir / TRAIN_LOG_FILE, log_rows)
     shutil.rmtree(ckpt, ignore_errors=True)
     return sae
-
-
-def decoder_rows(sae_dir: str | Path) -> Tensor:
-    """Unit-normed decoder rows of a saved SAE, [d_sae, d_in]: the training set of its meta-SAE."""
-    w = load_sae(sae_dir).W_dec.detach()
-    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 SPEC_ONLY_KEYS = ("width",)  # schedule keys the stack (metasae.meta) reads; not part of either config

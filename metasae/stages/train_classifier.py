@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.io import provenance, write_json
+from metasae.layout import METRICS_FILE
+from metasae.metrics import evaluate_classifier
 from metasae.models import build_classifier, default_input_shape, save_classifier
 from metasae.optim import Adam
 from metasae.seeds import derive_seed, generator
@@ -28,20 +30,6 @@ class ClassifierTrainConfig:
     lr: float = 1e-3
     seed: int = 0
     input_shape: tuple[int, int, int] | None = None
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> dict:
-    """Accuracy and mean cross-entropy of `model` on an already converted image tensor."""
-    device = next(model.parameters()).device
-    correct, loss = 0, 0.0
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        y = labels[start:start + batch_size].to(device)
-        logits = model(x)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return {"accuracy": correct / len(images), "cross_entropy": loss / len(images), "n": len(images)}
 
 
 def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: str | Path | None = None,
@@ -74,8 +62,8 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: 
         epoch_losses.append(total / len(order))
     model.eval()
     metrics = {
-        "test": evaluate(model, x_test, test.labels),
-        "train": evaluate(model, x_train, train.labels),
+        "test": evaluate_classifier(model, x_test, test.labels),
+        "train": evaluate_classifier(model, x_train, train.labels),
         "train_loss_per_epoch": epoch_losses,
         "wall_seconds": round(time.time() - started, 2),
     }
@@ -91,6 +79,6 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: 
     }
     out_dir = Path(out_dir)
     save_classifier(model.cpu(), out_dir, model_cfg)
-    write_json(out_dir / "metrics.json", {**metrics, "test_accuracy": metrics["test"]["accuracy"]})
+    write_json(out_dir / METRICS_FILE, {**metrics, "test_accuracy": metrics["test"]["accuracy"]})
     print(f"{cfg.model} on {train.ref}: test accuracy {metrics['test']['accuracy']:.4f} on {test.ref}")
     return metrics

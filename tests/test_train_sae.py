@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from metasae import meta
 from metasae.codes import load_codes, save_codes
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
+from metasae.layout import LINEAGE_FILE, META_CODES_FILE, MODES
 from metasae.sae import SAEConfig, build_sae, load_sae, save_sae
+from metasae.stages import train_sae as meta
 
 D_IN, N_ATOMS, N_LATENTS, N_IMAGES = 32, 8, 192, 60
 
@@ -44,16 +45,16 @@ def test_decoder_mode_recovers_planted_meta_atoms(tmp_path):
     best = (atoms @ learned.T).max(1).values
     assert (best > 0.9).float().mean() >= 0.75, best
     # an image's depth-2 code is its depth-1 code routed through the meta-codes of its latents
-    meta_codes = load_codes(tmp_path / "depth2" / meta.META_CODES_FILE).to_dense()
+    meta_codes = load_codes(tmp_path / "depth2" / META_CODES_FILE).to_dense()
     routed = load_codes(tmp_path / "depth2" / "codes.safetensors").to_dense()
     torch.testing.assert_close(routed, parent_codes @ meta_codes)
-    lineage = pd.read_parquet(tmp_path / "depth2" / meta.LINEAGE_FILE)
+    lineage = pd.read_parquet(tmp_path / "depth2" / LINEAGE_FILE)
     assert set(lineage.columns) == {"parent_latent", "meta_latent", "weight"}
     assert len(lineage) == int((meta_codes != 0).sum()) and (lineage["weight"] != 0).all()
 
 
 def test_each_depth_has_its_own_seed():
-    seeds = {meta.depth_seed(0, d, m) for d in range(1, 6) for m in meta.MODES}
+    seeds = {meta.depth_seed(0, d, m) for d in range(1, 6) for m in MODES}
     assert len(seeds) == 9  # depth 1 is shared by the modes; every other (depth, mode) differs
 
 

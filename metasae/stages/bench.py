@@ -20,7 +20,7 @@ import torch
 from metasae.errors import MetasaeError
 from metasae.io import provenance, read_json, write_json, write_text
 
-SUITE = Path(__file__).resolve().parents[1] / "benchmarks"
+SUITE = Path(__file__).resolve().parents[2] / "benchmarks"  # in a source checkout; a wheel has no suite
 BASELINE = SUITE / "baseline.json"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from metasae.plots import _save
+from metasae.figures import save
 
 TASKS = [("shape", "accuracy"), ("scale", "accuracy"), ("orientation", "accuracy"), ("orientation", "r2_sincos"),
          ("posX", "r2"), ("posY", "r2")]
@@ -62,7 +62,7 @@ def score_vs_layer(table: pd.DataFrame, probe: str, trained: str, path: Path) ->
                bbox_to_anchor=(0.5, 1.12))
     fig.suptitle(f"ViT trained on {trained}, last checkpoint (solid); random init (dashed); raw pixels (dotted); "
                  "orientation ceiling (dash-dot)", y=1.18, fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 def score_vs_step(table: pd.DataFrame, probe: str, trained: str, path: Path) -> None:
@@ -86,4 +86,4 @@ def score_vs_step(table: pd.DataFrame, probe: str, trained: str, path: Path) -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"ViT trained on {trained}: probe score over training", fontsize=9)
-    _save(fig, path)
+    save(fig, path)

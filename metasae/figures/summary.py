@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from metasae.io import atomic_path  # noqa: E402
+from metasae.figures import save
 
 METRICS = {
     "fvu": "FVU (own inputs)",
@@ -46,9 +43,7 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
         fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, 1.08),
                    frameon=False, fontsize=8)
     fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max)", y=1.15, fontsize=10)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_metrics_vs_depth(depths: pd.DataFrame, out_dir: Path) -> list[Path]:

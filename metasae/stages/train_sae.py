@@ -1,4 +1,4 @@
-"""The meta-SAE stack: what depth d trains on, given depth d-1, in each mode; widths; stop rules; lineage.
+"""Stage `train-sae`: depth 1 of a stack on cached activations, or depth d >= 2 on depth d-1.
 
 - depth 1: an SAE on a layer's cached activations.
 - `decoder` mode (the published meta-SAE): depth d trains on the unit-normed decoder rows of depth d-1, one
@@ -11,7 +11,6 @@ Every depth folder ends with `metrics.json` (status `trained` or `stopped` + rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +18,15 @@ import pandas as pd
 import torch
 
 from metasae.activations import load_activations
-from metasae.codes import CODES_FILE, load_codes, save_codes
+from metasae.codes import save_codes
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path, provenance, read_json, write_json
-from metasae.sae import SAE, load_sae
-from metasae.sae.trainer import decoder_rows, spec_to_configs, train_sae
+from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES
+from metasae.sae import SAE
+from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
+from metasae.stack import Depth
 
-MODES = ("decoder", "activations")
-META_CODES_FILE = "meta_codes.safetensors"  # C_d: [parent latents, latents], sparse
-LINEAGE_FILE = "lineage.parquet"
 EVAL_FRACTION = 0.2
 
 
@@ -85,7 +83,7 @@ def _finish(out_dir: Path, sae: SAE, codes: torch.Tensor, train_metrics: dict, c
         "alive_latents_images": int(alive.sum()),
         "l0_images": float(codes._nnz() / max(1, codes.shape[0])),
     }
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / METRICS_FILE, metrics)
     return metrics
 
 
@@ -105,12 +103,12 @@ def train_base(acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int,
     sae = train_sae(cache.acts[train_idx], sae_cfg, train_cfg, out_dir, device=device, resume=resume,
                     eval_data=cache.acts[eval_idx], extra_cfg=run_cfg)
     sae = sae.cpu().eval()
-    return _finish(out_dir, sae, _encode(sae, cache.acts), read_json(out_dir / "metrics.json"), run_cfg, {})
+    return _finish(out_dir, sae, _encode(sae, cache.acts), read_json(out_dir / METRICS_FILE), run_cfg, {})
 
 
-def stop_reason(parent_dir: Path, width: int, min_width: int, rules: StopRules) -> str | None:
+def stop_reason(parent_depth: Depth, width: int, min_width: int, rules: StopRules) -> str | None:
     """Why depth d must not be trained, or None. Checked before any training."""
-    parent = read_json(parent_dir / "metrics.json")
+    parent = parent_depth.metrics
     if parent.get("status") != "trained":
         return f"parent depth stopped ({parent.get('stop_reason')})"
     alive = parent.get("alive_latents_images", 0)
@@ -136,21 +134,21 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
     if not isinstance(schedule, dict) or {"factor", "min"} - set(schedule):
         raise MetasaeError(f"depth {depth}: width must be a schedule {{factor, min}} (flags --width-factor and "
                            f"--width-min), got {schedule!r}")
-    parent_width = int(read_json(parent_dir / "metrics.json").get("d_sae") or 0)
+    parent = Depth.load(parent_dir)
+    parent_width = parent.d_sae
     width = int(round(parent_width * schedule["factor"]))
-    reason = stop_reason(parent_dir, width, schedule["min"], rules)
+    reason = stop_reason(parent, width, schedule["min"], rules)
     if reason:
         stopped = {"status": "stopped", "stop_reason": reason, "depth": depth, "mode": mode, "d_sae": width,
                    "provenance": provenance(spec, seed)}
-        write_json(out_dir / "metrics.json", stopped)
+        write_json(out_dir / METRICS_FILE, stopped)
         print(f"depth {depth} ({mode}) stopped: {reason}")
         return stopped
 
-    parent_codes = load_codes(parent_dir / CODES_FILE)
-    acts_dir = Path(read_json(parent_dir / "cfg.json")["acts_dir"])
-    run_cfg = _run_cfg(depth, mode, spec, seed, acts_dir, parent_dir)
+    parent_codes = parent.codes
+    run_cfg = _run_cfg(depth, mode, spec, seed, parent.acts_dir, parent_dir)
     if mode == "decoder":
-        rows = decoder_rows(parent_dir)
+        rows = parent.decoder_rows()
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], d_sae=width, seed=run_cfg["seed"])
         sae = train_sae(rows, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=rows,
                         extra_cfg=run_cfg)
@@ -169,7 +167,7 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
     save_codes(out_dir / META_CODES_FILE, meta_codes)
     write_lineage(out_dir / LINEAGE_FILE, meta_codes)
     decomposed = int((meta_codes.to_dense() != 0).any(1).sum())
-    return _finish(out_dir, sae, codes, read_json(out_dir / "metrics.json"), run_cfg,
+    return _finish(out_dir, sae, codes, read_json(out_dir / METRICS_FILE), run_cfg,
                    {"parent_latents_decomposed": decomposed, "parent_d_sae": parent_width})
 
 
@@ -188,78 +186,3 @@ def write_lineage(path: Path, meta_codes: torch.Tensor) -> None:
                           "weight": mc.values().numpy()}).sort_values(["parent_latent", "meta_latent"])
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
-
-
-def _root_dir(depth_dir: Path) -> Path:
-    cfg = read_json(depth_dir / "cfg.json")
-    return depth_dir if cfg["depth"] == 1 else _root_dir(Path(cfg["parent"]))
-
-
-def _stack_decoder(depth_dir: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """activations mode: depth-d codes back to layer activations through every decoder of the stack."""
-    cfg = read_json(depth_dir / "cfg.json")
-    sae = load_sae(depth_dir).eval()
-    if cfg["depth"] == 1:
-        return sae.decode
-    parent = _stack_decoder(Path(cfg["parent"]))
-    return lambda z: parent(sae.decode(z))
-
-
-def stack_reconstruction(depth_dir: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Layer activations rebuilt from depth-d latents, to measure what a depth keeps of the layer.
-
-    activations mode: encode down the stack, decode back up. decoder mode: the parent's codes applied to its
-    decoder rows *as this depth's meta-SAE rebuilds them* (exact at depth 2; at deeper depths the routed
-    parent codes stand in for the parent's own).
-    """
-    depth_dir = Path(depth_dir)
-    cfg = read_json(depth_dir / "cfg.json")
-    if cfg["depth"] == 1:
-        return load_sae(depth_dir).eval().forward
-    if cfg["mode"] == "activations":
-        encode, decode = stack_encoder(depth_dir), _stack_decoder(depth_dir)
-        return lambda x: decode(encode(x))
-    sae = load_sae(depth_dir).eval()
-    with torch.no_grad():
-        rebuilt = sae(decoder_rows(cfg["parent"]))
-    root_bias = load_sae(_root_dir(depth_dir)).b_dec.detach()
-    parent_encode = stack_encoder(cfg["parent"])
-    return lambda x: parent_encode(x) @ rebuilt + root_bias
-
-
-class StackSplice(torch.nn.Module):
-    """The stack's reconstruction as a module, so it can be spliced into a classifier layer."""
-
-    def __init__(self, depth_dir: str | Path) -> None:
-        super().__init__()
-        self.reconstruct = stack_reconstruction(depth_dir)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reconstruct(x)
-
-
-@torch.no_grad()
-def stack_metrics(depth_dir: str | Path, model: torch.nn.Module, layer: str, acts: torch.Tensor,
-                  images: torch.Tensor, labels: torch.Tensor, label_source: str = "dataset_labels") -> dict:
-    """FVU of the layer rebuilt from this depth, and the classifier with that rebuild spliced in."""
-    from metasae.metrics import fvu, spliced_metrics
-
-    splice = StackSplice(depth_dir)
-    spliced = spliced_metrics(model, layer, splice, images, labels)
-    return {"stack_fvu": fvu(acts, splice(acts)), "spliced_accuracy": spliced["accuracy_sae"],
-            "clean_accuracy": spliced["accuracy_clean"], "loss_recovered": spliced["loss_recovered"],
-            "spliced_label_source": label_source}
-
-
-def stack_encoder(depth_dir: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A differentiable map from layer activations to this depth's codes (feature visualisation uses it)."""
-    depth_dir = Path(depth_dir)
-    cfg = read_json(depth_dir / "cfg.json")
-    sae = load_sae(depth_dir).eval()
-    if cfg["depth"] == 1:
-        return sae.encode
-    parent = stack_encoder(cfg["parent"])
-    if cfg["mode"] == "decoder":
-        meta_codes = load_codes(depth_dir / META_CODES_FILE).to_dense()
-        return lambda x: parent(x) @ meta_codes
-    return lambda x: sae.encode(parent(x))

@@ -15,6 +15,7 @@ import pandas as pd
 
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path, git_commit, read_json, write_json
+from metasae.stack import Depth
 
 GROUP = ["model", "dataset", "layer", "sae", "mode"]
 _PATH = re.compile(r"analysis/(?P<model>[a-z0-9_]+)/seed(?P<seed>\d+)/(?P<dataset>[a-z0-9_]+)/(?P<layer>[a-z0-9_]+)/"
@@ -55,8 +56,7 @@ def depth_rows(summary_paths: list[str | Path], config: dict) -> pd.DataFrame:
     for path in summary_paths:
         where = parse_summary_path(path)
         summary = read_json(path)
-        sae_dir = Path(str(path).replace("/analysis/", "/sae/")).parent
-        sae_metrics = read_json(sae_dir / "metrics.json")
+        sae_metrics = Depth.load(Path(str(path).replace("/analysis/", "/sae/")).parent).metrics
         base = {
             **{k: where[k] for k in ("model", "dataset", "layer", "sae", "seed", "depth")},
             "train_dataset": config["classifiers"][where["model"]]["train"],
@@ -185,7 +185,7 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
 
 
 def aggregate(summary_paths: list[str | Path], config: dict, out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    from metasae.summary_plots import plot_metrics_vs_depth
+    from metasae.figures.summary import plot_metrics_vs_depth
 
     out_dir = Path(out_dir)
     depths = depth_rows(summary_paths, config)

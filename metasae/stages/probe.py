@@ -1,5 +1,4 @@
-"""Stages `probe` and `probe-sae`: probe every ViT checkpoint x layer on a dSprites split, then train an SAE
-on the best layer and ask how many of its latents each factor needs (k-sparse probing).
+"""Stage `probe`: linear and MLP probes of every dSprites factor on every ViT checkpoint x layer.
 
 Rows of probes.csv: the trained checkpoints (train_set = the ViT's training set), the controls
 (train_set `random_init` = step 0, `pixels` = the raw ViT inputs) and the orientation symmetry ceiling
@@ -13,29 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from metasae.data import InputSpec, load_dataset, to_input_spec
-from metasae.data.dsprites_grid import FACTORS
+from metasae.data import InputSpec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, provenance, read_json, write_json
-from metasae.metrics import k_sparse_probing
+from metasae.io import atomic_path, provenance, write_json
 from metasae.models.vit import load_vit
 from metasae.probes import (
+    COLUMNS,
+    CONTROLS,
     PROBES,
-    check_inputs,
     dsprites_tasks,
     layer_features,
     orientation_ceilings,
     probe_features,
+    probe_images,
     stratified_split,
+    vit_checkpoints,
 )
 from metasae.seeds import derive_seed
 
-CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
-COLUMNS = ["train_set", "checkpoint", "step", "layer", "factor", "probe", "metric", "value", "ci_low", "ci_high"]
-KSPARSE_COLUMNS = ["layer", "factor", "k", "accuracy", "all_latents_accuracy"]
 MLP_AT = ("ends", "all")  # ends: MLP probes only at step 0 and the last checkpoint (they cost ~10x a linear one)
 
 
@@ -57,29 +53,15 @@ class ProbeConfig:
             raise MetasaeError(f"probes.mlp_at={self.mlp_at!r}; allowed {', '.join(MLP_AT)}")
 
 
-def _checkpoints(vit_dir: Path) -> list[dict]:
-    meta = read_json(vit_dir / "metrics.json")
-    if not meta.get("checkpoints"):
-        raise MetasaeError(f"{vit_dir / 'metrics.json'}: missing key 'checkpoints' (not a train-vit output)")
-    return meta["checkpoints"]
-
-
-def _probe_images(dataset: str, spec: InputSpec, data_dir) -> tuple[object, torch.Tensor, dict]:
-    ds = load_dataset(dataset, data_dir)
-    check_inputs(ds.images, dataset)
-    images = to_input_spec(ds.images, spec)  # explicit: the sprites resized to the ViT's input, still in [0, 1]
-    return ds, images, check_inputs(images, f"{dataset} at the ViT input {dataclasses.astuple(spec)}")
-
-
 def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: ProbeConfig = ProbeConfig(),
                data_dir: str | Path | None = None, device: str = "cpu") -> pd.DataFrame:
     """Write out_dir/probes.csv, out_dir/probes.json (inputs, split, controls, provenance), out_dir/figures/."""
     from tqdm.auto import tqdm
 
     vit_dir, out_dir, dev = Path(vit_dir), Path(out_dir), resolve_device(device)
-    ckpts = _checkpoints(vit_dir)
+    ckpts = vit_checkpoints(vit_dir)
     first, first_cfg = load_vit(vit_dir / ckpts[0]["dir"])
-    ds, images, stats = _probe_images(dataset, InputSpec(*first.cfg.input_shape), data_dir)
+    ds, images, stats = probe_images(dataset, InputSpec(*first.cfg.input_shape), data_dir)
     tasks = dsprites_tasks(ds.factors)
     strata = (ds.factors["shape"] * 6 + ds.factors["scale"]).numpy()  # every shape x scale cell in both halves
     train, test = stratified_split(strata, cfg.test_fraction, derive_seed(cfg.seed, "probe-split"))
@@ -106,7 +88,7 @@ def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: Prob
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(out_dir / "probes.csv") as tmp:
         table.to_csv(tmp, index=False)
-    from metasae.probe_plots import score_vs_layer, score_vs_step
+    from metasae.figures.probe import score_vs_layer, score_vs_step
 
     trained = first_cfg["train_dataset"]
     for probe in cfg.probes:
@@ -142,64 +124,4 @@ def control_summary(table: pd.DataFrame) -> list[dict]:
                     "trained_layer": str(best["layer"]), "random_init": float(random_init), "pixels": float(pixels),
                     "beats_random_init": bool(best["ci_low"] > random_init), "ceiling": cap,
                     "within_ceiling": None if cap is None else bool(best["value"] <= cap)})
-    return out
-
-
-def best_layer(table: pd.DataFrame) -> str:
-    """The layer whose linear probes score highest on average over tasks at the last trained checkpoint."""
-    trained = table[~table["train_set"].isin(CONTROLS)
-                    & (table["probe"] == "linear")]
-    if trained.empty:
-        raise MetasaeError("probes.csv: no linear-probe rows of a trained checkpoint")
-    final = trained[trained["step"] == trained["step"].max()]
-    return str(final.groupby("layer")["value"].mean().idxmax())
-
-
-def run_ksparse(vit_dir: str | Path, probes_csv: str | Path, dataset: str, out_dir: str | Path, sae_spec: dict,
-                train_spec: dict, ks: tuple[int, ...] = (1, 2, 4, 8, 16), seed: int = 0,
-                data_dir: str | Path | None = None, device: str = "cpu") -> pd.DataFrame:
-    """SAE on the best layer's activations of the probe images; k-sparse probe accuracy per factor and k.
-
-    Writes out_dir/ksparse.csv, out_dir/ksparse.json (k_needed: the smallest k reaching 95% of the
-    all-latents accuracy) and the SAE under out_dir/sae/.
-    """
-    from metasae.sae import SAEConfig
-    from metasae.sae.trainer import TrainConfig, train_sae
-
-    vit_dir, out_dir = Path(vit_dir), Path(out_dir)
-    table = pd.read_csv(probes_csv)
-    missing = set(COLUMNS) - set(table.columns)
-    if missing:
-        raise MetasaeError(f"{probes_csv}: missing columns {sorted(missing)}")
-    layer = best_layer(table)
-    model, _ = load_vit(vit_dir / _checkpoints(vit_dir)[-1]["dir"], device)
-    ds, images, _ = _probe_images(dataset, InputSpec(*model.cfg.input_shape), data_dir)
-    acts = layer_features(model, (layer.split(".")[0],), images, device=device)[layer]
-    try:
-        sae_cfg = SAEConfig(d_in=acts.shape[1], **sae_spec)
-        train_cfg = TrainConfig(seed=seed, **train_spec)
-    except TypeError as exc:
-        raise MetasaeError(f"dsprites.sae: {exc}") from None
-    sae = train_sae(acts, sae_cfg, train_cfg, out_dir / "sae", device=device, resume=False,
-                    extra_cfg={"source": {"kind": "vit_layer", "vit_dir": str(vit_dir), "layer": layer,
-                                          "dataset": ds.ref}})
-    with torch.no_grad():
-        codes = sae.encode(acts.to(device)).cpu()
-    rows, needed = [], {}
-    all_k = sae_cfg.d_sae
-    for factor in FACTORS:  # positions as their 32 grid classes here: k-sparse probing classifies
-        acc = k_sparse_probing(codes, ds.factors[factor], ks=tuple(k for k in ks if k < all_k) + (all_k,),
-                               seed=derive_seed(seed, "ksparse") % 2**31)
-        full = acc[f"k{all_k}_accuracy"]
-        for key, value in acc.items():
-            rows.append({"layer": layer, "factor": factor, "k": int(key[1:].split("_")[0]), "accuracy": value,
-                         "all_latents_accuracy": full})
-        needed[factor] = min((r["k"] for r in rows if r["factor"] == factor
-                                   and r["accuracy"] >= 0.95 * full), default=None)
-    out = pd.DataFrame(rows, columns=KSPARSE_COLUMNS)
-    with atomic_path(out_dir / "ksparse.csv") as tmp:
-        out.to_csv(tmp, index=False)
-    write_json(out_dir / "ksparse.json", {"layer": layer, "k_needed_95pct": needed, "d_sae": all_k,
-                                          "provenance": provenance({"sae": sae_spec, "train": train_spec,
-                                                                    "ks": list(ks)}, seed)})
     return out

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasae import stats
 from metasae.errors import MetasaeError
+from metasae.stages import aggregate as stats
 
 
 def test_knee_is_the_point_farthest_from_the_chord():

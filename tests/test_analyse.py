@@ -7,20 +7,22 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from metasae.activations import cache_activations, load_activations
+from metasae.activations import load_activations
+from metasae.analysis import SCHEMA
 from metasae.cli import main
-from metasae.codes import CODES_FILE, load_codes, save_codes
+from metasae.codes import load_codes, save_codes
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.featviz import FeatureVizConfig
-from metasae.interpret import LATENTS_FILE, LINEAGE_FILE, SCHEMA, SUMMARY_FILE, analyse_depth
 from metasae.io import read_json, write_json
 from metasae.latent_stats import max_correlation_to_parent, max_cosine_to_parent
+from metasae.layout import CODES_FILE, LATENTS_FILE, LINEAGE_FILE, META_CODES_FILE, SUMMARY_FILE
 from metasae.models import build_classifier, load_classifier, save_classifier
 from metasae.sae import SAEConfig, build_sae, save_sae
 from metasae.seeds import generator
+from metasae.stages.analyse import analyse as analyse_depth
+from metasae.stages.cache_acts import cache_activations
 
 DATASET = "digits:test[:60]"
-META_CODES_FILE = "meta_codes.safetensors"  # metasae.meta's C_d, read by its stack_encoder
 FAST_VIZ = FeatureVizConfig(steps=3)
 
 
@@ -125,7 +127,6 @@ def test_decoder_depth_has_parent_cosine_and_lineage_card(run):
 
 
 def test_deeper_feature_viz_goes_through_the_stack_encoder(run):
-    pytest.importorskip("metasae.meta", reason="metasae.meta (stack_encoder) does not import yet", exc_type=ImportError)
     out = run["root"] / "analysis2_viz"
     summary = analyse_depth(run["d2"], out, top_n=5, n_grid=3, viz_cfg=FAST_VIZ)
     assert (out / "figures" / "feature_viz.png").stat().st_size > 1000

@@ -21,9 +21,10 @@ from metasae.data.dsprites_grid import FACTORS, LABEL_NAMES, SIZES
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
 from metasae.io import provenance, write_json
+from metasae.layout import METRICS_FILE
+from metasae.metrics import evaluate_classifier
 from metasae.models.vit import ViT, ViTConfig, save_vit
 from metasae.seeds import generator
-from metasae.train_classifier import evaluate
 
 DATASET_LABEL = "label"  # train on the dataset's own labels; any dSprites factor name trains on that factor
 
@@ -103,7 +104,7 @@ def train_vit(cfg: ViTTrainConfig, vit: dict, out_dir: str | Path, data_dir: str
 
     def save(step: int) -> None:
         model.eval()
-        acc = evaluate(model, x_test, y_test)["accuracy"]
+        acc = evaluate_classifier(model, x_test, y_test)["accuracy"]
         save_vit(model, out_dir / f"step{step}", {**record, "step": step})
         checkpoints.append({"step": step, "dir": f"step{step}", "test_accuracy": acc})
         model.train()
@@ -126,6 +127,6 @@ def train_vit(cfg: ViTTrainConfig, vit: dict, out_dir: str | Path, data_dir: str
     metrics = {"checkpoints": checkpoints, "final_step": cfg.steps,
                "test_accuracy": checkpoints[-1]["test_accuracy"], "train_loss_last_50": float(np.mean(losses[-50:])),
                "wall_seconds": round(time.time() - started, 2), "provenance": record["provenance"]}
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / METRICS_FILE, metrics)
     print(f"ViT on {train.ref} ({cfg.label}): test accuracy {metrics['test_accuracy']:.4f} on {test.ref}")
     return metrics

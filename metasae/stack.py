@@ -1,0 +1,199 @@
+"""`Depth`: one depth folder of an SAE stack, read once, and what the stack does with it.
+
+A depth folder (see DESIGN.md's contracts) holds `metrics.json` (written last; status `trained` or `stopped`),
+and, when trained, `cfg.json`, `sae.safetensors`, `codes.safetensors` and, from depth 2, the meta-codes and
+lineage. Every consumer (training the next depth, analysis, aggregation) takes a `Depth`: its files are
+read on first use and kept, and its parent is the same kind of value, so a whole stack is read once.
+
+- `decoder` mode: depth d's code of an image routes its depth-(d-1) code through the meta-codes,
+  code_d = code_{d-1} @ C_d; the stack rebuilds the layer from the parent's decoder rows as depth d
+  reconstructs them.
+- `activations` mode: encode down the stack, decode back up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from metasae.codes import load_codes
+from metasae.errors import MetasaeError
+from metasae.io import read_json
+from metasae.layout import (
+    BASE_MODE,
+    CFG_FILE,
+    CODES_FILE,
+    DEPTH_MODES,
+    LINEAGE_FILE,
+    META_CODES_FILE,
+    METRICS_FILE,
+)
+from metasae.sae import SAE, load_sae
+
+STATUSES = ("trained", "stopped")
+CFG_KEYS = ("depth", "mode", "acts_dir")  # and `parent` from depth 2
+LINEAGE_COLUMNS = ("parent_latent", "meta_latent", "weight")
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(eq=False)
+class Depth:
+    """A depth folder: its cfg and metrics (read at load), its SAE, codes, meta-codes, lineage and parent
+    (read on first use, once)."""
+
+    path: Path
+    metrics: dict
+    cfg: dict  # empty for a stopped depth (it has no cfg.json)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Depth:
+        """Read and check a depth folder's metrics.json and (when trained) cfg.json."""
+        path = Path(path)
+        metrics = read_json(path / METRICS_FILE)
+        if metrics.get("status") not in STATUSES:
+            raise MetasaeError(f"{path / METRICS_FILE}: status={metrics.get('status')!r}; "
+                               f"allowed: {', '.join(STATUSES)}")
+        if metrics["status"] == "stopped":
+            return cls(path, metrics, {})
+        cfg = read_json(path / CFG_FILE)
+        for key in CFG_KEYS:
+            if key not in cfg:
+                raise MetasaeError(f"{path / CFG_FILE}: missing key {key!r}")
+        if cfg["mode"] not in DEPTH_MODES:
+            raise MetasaeError(f"{path / CFG_FILE}: mode={cfg['mode']!r}; allowed: {', '.join(DEPTH_MODES)}")
+        if cfg["mode"] != BASE_MODE and not cfg.get("parent"):
+            raise MetasaeError(f"{path / CFG_FILE}: mode={cfg['mode']!r} needs a parent depth folder")
+        return cls(path, metrics, cfg)
+
+    @property
+    def stopped(self) -> bool:
+        return self.metrics["status"] == "stopped"
+
+    @property
+    def depth(self) -> int:
+        return int(self.cfg["depth"] if self.cfg else self.metrics.get("depth"))
+
+    @property
+    def mode(self) -> str:
+        return self.cfg["mode"] if self.cfg else self.metrics.get("mode")
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.metrics.get("d_sae") or 0)
+
+    @property
+    def acts_dir(self) -> Path:
+        return Path(self.cfg["acts_dir"])
+
+    def _trained(self, what: str) -> None:
+        if self.stopped:
+            raise MetasaeError(f"{self.path}: a stopped depth has no {what}")
+
+    @cached_property
+    def sae(self) -> SAE:
+        self._trained("SAE")
+        return load_sae(self.path, cfg=self.cfg).eval()
+
+    @cached_property
+    def codes(self) -> torch.Tensor:
+        """Codes of the probe images, sparse COO [images, latents]."""
+        self._trained("codes")
+        return load_codes(self.path / CODES_FILE)
+
+    @cached_property
+    def meta_codes(self) -> torch.Tensor:
+        """C_d, dense [parent latents, latents] (depth >= 2)."""
+        self._trained("meta-codes")
+        return load_codes(self.path / META_CODES_FILE).to_dense()
+
+    @cached_property
+    def lineage(self) -> pd.DataFrame | None:
+        """(parent_latent, meta_latent, weight) rows, or None where the folder has no lineage (depth 1)."""
+        path = self.path / LINEAGE_FILE
+        if not path.is_file():
+            return None
+        table = pd.read_parquet(path)
+        missing = set(LINEAGE_COLUMNS) - set(table.columns)
+        if missing:
+            raise MetasaeError(f"{path}: missing column(s) {sorted(missing)}")
+        return table
+
+    @cached_property
+    def parent(self) -> Depth | None:
+        return Depth.load(self.cfg["parent"]) if self.cfg.get("parent") else None
+
+    @property
+    def root(self) -> Depth:
+        return self if self.parent is None else self.parent.root
+
+    def decoder_rows(self) -> torch.Tensor:
+        """Unit-normed decoder rows [latents, d_in]: the training set of a decoder-mode meta-SAE."""
+        return unit_rows(self.sae.W_dec.detach())
+
+    def encoder(self) -> Encoder:
+        """A differentiable map from layer activations to this depth's codes (feature visualisation uses it)."""
+        if self.parent is None:
+            return self.sae.encode
+        parent, sae = self.parent.encoder(), self.sae
+        if self.mode == "decoder":
+            meta_codes = self.meta_codes
+            return lambda x: parent(x) @ meta_codes
+        return lambda x: sae.encode(parent(x))
+
+    def decoder(self) -> Encoder:
+        """activations mode: depth-d codes back to layer activations through every decoder of the stack."""
+        if self.parent is None:
+            return self.sae.decode
+        parent, sae = self.parent.decoder(), self.sae
+        return lambda z: parent(sae.decode(z))
+
+    def reconstruction(self) -> Encoder:
+        """Layer activations rebuilt from this depth's latents: what a depth keeps of the layer.
+
+        activations mode: encode down the stack, decode back up. decoder mode: the parent's codes applied to
+        its decoder rows *as this depth's meta-SAE rebuilds them* (exact at depth 2; deeper, the routed
+        parent codes stand in for the parent's own).
+        """
+        if self.parent is None:
+            return self.sae.forward
+        if self.mode == "activations":
+            encode, decode = self.encoder(), self.decoder()
+            return lambda x: decode(encode(x))
+        with torch.no_grad():
+            rebuilt = self.sae(self.parent.decoder_rows())
+        root_bias = self.root.sae.b_dec.detach()
+        parent_encode = self.parent.encoder()
+        return lambda x: parent_encode(x) @ rebuilt + root_bias
+
+    @torch.no_grad()
+    def splice_metrics(self, model: torch.nn.Module, layer: str, acts: torch.Tensor, images: torch.Tensor,
+                       labels: torch.Tensor, label_source: str = "dataset_labels") -> dict:
+        """FVU of the layer rebuilt from this depth, and the classifier with that rebuild spliced in."""
+        from metasae.metrics import fvu, spliced_metrics
+
+        splice = StackSplice(self.reconstruction())
+        spliced = spliced_metrics(model, layer, splice, images, labels)
+        return {"stack_fvu": fvu(acts, splice(acts)), "spliced_accuracy": spliced["accuracy_sae"],
+                "clean_accuracy": spliced["accuracy_clean"], "loss_recovered": spliced["loss_recovered"],
+                "spliced_label_source": label_source}
+
+
+class StackSplice(torch.nn.Module):
+    """A stack's reconstruction as a module, so it can be spliced into a classifier layer."""
+
+    def __init__(self, reconstruct: Encoder) -> None:
+        super().__init__()
+        self.reconstruct = reconstruct
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(x)
+
+
+def unit_rows(w: torch.Tensor) -> torch.Tensor:
+    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -1,0 +1,102 @@
+"""Stage `analyse`: per-latent table, depth summary and figures for one depth of one run.
+
+Reads a depth folder (as a `stack.Depth`, each file once) and the activation cache it was trained from; writes
+`latents.parquet`, `figures/` and, last, `summary.json` into out_dir. Images shown are the cache's own rows
+(dataset pixels, never augmented), so a latent's top images are the images that produced its top codes. A
+depth whose latents never fire is reported as collapsed, not analysed as zeros (the research log's argmax of
+all-zero codes named latent 0 for every image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from metasae.activations import ActivationCache, load_activations
+from metasae.analysis import SCHEMA, Probe, analyse_codes
+from metasae.data import InputSpec, load_dataset, to_input_spec
+from metasae.devices import resolve_device
+from metasae.errors import MetasaeError
+from metasae.featviz import DEFAULT_VIZ, FeatureVizConfig
+from metasae.io import atomic_path, provenance, write_json
+from metasae.latent_stats import column_stats, max_correlation_to_parent, max_cosine_to_parent
+from metasae.layout import BASE_MODE, FIGURES_DIR, LATENTS_FILE, SUMMARY_FILE
+from metasae.models import load_classifier
+from metasae.stack import Depth
+
+
+def _parent_similarity(depth: Depth) -> torch.Tensor:
+    """Decoder mode: max cosine of decoder rows to the parent's; activations mode: max column correlation."""
+    if depth.mode == BASE_MODE:
+        return torch.full((depth.codes.shape[1],), float("nan"))
+    if depth.mode == "decoder":
+        return max_cosine_to_parent(depth.sae.W_dec.detach(), depth.parent.sae.W_dec.detach())
+    return max_correlation_to_parent(depth.codes, depth.parent.codes)
+
+
+def _load_probe(cache: ActivationCache, data_dir: str | Path | None, device: str) -> Probe:
+    """The cache's dataset pixels (verified to be the same images, row for row) and its classifier."""
+    manifest = cache.manifest
+    data = load_dataset(manifest["dataset"], data_dir)
+    if len(data) != len(cache.labels) or not torch.equal(data.index, cache.index):
+        raise MetasaeError(f"dataset {manifest['dataset']!r} does not match its activation cache row for row "
+                           f"({len(data)} images vs {len(cache.labels)} cached); re-cache the activations")
+    model, model_cfg = load_classifier(manifest["source_model"], device=device)
+    return Probe(cache, list(manifest["label_names"]), data.images, model, list(model_cfg.get("label_names", [])))
+
+
+@torch.no_grad()
+def _splice_labels(probe: Probe, images: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The probe's labels when they are the classifier's classes; otherwise (out-of-distribution probes) the
+    clean classifier's own predictions, so spliced accuracy reads as agreement with the unmodified model."""
+    if probe.classifier_label_names == probe.label_names:
+        return probe.cache.labels, "dataset_labels"
+    return probe.classifier(images).argmax(1), "clean_predictions"
+
+
+def _write_table(path: Path, table: pa.Table) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def analyse(depth_dir: str | Path, out_dir: str | Path, data_dir: str | Path | None = None, top_n: int = 10,
+            n_grid: int = 8, feature_viz: bool = True, device: str = "cpu",
+            viz_cfg: FeatureVizConfig = DEFAULT_VIZ) -> dict:
+    """Analyse one depth folder into out_dir; returns the summary it wrote."""
+    depth_dir, out_dir = Path(depth_dir), Path(out_dir)
+    device = str(resolve_device(device))
+    depth = Depth.load(depth_dir)
+    settings = {"depth_dir": str(depth_dir), "top_n": top_n, "n_grid": n_grid, "feature_viz": feature_viz,
+                "viz": vars(viz_cfg)}
+    if depth.stopped:
+        _write_table(out_dir / LATENTS_FILE, SCHEMA.empty_table())
+        summary = {"status": "stopped", "stop_reason": depth.metrics.get("stop_reason"),
+                   "depth": depth.metrics.get("depth"), "mode": depth.metrics.get("mode"), "n_latents": 0,
+                   "figures": [], "provenance": provenance(settings)}
+        write_json(out_dir / SUMMARY_FILE, summary)
+        return summary
+
+    codes = depth.codes
+    cache = load_activations(depth.acts_dir)
+    probe = Probe(cache, list(cache.manifest["label_names"]))
+    collapsed = column_stats(codes).collapsed
+    if not collapsed:
+        probe = _load_probe(cache, data_dir, device)
+    analysis = analyse_codes(codes, probe, top_n, depth.depth, depth.mode, _parent_similarity(depth))
+    _write_table(out_dir / LATENTS_FILE, analysis.table())
+    figures: list[str] = []
+    stack = {}
+    if not collapsed:
+        from metasae.figures.depth import write_depth_figures
+
+        figures = write_depth_figures(analysis, depth, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg, device)
+        images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
+        stack = depth.splice_metrics(probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images,
+                                     *_splice_labels(probe, images))
+    summary = {**analysis.summary(), **stack, "stop_reason": None, "figures": figures,
+               "provenance": provenance(settings)}
+    write_json(out_dir / SUMMARY_FILE, summary)
+    return summary
