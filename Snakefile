@@ -26,7 +26,7 @@ if not workflow.overwrite_configfiles:
 study.drop_nulls(config)
 try:
     study.validate_schema(config)
-    validate(config, "config/schema.yaml")
+    validate(config, str(study.SCHEMA))
     study.validate_semantics(config, study.known_datasets())
 except MetasaeError as exc:
     sys.exit(f"metasae: config error: {exc}")

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from metasae import settings
 from metasae.allocator import tune_cpu_allocator
 from metasae.errors import MetasaeError
 
@@ -156,42 +157,15 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, help="with --parent: the depth being trained (>= 2)")
     p.add_argument("--stop", type=_json_arg, default={}, help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}')
     p.add_argument("--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, codes, ...)")
-    p.add_argument("--spec", type=_json_arg, default={}, help="settings as a JSON object (keys as in the config schema)")
-    p.add_argument("--architecture", help="relu | topk | batchtopk | jumprelu")
-    p.add_argument("--width", type=int, help="depth 1: number of latents")
-    p.add_argument("--width-factor", type=float, help="depth >= 2: latents = round(parent latents * factor)")
-    p.add_argument("--width-min", type=int, help="depth >= 2: stop when the schedule gives fewer latents")
-    p.add_argument("--k", type=int, help="topk / batchtopk: active latents per example")
-    p.add_argument("--l1-coeff", type=float, help="relu: L1 coefficient; jumprelu: L0 coefficient")
-    p.add_argument("--l1-reduction", help="relu: decoder_norm | sum (the research log)")
-    p.add_argument("--k-aux", type=int, help="AuxK latents (default d_in // 2)")
-    p.add_argument("--aux-coeff", type=float)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--sampling", help="epoch | replacement")
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--decay-steps", type=int)
-    p.add_argument("--sparsity-warmup-steps", type=int)
-    p.add_argument("--dead-after-examples", type=int)
-    p.add_argument("--b-dec-init", help="geometric_median | mean | zeros")
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--autocast", help="bf16: training matmuls in bfloat16 (fast on AMX CPUs and GPUs)")
-    for flag, help_text in (("normalize-decoder", "keep decoder rows at unit norm"),
-                            ("pre-encoder-bias", "subtract b_dec before encoding"),
-                            ("normalize-inputs", "train on inputs scaled to unit mean squared norm")):
-        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    p.add_argument("--spec", type=_json_arg, default={}, help="settings as a JSON object (the keys of the flags below)")
+    settings.add_flags(p)
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by a crashed run")
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages import train_sae as stage
 
-        spec = {**a.spec, **_set_flags(a, _SPEC_FLAGS)}
-        if a.width_factor is not None or a.width_min is not None:
-            spec["width"] = {**spec.get("width", {}), **_set_flags(a, {"factor": "width_factor", "min": "width_min"})}
+        spec = _spec(a)
         if a.acts is not None:
             if a.mode or a.depth not in (None, 1):
                 raise MetasaeError("--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths")
@@ -205,15 +179,12 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_SPEC_FLAGS = {name: name for name in (
-    "architecture", "width", "k", "l1_coeff", "l1_reduction", "k_aux", "aux_coeff", "lr", "batch_size", "epochs",
-    "steps", "sampling", "warmup_steps", "decay_steps", "sparsity_warmup_steps", "dead_after_examples",
-    "b_dec_init", "log_every", "checkpoint_every", "autocast", "normalize_decoder", "pre_encoder_bias", "normalize_inputs")}
-
-
-def _set_flags(a: argparse.Namespace, names: dict[str, str]) -> dict:
-    """{spec key: flag value} for the flags the user actually gave."""
-    return {key: getattr(a, attr) for key, attr in names.items() if getattr(a, attr) is not None}
+def _spec(a: argparse.Namespace) -> dict:
+    """--spec with any setting flag given on top of it (a schedule flag updates --spec's schedule)."""
+    given = settings.flags_to_dict(a)
+    if isinstance(given.get("width"), dict) and isinstance(a.spec.get("width"), dict):
+        given["width"] = {**a.spec["width"], **given["width"]}
+    return {**a.spec, **given}
 
 
 def _register_export(sub: argparse._SubParsersAction) -> None:
@@ -299,8 +270,8 @@ def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vit-dir", required=True, type=Path)
     p.add_argument("--probes-csv", required=True, type=Path, help="probe output (picks the best layer)")
     p.add_argument("--dataset", required=True, help="the dSprites reference the probes used")
-    p.add_argument("--sae", required=True, type=_json_arg, help='SAE JSON, e.g. {"architecture": "topk", "d_sae": 128, "k": 8}')
-    p.add_argument("--train", required=True, type=_json_arg, help='trainer JSON, e.g. {"epochs": 20, "batch_size": 256}')
+    p.add_argument("--spec", type=_json_arg, default={}, help='SAE settings JSON, e.g. {"architecture": "topk", '
+                   '"width": 128, "k": 8, "epochs": 30} (the keys of train-sae\'s flags)')
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--out", required=True, type=Path, help="output folder (ksparse.csv, ksparse.json, sae/)")
     p.add_argument("--data-dir", type=Path, default=None)
@@ -309,7 +280,7 @@ def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.probe_sae import run_ksparse
 
-        run_ksparse(a.vit_dir, a.probes_csv, a.dataset, a.out, a.sae, a.train, ks=tuple(a.ks), seed=a.seed,
+        run_ksparse(a.vit_dir, a.probes_csv, a.dataset, a.out, a.spec, ks=tuple(a.ks), seed=a.seed,
                     data_dir=a.data_dir, device=a.device)
 
     p.set_defaults(func=run)

@@ -353,6 +353,19 @@ def test_real_mnist_test_split():
 
 @pytest.mark.real_data
 @needs_shared_mnist
-def test_real_mnist_missing_train_split_is_named():
+def test_real_mnist_missing_train_split_is_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"  # a copy that holds only the test split
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).symlink_to((SHARED / "MNIST" / "raw" / name).resolve())
     with pytest.raises(MetasaeError, match=r"split 'train' is missing.*train-images-idx3-ubyte.*splits present: test"):
-        load_dataset("mnist:train", data_dir=SHARED)
+        load_dataset("mnist:train", data_dir=tmp_path)
+
+
+@pytest.mark.real_data
+@needs_shared_mnist
+def test_real_mnist_train_and_fashion_splits():
+    train = load_dataset("mnist:train[:10]", data_dir=SHARED)
+    assert train.is_real and train.images.shape == (10, 1, 28, 28)
+    fashion = load_dataset("fashion_mnist:test[:10]", data_dir=SHARED)
+    assert fashion.is_real and len(fashion.label_names) == 10

@@ -16,8 +16,7 @@ from torch import Tensor, nn
 from metasae.errors import MetasaeError
 from metasae.sae.encoder import dense_encode
 from metasae.sae.sparse import Selection
-
-L1_REDUCTIONS = ("decoder_norm", "sum")
+from metasae.settings import L1_REDUCTIONS
 
 
 @dataclass

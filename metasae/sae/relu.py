@@ -10,8 +10,8 @@ from metasae.sae.base import SAE, LossParts
 from metasae.sae.sparse import Positive, TooDense, sparse_decode, sparse_encode
 
 # A CPU step runs on the positive pairs alone (sparse ops, as TopK) while at most this share of the
-# pre-activations is positive: measured at 8192 latents, batch 4096, the sparse step is 2.6x faster at 2.3%
-# positive, 1.3x at 5.5%, even at 8%, and slower beyond. A trained ReLU SAE lives far below (L0 << d_sae).
+# pre-activations is positive: the measured cross-over lies above it (README, Speed; benchmarks
+# test_relu_step_with_sparse_codes). A trained ReLU SAE lives far below (L0 << d_sae).
 SPARSE_MAX_DENSITY = 0.05
 
 

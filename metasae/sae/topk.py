@@ -8,9 +8,8 @@ from torch import Tensor
 from metasae.sae.base import SAE, LossParts
 from metasae.sae.sparse import RowTopK, Selection, Selector, sparse_decode, sparse_encode
 
-# AuxK runs densely over the dead columns while there are at most this many per AuxK latent (measured on the
-# CPU, 8192 latents, k_aux 128, batch 4096: the dense step is 30% faster at 160 dead, even at ~1800, and the
-# pair path wins from there: 281 vs 304 ms at 2457 dead).
+# AuxK runs densely over the dead columns while there are at most this many per AuxK latent: the cross-over
+# measured on the CPU (README, Speed; benchmarks test_topk_step_with_auxk), beyond which the pair path wins.
 DENSE_AUX_MAX_DEAD_PER_K = 14
 
 

@@ -32,10 +32,9 @@ from metasae.sae.base import SAE, SAEConfig
 from metasae.sae.checkpoint import save_sae
 from metasae.sae.registry import build_sae
 from metasae.seeds import generator
+from metasae.settings import B_DEC_INITS, SAMPLINGS, SAESpec
 
-SAMPLINGS = ("epoch", "replacement")
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
-B_DEC_INITS = ("geometric_median", "mean", "zeros")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}  # keys: metasae.settings.AUTOCAST
 CKPT_DIR = "checkpoint"
 LOG_FIELDS = ("step", "examples", "lr", "total", "mse", "sparsity", "aux", "l0", "fvu", "dead_fraction")
 
@@ -61,8 +60,8 @@ class TrainConfig:
     b_dec_init: str = "geometric_median"
     normalize_inputs: bool = True  # train on x / sqrt(E||x||^2); folded back into the saved weights
     eval_batch_size: int = 4096
-    # 'bf16': training steps run their matmuls in bfloat16 under torch.autocast (1.4-1.6x faster steps on an
-    # AMX CPU, and on GPUs); weights, optimizer, TopK/BatchTopK selection and evaluation stay in float32
+    # 'bf16': training steps run their matmuls in bfloat16 under torch.autocast (faster on AMX CPUs and GPUs:
+    # README, Speed); weights, optimizer, TopK/BatchTopK selection and evaluation stay in float32
     autocast: str | None = None
 
     def __post_init__(self) -> None:
@@ -277,18 +276,11 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
     return sae
 
 
-SPEC_ONLY_KEYS = ("width",)  # schedule keys the stack (metasae.meta) reads; not part of either config
-
-
 def spec_to_configs(spec: dict, d_in: int, d_sae: int, seed: int, where: str = "sae spec") -> tuple[SAEConfig, TrainConfig]:
-    """Split one flat settings dict (a config block or CLI flags) into SAEConfig and TrainConfig."""
-    sae_keys = {f.name for f in dataclasses.fields(SAEConfig)} - {"d_in", "d_sae"}
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed"}
-    unknown = sorted(set(spec) - sae_keys - train_keys - set(SPEC_ONLY_KEYS))
-    if unknown:
-        raise MetasaeError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(sae_keys | train_keys)}")
-    if "architecture" not in spec:
+    """Split one settings dict (a config block or CLI flags, see `metasae.settings.SAESpec`) into the SAE's and
+    the trainer's configs; `width` is the caller's (depth 1 or a schedule), so it is not part of either."""
+    settings = SAESpec.from_dict(spec, where)
+    if settings.architecture is None:
         raise MetasaeError(f"{where}: missing key 'architecture'")
-    sae_cfg = SAEConfig(d_in=d_in, d_sae=d_sae, **{k: v for k, v in spec.items() if k in sae_keys})
-    train_cfg = TrainConfig(seed=seed, **{k: v for k, v in spec.items() if k in train_keys})
-    return sae_cfg, train_cfg
+    return (SAEConfig(d_in=d_in, d_sae=d_sae, **settings.sae_settings()),
+            TrainConfig(seed=seed, **settings.train_settings()))

@@ -21,16 +21,15 @@ from metasae.seeds import derive_seed
 KSPARSE_COLUMNS = ["layer", "factor", "k", "accuracy", "all_latents_accuracy"]
 
 
-def run_ksparse(vit_dir: str | Path, probes_csv: str | Path, dataset: str, out_dir: str | Path, sae_spec: dict,
-                train_spec: dict, ks: tuple[int, ...] = (1, 2, 4, 8, 16), seed: int = 0,
+def run_ksparse(vit_dir: str | Path, probes_csv: str | Path, dataset: str, out_dir: str | Path, spec: dict,
+                ks: tuple[int, ...] = (1, 2, 4, 8, 16), seed: int = 0,
                 data_dir: str | Path | None = None, device: str = "cpu") -> pd.DataFrame:
     """SAE on the best layer's activations of the probe images; k-sparse probe accuracy per factor and k.
 
     Writes out_dir/ksparse.csv, out_dir/ksparse.json (k_needed: the smallest k reaching 95% of the
     all-latents accuracy) and the SAE under out_dir/sae/.
     """
-    from metasae.sae import SAEConfig
-    from metasae.sae.trainer import TrainConfig, train_sae
+    from metasae.sae.trainer import spec_to_configs, train_sae
 
     vit_dir, out_dir = Path(vit_dir), Path(out_dir)
     table = pd.read_csv(probes_csv)
@@ -41,11 +40,10 @@ def run_ksparse(vit_dir: str | Path, probes_csv: str | Path, dataset: str, out_d
     model, _ = load_vit(vit_dir / vit_checkpoints(vit_dir)[-1]["dir"], device)
     ds, images, _ = probe_images(dataset, InputSpec(*model.cfg.input_shape), data_dir)
     acts = layer_features(model, (layer.split(".")[0],), images, device=device)[layer]
-    try:
-        sae_cfg = SAEConfig(d_in=acts.shape[1], **sae_spec)
-        train_cfg = TrainConfig(seed=seed, **train_spec)
-    except TypeError as exc:
-        raise MetasaeError(f"dsprites.sae: {exc}") from None
+    if not isinstance(spec.get("width"), int):
+        raise MetasaeError(f"dsprites.sae.width: a number of latents is required, got {spec.get('width')!r}")
+    sae_cfg, train_cfg = spec_to_configs(spec, d_in=acts.shape[1], d_sae=spec["width"], seed=seed,
+                                         where="dsprites.sae")
     sae = train_sae(acts, sae_cfg, train_cfg, out_dir / "sae", device=device, resume=False,
                     extra_cfg={"source": {"kind": "vit_layer", "vit_dir": str(vit_dir), "layer": layer,
                                           "dataset": ds.ref}})
@@ -66,6 +64,5 @@ def run_ksparse(vit_dir: str | Path, probes_csv: str | Path, dataset: str, out_d
     with atomic_path(out_dir / "ksparse.csv") as tmp:
         out.to_csv(tmp, index=False)
     write_json(out_dir / "ksparse.json", {"layer": layer, "k_needed_95pct": needed, "d_sae": all_k,
-                                          "provenance": provenance({"sae": sae_spec, "train": train_spec,
-                                                                    "ks": list(ks)}, seed)})
+                                          "provenance": provenance({"sae": spec, "ks": list(ks)}, seed)})
     return out

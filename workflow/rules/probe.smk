@@ -41,7 +41,7 @@ rule probe_sae:
         csv=f"{R}/probes/{{vit_run}}/ksparse.csv",
         record=f"{R}/probes/{{vit_run}}/ksparse.json",
     params:
-        flags=lambda w: flags(dataset=DSP["probe_set"], sae=as_json(DSP["sae"]), train=as_json(DSP["sae_train"]),
+        flags=lambda w: flags(dataset=DSP["probe_set"], spec=as_json(DSP["sae"]),
                               ks=DSP.get("ks"), seed=DSP.get("seed", 0)),
         common=common_flags(),
         vit=lambda w, input: str(Path(input.vit).parent),
