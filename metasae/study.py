@@ -5,16 +5,23 @@ Snakemake (the conductor) imports this at parse time, so it stays light: no torc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
 from metasae.errors import MetasaeError
 
-SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+SCHEMA = Path(__file__).resolve().parent / "schema.yaml"  # package data: works from a wheel
 MODES = ("decoder", "activations")
 MODEL_LAYERS = {"mlp": ("fc1", "fc2", "fc3"), "cnn": ("conv1", "conv2", "fc1", "fc2")}
+K_ARCHITECTURES = ("topk", "batchtopk")
+MAX_DEPTH = 64  # meta.max_depth; checked before any width schedule is built
+MAX_WIDTH = 2**31 - 1  # latents of any depth; also keeps width schedules clear of float overflow
+MAX_MESSAGE = 200  # a config error is one line shorter than this
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,35 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _clip(message: str) -> str:
+    """One line, shorter than MAX_MESSAGE characters (the key comes first, so it survives the cut)."""
+    line = " ".join(message.splitlines())
+    return line if len(line) < MAX_MESSAGE else line[: MAX_MESSAGE - 2] + "…"
+
+
+def _show(value: object, limit: int = 24) -> str:
+    """repr of a user's value, cut short: a message never echoes a whole list or a 400-digit number."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _few(values: Sequence[object], n: int = 4) -> str:
+    """The first `n` values, comma-separated, then `…` and how many there are in all."""
+    shown = ", ".join(str(v) for v in values[:n])
+    return shown if len(values) <= n else f"{shown}, … ({len(values)} in all)"
+
+
+def _widths(widths: Sequence[int], n: int = 5) -> str:
+    """A width schedule, its middle elided past `n` widths: the first ones and the last stay readable."""
+    if len(widths) <= n:
+        return ", ".join(map(str, widths))
+    return f"{', '.join(map(str, widths[: n - 2]))}, …, {widths[-1]}"
+
+
+def _fail(key: str, detail: str) -> NoReturn:
+    raise MetasaeError(_clip(f"config key {key}: {detail}"))
+
+
 def validate_schema(config: dict, schema_path: str | Path = SCHEMA) -> None:
     """JSON-schema check whose error names the offending key and the allowed values."""
     import jsonschema
@@ -44,9 +80,12 @@ def validate_schema(config: dict, schema_path: str | Path = SCHEMA) -> None:
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
-        allowed = error.schema.get("enum") or error.schema.get("pattern") or error.schema.get("type")
-        hint = f" (allowed: {allowed})" if allowed and error.validator != "additionalProperties" else ""
-        raise MetasaeError(f"config key {_key(error.absolute_path)}: {error.message}{hint}")
+        raise MetasaeError(_clip(f"config key {_key(error.absolute_path)}: {_schema_detail(error)}"))
+
+
+def _schema_detail(error) -> str:
+    """jsonschema's message (it states the allowed enum, pattern or type), the offending value cut short."""
+    return error.message.replace(repr(error.instance), _show(error.instance), 1)
 
 
 def width_schedule(start: int, factor: float, max_depth: int) -> list[int]:
@@ -57,49 +96,181 @@ def width_schedule(start: int, factor: float, max_depth: int) -> list[int]:
     return widths
 
 
-def validate_semantics(config: dict, known_datasets: set[str] | None = None) -> None:
-    """What a schema cannot say: references between sections, known dataset names, width schedules."""
+@dataclass(frozen=True)
+class KnownDataset:
+    """What the config door knows of a registered dataset without loading it."""
+
+    splits: tuple[str, ...]
+    sizes: Mapping[str, int] = field(default_factory=dict)  # split -> images, where known without loading
+
+
+Known = Mapping[str, KnownDataset] | Collection[str]
+
+
+def validate_semantics(config: dict, known_datasets: Known | None = None) -> None:
+    """What a schema cannot say: references between sections, dataset names, splits and slices, k against
+    widths, width schedules. `known_datasets`: `known_datasets()`, or bare names (then splits go unchecked)
+    """
     from metasae.data.refs import parse_ref
 
+    for key, ref in _config_refs(config):
+        _check_ref(parse_ref, ref, key, known_datasets)
     probes = config["probes"]
     for name, clf in config["classifiers"].items():
-        for key in ("train", "test"):
-            _check_ref(parse_ref, clf[key], f"classifiers.{name}.{key}", known_datasets)
         for probe in clf["probes"]:
             if probe not in probes:
-                raise MetasaeError(f"config key classifiers.{name}.probes: unknown probe {probe!r}; "
-                                   f"defined probes: {sorted(probes)}")
+                _fail(f"classifiers.{name}.probes", f"unknown probe {_show(probe)}; defined probes: "
+                      f"{_few(sorted(probes))}")
         for layer in clf["layers"]:
             if layer not in MODEL_LAYERS[clf["model"]]:
-                raise MetasaeError(f"config key classifiers.{name}.layers: {clf['model']} has no layer {layer!r}; "
-                                   f"allowed: {list(MODEL_LAYERS[clf['model']])}")
-    for name, ref in probes.items():
-        _check_ref(parse_ref, ref, f"probes.{name}", known_datasets)
-    meta = config["meta"]
-    for sae_name, sae in config["sae"].items():
-        _check_k(sae, f"sae.{sae_name}")
-        for mode, spec in meta["modes"].items():
-            _check_k(spec, f"meta.modes.{mode}")
-            widths = width_schedule(sae["width"], spec["width"]["factor"], meta["max_depth"])
-            if 0 in widths:
-                raise MetasaeError(f"config key meta.modes.{mode}.width: the schedule from sae.{sae_name}.width "
-                                   f"reaches 0 latents by depth {widths.index(0) + 1} (widths {widths}); raise "
-                                   "width.factor or lower meta.max_depth")
+                _fail(f"classifiers.{name}.layers", f"{clf['model']} has no layer {_show(layer)}; "
+                      f"allowed: {list(MODEL_LAYERS[clf['model']])}")
+    _check_meta(config)
 
 
-def _check_ref(parse_ref, ref: str, key: str, known: set[str] | None) -> None:
+def _config_refs(config: dict) -> list[tuple[str, str]]:
+    """(config key, dataset reference) of every reference in the study, the dSprites branch included."""
+    refs = [(f"classifiers.{name}.{key}", clf[key])
+            for name, clf in config["classifiers"].items() for key in ("train", "test")]
+    refs += [(f"probes.{name}", ref) for name, ref in config["probes"].items()]
+    dsprites = config.get("dsprites") or {}
+    if "probe_set" in dsprites:
+        refs.append(("dsprites.probe_set", dsprites["probe_set"]))
+    refs += [(f"dsprites.runs.{name}.{key}", run[key])
+             for name, run in (dsprites.get("runs") or {}).items() for key in ("train", "test") if key in run]
+    return refs
+
+
+def _check_ref(parse_ref, ref: str, key: str, known: Known | None) -> None:
+    """The reference parses, names a known dataset and split, and its slice selects images that exist."""
     try:
         parsed = parse_ref(ref)
     except MetasaeError as exc:
-        raise MetasaeError(f"config key {key}: {exc}") from None
-    if known is not None and parsed.name not in known:
-        raise MetasaeError(f"config key {key}: unknown dataset {parsed.name!r}; allowed: {sorted(known)}")
+        _fail(key, str(exc))
+    _check_slice(parsed, key, None)
+    if known is None:
+        return
+    if parsed.name not in known:
+        allowed = _few(_closest_first(parsed.name, known))
+        _fail(key, f"unknown dataset {_show(parsed.name)}; allowed: {allowed}")
+    facts = known.get(parsed.name) if isinstance(known, Mapping) else None
+    if facts is None:
+        return
+    if parsed.split not in facts.splits:
+        allowed = ", ".join(facts.splits)
+        _fail(key, f"dataset {parsed.name} has no split {_show(parsed.split)}; allowed: {allowed}")
+    _check_slice(parsed, key, facts.sizes.get(parsed.split))
+
+
+def _closest_first(name: str, names: Collection[str]) -> list[str]:
+    """Sorted names, those spelled most like `name` first (for a message that cannot list them all)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    return close + sorted(set(names) - set(close))
+
+
+def _check_slice(ref, key: str, size: int | None) -> None:
+    """`[start:stop]` must select at least one image and, where the split's size is known, stay inside it."""
+    start = ref.start or 0
+    stop = ref.stop if ref.stop is not None else size
+    split = f"{ref.name}:{ref.split}"
+    if stop is not None and start >= stop:
+        why = f"start {start} >= stop {stop}" if ref.stop is not None else f"{split} has {size} images"
+        _fail(key, f"{_show(str(ref), 40)} selects no images ({why}); need 0 <= start < stop")
+    if size is not None and stop > size:
+        _fail(key, f"{_show(str(ref), 40)} runs past {split}, which has {size} images (need stop <= {size})")
+
+
+def _check_meta(config: dict) -> None:
+    """meta.max_depth bounded first (nothing below may build a schedule before), then every mode's schedule
+    from every depth-1 SAE."""
+    meta = config["meta"]
+    max_depth = meta["max_depth"]
+    if max_depth > MAX_DEPTH:
+        _fail("meta.max_depth", f"{_show(max_depth)} exceeds the maximum {MAX_DEPTH}")
+    for mode, spec in meta["modes"].items():
+        _check_mode(spec, f"meta.modes.{mode}")
+    for sae_name, sae in config["sae"].items():
+        key = f"sae.{sae_name}"
+        if sae["width"] > MAX_WIDTH:
+            _fail(f"{key}.width", f"{_show(sae['width'])} exceeds the maximum {MAX_WIDTH}")
+        _check_k(sae, key)
+        if _uses_k(sae) and sae["k"] > sae["width"]:
+            _fail(f"{key}.k", f"{_show(sae['k'])} exceeds {key}.width {sae['width']} "
+                  f"(a {sae['architecture']} SAE keeps k of its latents active)")
+        for mode, spec in meta["modes"].items():
+            _check_schedule(spec, f"meta.modes.{mode}", sae["width"], key, max_depth)
+
+
+def _check_mode(spec: dict, key: str) -> None:
+    """What a meta mode must say whatever the depth-1 SAE: k where needed, a finite factor, a boolean
+    width.allow_growth (optional; checked here until config/schema.yaml names it)."""
+    _check_k(spec, key)
+    factor = spec["width"]["factor"]
+    if not math.isfinite(factor):
+        _fail(f"{key}.width.factor", f"must be a finite number, got {_show(factor)}")
+    allow = spec["width"].get("allow_growth", False)
+    if not isinstance(allow, bool):
+        _fail(f"{key}.width.allow_growth", f"must be true or false, got {_show(allow)}")
+
+
+def _check_schedule(spec: dict, key: str, start: int, sae_key: str, max_depth: int) -> None:
+    """One mode's widths from one depth-1 SAE: no growth unless allowed, no overflow, no width 0, and the
+    mode's k within the width of every depth the schedule trains."""
+    width = spec["width"]
+    try:
+        widths: list[int] | None = width_schedule(start, width["factor"], max_depth)
+    except OverflowError:
+        widths = None
+    if width["factor"] > 1 and not width.get("allow_growth", False):
+        grows = f"{_show(width['factor'])} > 1 grows the stack{_preview(widths, sae_key)}"
+        _fail(f"{key}.width.factor", f"{grows}; lower it to <= 1, or set width.allow_growth: true")
+    if widths is None or max(widths) > MAX_WIDTH:
+        _fail(f"{key}.width.factor", f"the schedule from {sae_key}.width {start} passes {MAX_WIDTH} latents "
+              "by meta.max_depth")
+    if 0 in widths:
+        depth = widths.index(0) + 1
+        _fail(f"{key}.width", f"the schedule from {sae_key}.width reaches 0 latents by depth {depth} "
+              f"(widths {_widths(widths[:depth])}); raise width.factor or lower meta.max_depth")
+    if _uses_k(spec):
+        _check_meta_k(spec["k"], key, widths, width["min"], sae_key)
+
+
+def _preview(widths: list[int] | None, sae_key: str) -> str:
+    """The first three widths of a schedule (later ones may run to hundreds of digits), if it has any."""
+    if not widths:
+        return ""
+    return f" (from {sae_key}.width: {', '.join(map(str, widths[:3]))}{', …' if len(widths) > 3 else ''})"
+
+
+def _check_meta_k(k: int, key: str, widths: list[int], min_width: int, sae_key: str) -> None:
+    """A meta mode's k may not exceed the width of any depth its schedule trains."""
+    for depth, w in _trained_depths(widths, min_width):
+        if k > w:
+            _fail(f"{key}.k", f"{_show(k)} exceeds the depth-{depth} width {w} (from {sae_key}.width: "
+                  f"{_widths(widths[:depth])}); lower k, or raise width.factor or width.min")
+
+
+def _trained_depths(widths: list[int], min_width: int) -> list[tuple[int, int]]:
+    """(depth, width) of the meta depths a schedule trains: from depth 2 until a width falls below
+    width.min (that depth stops, and so does every depth below it)."""
+    trained = []
+    for depth, w in enumerate(widths[1:], start=2):
+        if w < min_width:
+            break
+        trained.append((depth, w))
+    return trained
+
+
+def _uses_k(spec: dict) -> bool:
+    return spec["architecture"] in K_ARCHITECTURES and "k" in spec
 
 
 def _check_k(spec: dict, key: str) -> None:
-    needs_k = spec["architecture"] in ("topk", "batchtopk")
+    needs_k = spec["architecture"] in K_ARCHITECTURES
     if needs_k and "k" not in spec:
-        raise MetasaeError(f"config key {key}.k: required for architecture {spec['architecture']!r}")
+        _fail(f"{key}.k", f"required for architecture {spec['architecture']!r}")
 
 
 def runs(config: dict) -> list[Run]:
@@ -131,10 +302,23 @@ def drop_nulls(config: dict) -> dict:
     return config
 
 
-def known_datasets() -> set[str]:
-    from metasae.data import list_datasets
+def known_datasets() -> dict[str, KnownDataset]:
+    """Registered datasets: their splits, and split sizes where known without loading any image."""
+    from metasae.data.registry import REGISTRY
 
-    return set(list_datasets())
+    sizes = _split_sizes()
+    return {name: KnownDataset(e.splits, sizes.get(name, {})) for name, e in REGISTRY.items()}
+
+
+def _split_sizes() -> dict[str, Mapping[str, int]]:
+    """Images per split from constants: the embedded modules' SPLIT_SIZES and the dSprites grid (real and
+    generated alike). The real MNIST family and CIFAR have no size table yet: only their splits are checked.
+    """
+    from metasae.data import digits, dsprites_grid, glyphs, patches
+
+    grid = dict.fromkeys(dsprites_grid.SPLITS, dsprites_grid.N_GRID)
+    return {"digits": digits.SPLIT_SIZES, "glyphs": glyphs.SPLIT_SIZES, "patches": patches.SPLIT_SIZES,
+            "dsprites": grid, "dsprites_gen": grid}
 
 
 def dataset_refs(config: dict) -> list[str]:

@@ -17,6 +17,7 @@ from metasae.data.types import ImageDataset
 from metasae.seeds import generator
 
 SPLITS = ("train", "test")
+SPLIT_SIZES = {"train": 1438, "test": 359}  # what `_stratified_split` gives; tests/test_config_door.py checks
 TEST_FRACTION = 0.2
 DESCRIPTION = ("embedded: scikit-learn's real handwritten digits (8x8, 0..16) upsampled to 20x20 and centred "
                "in 28x28 like MNIST; seeded stratified 80/20 train/test split")

@@ -26,6 +26,7 @@ PER_CLASS = {"train": 60, "test": 20}
 SPLITS = tuple(PER_CLASS)
 MERGED = set("cijklmopsuvwxyz")
 LABEL_NAMES = list(string.digits + string.ascii_uppercase) + list("abdefghnqrt")
+SPLIT_SIZES = {split: n * len(LABEL_NAMES) for split, n in PER_CLASS.items()}  # classes are interleaved
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
          "DejaVuSerif.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-Bold.ttf", "STIXGeneral.ttf",
          "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf",

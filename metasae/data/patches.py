@@ -24,6 +24,7 @@ QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
 LABEL_NAMES = [f"{p}/{q}" for p in PHOTOS for q in QUADRANTS]
 PER_CLASS = {"train": 250, "test": 60}
 SPLITS = tuple(PER_CLASS)
+SPLIT_SIZES = {split: n * len(LABEL_NAMES) for split, n in PER_CLASS.items()}
 PATCH = 32
 TRAIN_FRACTION = 0.75
 DESCRIPTION = ("embedded stand-in: 32x32 RGB patches of scikit-learn's sample photos (china.jpg, flower.jpg, "

@@ -1,0 +1,197 @@
+"""The config door (what Snakefile runs at parse time): bad configs that used to pass it are rejected there,
+each with one short line naming the key; the shipped configs still pass."""
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metasae import study
+from metasae.errors import MetasaeError
+
+ROOT = Path(__file__).resolve().parent.parent
+KNOWN = study.known_datasets()
+
+
+def base_config() -> dict:
+    """config/test.yaml, the config every bad one below is built from."""
+    return yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+
+
+def door(config: dict) -> None:
+    """What Snakefile runs before any job (its jsonschema `validate` repeats validate_schema's check)."""
+    study.validate_schema(study.drop_nulls(config))
+    study.validate_semantics(config, KNOWN)
+
+
+def put(key: str, value) -> Callable[[dict], None]:
+    """An edit setting a dotted config key (config keys hold no dots)."""
+    *parents, last = key.split(".")
+
+    def edit(config: dict) -> None:
+        node = config
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
+    return edit
+
+
+def assert_rejected(run: Callable[[], None], key: str) -> str:
+    with pytest.raises(MetasaeError) as info:
+        run()
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 200, message
+    assert f"config key {key}:" in message, message
+    return message
+
+
+def bad(key: str, value) -> tuple[str, Callable[[dict], None]]:
+    """A case whose edit sets the very key the message must name."""
+    return key, put(key, value)
+
+
+DSPRITES = {**yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["dsprites"],
+            "probe_set": "dsprites_gen:sample[4000:3000]"}
+CLF = "classifiers.mlp_digits"
+BAD = {  # id: (key the message must name, edit of config/test.yaml)
+    "sae_k_above_width": bad("sae.topk.k", 64),
+    "meta_k_above_depth2_width": bad("meta.modes.decoder.k", 9),  # widths 32, 8
+    "meta_k_above_depth3_width": bad("meta.modes.activations.k", 9),  # widths 32, 16, 8
+    "slice_reversed": bad(f"{CLF}.train", "digits:train[5:2]"),
+    "slice_empty": bad(f"{CLF}.train", "digits:train[5:5]"),
+    "slice_stop_0": bad(f"{CLF}.test", "digits:test[:0]"),
+    "slice_past_digits": bad(f"{CLF}.test", "digits:test[:360]"),
+    "slice_start_at_end": bad("probes.digits", "digits:test[359:]"),
+    "slice_past_glyphs": bad("probes.digits", "glyphs:test[:941]"),
+    "slice_past_dsprites": bad("probes.digits", "dsprites_gen:sample[737000:737281]"),
+    "dsprites_branch_slice": ("dsprites.probe_set", put("dsprites", DSPRITES)),
+    "unknown_split": bad("probes.digits", "digits:bogus"),
+    "width_growth": bad("meta.modes.activations.width.factor", 1.5),
+    "max_depth_65": bad("meta.max_depth", 65),
+    "max_depth_2000": bad("meta.max_depth", 2000),
+    "long_schedule_reaching_0": ("meta.modes.decoder.width", put("meta.max_depth", 64)),
+}
+
+
+def bad_config(case: str) -> tuple[str, dict]:
+    key, edit = BAD[case]
+    config = base_config()
+    edit(config)
+    return key, config
+
+
+@pytest.mark.parametrize("case", BAD, ids=str)
+def test_bad_config_is_rejected_in_one_short_line_naming_the_key(case):
+    key, config = bad_config(case)
+    assert_rejected(lambda: door(config), key)
+
+
+def test_messages_say_what_is_allowed_and_cap_what_they_list():
+    config = base_config()
+    put("probes.digits", "digits:bogus")(config)
+    assert "allowed: train, test" in assert_rejected(lambda: door(config), "probes.digits")
+    config = base_config()
+    put("probes.digits", "digits:test[:360]")(config)
+    assert "359 images" in assert_rejected(lambda: door(config), "probes.digits")
+    config = base_config()
+    put("meta.max_depth", 1000)(config)
+    assert "maximum 64" in assert_rejected(lambda: door(config), "meta.max_depth")
+    config = base_config()
+    put("meta.max_depth", 64)(config)
+    del config["meta"]["modes"]["decoder"]  # activations: 32, 16, 8, 4, 2, 1, 0
+    message = assert_rejected(lambda: door(config), "meta.modes.activations.width")
+    assert "(widths 32, 16, 8, …, 0)" in message
+    config = base_config()
+    put("seeds", [*range(300), 0])(config)
+    assert_rejected(lambda: door(config), "seeds")
+
+
+def test_width_growth_needs_allow_growth_a_boolean():
+    """width.allow_growth: checked in study.py until config/schema.yaml names it (the schema rejects it now)."""
+    config = base_config()
+    mode = "meta.modes.activations"
+
+    def semantics() -> None:
+        study.validate_semantics(config, KNOWN)
+
+    put(f"{mode}.width.factor", 1.5)(config)
+    put(f"{mode}.width.allow_growth", True)(config)
+    semantics()
+    put(f"{mode}.width.factor", 1e300)(config)  # would overflow a float: a message instead
+    assert_rejected(semantics, f"{mode}.width.factor")
+    put(f"{mode}.width.factor", 1.5)(config)
+    put("meta.max_depth", 2000)(config)  # 1.5 ** 2000 overflows a float too: the depth bound comes first
+    assert_rejected(semantics, "meta.max_depth")
+    put("meta.max_depth", 3)(config)
+    put(f"{mode}.width.allow_growth", "yes")(config)
+    assert_rejected(semantics, f"{mode}.width.allow_growth")
+
+
+def test_edges_that_stay_valid():
+    """k equal to a width, k above only a depth that stops (width < width.min), a slice ending at the split's
+    end, and a slice of a real dataset whose size is not known without its files."""
+    edits = [put("sae.topk.k", 32), put("meta.modes.decoder.k", 8), put("meta.modes.activations.k", 9),
+             put("meta.modes.activations.width", {"factor": 0.5, "min": 9}),
+             put(f"{CLF}.test", "digits:test[300:359]"), put("probes.digits", "mnist:test[:99999]")]
+    config = base_config()
+    for edit in edits:
+        edit(config)
+    door(config)
+
+
+def test_bare_names_still_check_only_names():
+    config = base_config()
+    put("probes.digits", "digits:bogus")(config)
+    study.validate_semantics(config, {"digits"})
+
+
+def test_embedded_split_sizes_match_the_loaders():
+    from metasae.data import load_dataset
+
+    sizes = KNOWN["digits"].sizes
+    assert {split: len(load_dataset(f"digits:{split}").labels) for split in sizes} == dict(sizes)
+    assert dict(KNOWN["glyphs"].sizes) == {"train": 2820, "test": 940}
+    assert dict(KNOWN["patches"].sizes) == {"train": 2000, "test": 480}
+    assert KNOWN["dsprites"].sizes["sample"] == 737280 and KNOWN["mnist"].splits == ("train", "test")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Snakemake's --configfile merge: nested dicts merge, everything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if nested else value
+    return out
+
+
+def _shipped() -> dict[str, dict]:
+    configs = {p.name: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "config").glob("*.yaml"))
+               if p.name != "schema.yaml"}
+    for preset in sorted((ROOT / "config" / "presets").glob("*.yaml")):
+        over = yaml.safe_load(preset.read_text())
+        configs[f"config.yaml+{preset.name}"] = _merge(configs["config.yaml"], over)
+    return configs
+
+
+@pytest.mark.parametrize("name", _shipped(), ids=str)
+def test_shipped_configs_pass_the_door(name):
+    door(_shipped()[name])
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
+def test_snakemake_dry_run_rejects_at_parse_time(tmp_path):
+    """Three bad configs through `snakemake -n`: it exits non-zero at parse time, printing the key."""
+    for case in ("sae_k_above_width", "unknown_split", "max_depth_2000"):
+        key, config = bad_config(case)
+        path = tmp_path / f"{case}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        done = subprocess.run(["snakemake", "-n", "--configfile", str(path)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, output
+        assert f"metasae: config error: config key {key}:" in output, output
+        assert "Traceback" not in output, output
