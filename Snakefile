@@ -52,6 +52,7 @@ include: "workflow/rules/cache_acts.smk"
 include: "workflow/rules/train_sae.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/explore.smk"
 include: "workflow/rules/train_vit.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/report.smk"
@@ -62,4 +63,5 @@ rule all:
         rules.aggregate.output,
         dsprites_targets(),
         rules.report.output,
+        rules.explore.output,
     default_target: True

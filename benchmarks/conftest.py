@@ -1,5 +1,5 @@
-"""Shared fixtures of the benchmark suite: device selection, the quick subset, and `compare`, which times a hot
-path against its floor in the same run so a regression check can compare machine-independent ratios.
+"""Shared fixtures of the benchmark suite: device selection, the quick subset, and `compare`, which times a
+hot path against its floor in the same run so a regression check can compare machine-independent ratios.
 
     pytest benchmarks/ --benchmark-only                    # the whole suite on the CPU
     pytest benchmarks/ --benchmark-only --quick            # the CI subset
@@ -22,9 +22,14 @@ from metasae.allocator import tune_cpu_allocator
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--device", default=os.environ.get("BENCH_DEVICE", "cpu"),
-                     help="torch device of the benchmarks: cpu, cuda, cuda:1 (skipped where CUDA is absent)")
-    parser.addoption("--quick", action="store_true", help="run only the benchmarks marked quick (the CI subset)")
+    parser.addoption(
+        "--device",
+        default=os.environ.get("BENCH_DEVICE", "cpu"),
+        help="torch device of the benchmarks: cpu, cuda, cuda:1 (skipped where CUDA is absent)",
+    )
+    parser.addoption(
+        "--quick", action="store_true", help="run only the benchmarks marked quick (the CI subset)"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,8 +77,8 @@ def _quickest(fn: Timed, budget_s: float = 0.1, most: int = 20) -> float:
 
 @pytest.fixture
 def compare(benchmark, sync: Callable[[], None]) -> Callable[..., float]:
-    """compare(ours, floor, floor_name, rounds, warmup, refs, items): benchmark `ours`, timing `floor` (and any
-    `refs`; the quickest of a few calls when they are short) right before each round so all see the same
+    """compare(ours, floor, floor_name, rounds, warmup, refs, items): benchmark `ours`, timing `floor` (and
+    any `refs`; the quickest of a few calls when they are short) right before each round so all see the same
     machine load; returns median(ours) / median(floor).
 
     The ratio goes to extra_info["ratio"] (what baseline.json holds); refs give extra_info["vs_<name>"];
@@ -87,8 +92,15 @@ def compare(benchmark, sync: Callable[[], None]) -> Callable[..., float]:
 
         return run
 
-    def run(ours: Timed, floor: Timed, floor_name: str, rounds: int = 5, warmup: int = 1,
-            refs: dict[str, Timed] | None = None, items: int | None = None) -> float:
+    def run(
+        ours: Timed,
+        floor: Timed,
+        floor_name: str,
+        rounds: int = 5,
+        warmup: int = 1,
+        refs: dict[str, Timed] | None = None,
+        items: int | None = None,
+    ) -> float:
         others = {"floor": floor, **(refs or {})}
         times: dict[str, list[float]] = {name: [] for name in others}
 

@@ -34,5 +34,6 @@ def test_analyse_codes(compare):
         indices.clone()
         values.clone()
 
-    compare(lambda: analyse_codes(codes, probe, TOP_N), copy, "copy of the non-zeros", rounds=3,
-            items=N_IMAGES)
+    compare(
+        lambda: analyse_codes(codes, probe, TOP_N), copy, "copy of the non-zeros", rounds=3, items=N_IMAGES
+    )

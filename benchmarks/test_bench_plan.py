@@ -21,6 +21,14 @@ def _snakemake(*args: str):
 
 def test_snakemake_plan(compare, tmp_path):
     pytest.importorskip("snakemake")  # a dev install has it; a bare GPU machine may not
-    plan = _snakemake("-n", "--quiet", "--configfile", str(CONFIG), "--config", f"results={tmp_path / 'results'}",
-                      "--directory", str(ROOT))
+    plan = _snakemake(
+        "-n",
+        "--quiet",
+        "--configfile",
+        str(CONFIG),
+        "--config",
+        f"results={tmp_path / 'results'}",
+        "--directory",
+        str(ROOT),
+    )
     compare(plan, _snakemake("--version"), "snakemake --version", rounds=3, warmup=0)

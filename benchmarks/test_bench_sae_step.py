@@ -3,8 +3,8 @@
 floor, and a steady one). Also reported: the product as `x @ W + b` allocates it in torch
 (extra_info["vs_torch_addmm"]; its page faults make it 10-60% slower and noisy on a CPU) and, for TopK /
 BatchTopK, the straightforward dense-autograd implementation ("vs_dense").
-Defaults are the SAE-core issue's sizes; BENCH_BATCH / BENCH_D_IN / BENCH_D_SAE change them for a quick look (the baseline
-holds the defaults)."""
+Defaults are the SAE-core issue's sizes; BENCH_BATCH / BENCH_D_IN / BENCH_D_SAE change them for a quick look
+(the baseline holds the defaults)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,15 @@ from metasae.stack import unit_rows
 
 BATCH, D_SAE = int(os.environ.get("BENCH_BATCH", 4096)), int(os.environ.get("BENCH_D_SAE", 8192))
 D_IN, K = int(os.environ.get("BENCH_D_IN", 256)), 32
-# The meta-SAE of the default study's decoder mode: a quarter as many latents, k=4, on unit-normed decoder rows.
+# The meta-SAE of the default study's decoder mode: a quarter as many latents, k=4, on unit-normed decoder
+# rows.
 META_D_SAE, META_K = D_SAE // 4, 4
-ARCH_OPTIONS = {"relu": {"l1_coeff": 1e-3}, "topk": {"k": K}, "batchtopk": {"k": K}, "jumprelu": {"l1_coeff": 1e-3}}
+ARCH_OPTIONS = {
+    "relu": {"l1_coeff": 1e-3},
+    "topk": {"k": K},
+    "batchtopk": {"k": K},
+    "jumprelu": {"l1_coeff": 1e-3},
+}
 
 
 def _setup(cfg: SAEConfig, x: torch.Tensor, device: torch.device):
@@ -75,7 +81,9 @@ def _warm_matmul(sae, x: torch.Tensor, dtype: torch.dtype = torch.float32):
     return run
 
 
-@pytest.mark.parametrize("arch", [pytest.param("topk", marks=pytest.mark.quick), "batchtopk", "relu", "jumprelu"])
+@pytest.mark.parametrize(
+    "arch", [pytest.param("topk", marks=pytest.mark.quick), "batchtopk", "relu", "jumprelu"]
+)
 def test_sae_step(compare, device, arch):
     cfg = SAEConfig(arch, D_IN, D_SAE, **ARCH_OPTIONS[arch])
     x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
@@ -84,8 +92,14 @@ def test_sae_step(compare, device, arch):
     if arch in ("topk", "batchtopk"):
         dense, _, dense_opt = _setup(cfg, x, device)
         refs["dense"] = _step(dense, dense_opt, lambda: _dense_loss(dense, x, arch))
-    compare(_step(sae, opt, lambda: sae.loss(x).total), _warm_matmul(sae, x), "encoder matmul (warm buffer)",
-            rounds=5, refs=refs, items=BATCH)
+    compare(
+        _step(sae, opt, lambda: sae.loss(x).total),
+        _warm_matmul(sae, x),
+        "encoder matmul (warm buffer)",
+        rounds=5,
+        refs=refs,
+        items=BATCH,
+    )
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
@@ -100,8 +114,14 @@ def test_sae_step_bf16_autocast(compare, device, arch):
         with torch.autocast(device.type, dtype=torch.bfloat16):
             return sae.loss(x).total
 
-    compare(_step(sae, opt, loss), _warm_matmul(sae, x, torch.bfloat16), "encoder matmul in bf16 (warm buffer)",
-            rounds=5, refs={"float32_matmul": _warm_matmul(sae, x)}, items=BATCH)
+    compare(
+        _step(sae, opt, loss),
+        _warm_matmul(sae, x, torch.bfloat16),
+        "encoder matmul in bf16 (warm buffer)",
+        rounds=5,
+        refs={"float32_matmul": _warm_matmul(sae, x)},
+        items=BATCH,
+    )
 
 
 def test_relu_step_with_sparse_codes(compare, device):
@@ -112,8 +132,14 @@ def test_relu_step_with_sparse_codes(compare, device):
     sae, x, opt = _setup(cfg, x, device)
     with torch.no_grad():
         sae.b_enc.fill_(-2.0)
-    compare(_step(sae, opt, lambda: sae.loss(x).total), _warm_matmul(sae, x), "encoder matmul (warm buffer)",
-            rounds=5, refs={"torch_addmm": _encoder_matmul(sae, x)}, items=BATCH)
+    compare(
+        _step(sae, opt, lambda: sae.loss(x).total),
+        _warm_matmul(sae, x),
+        "encoder matmul (warm buffer)",
+        rounds=5,
+        refs={"torch_addmm": _encoder_matmul(sae, x)},
+        items=BATCH,
+    )
 
 
 def test_topk_step_with_auxk(compare, device):
@@ -122,9 +148,15 @@ def test_topk_step_with_auxk(compare, device):
     x = torch.randn(BATCH, D_IN, generator=generator("bench", "sae-step", "x"))
     sae, x, opt = _setup(cfg, x, device)
     dead = torch.zeros(D_SAE, dtype=torch.bool, device=device)
-    dead[torch.randperm(D_SAE, generator=generator("bench", "dead"))[:D_SAE // 10].to(device)] = True
-    compare(_step(sae, opt, lambda: sae.loss(x, dead=dead).total), _warm_matmul(sae, x),
-            "encoder matmul (warm buffer)", rounds=5, refs={"torch_addmm": _encoder_matmul(sae, x)}, items=BATCH)
+    dead[torch.randperm(D_SAE, generator=generator("bench", "dead"))[: D_SAE // 10].to(device)] = True
+    compare(
+        _step(sae, opt, lambda: sae.loss(x, dead=dead).total),
+        _warm_matmul(sae, x),
+        "encoder matmul (warm buffer)",
+        rounds=5,
+        refs={"torch_addmm": _encoder_matmul(sae, x)},
+        items=BATCH,
+    )
 
 
 @pytest.mark.quick
@@ -134,5 +166,11 @@ def test_meta_sae_step_on_decoder_rows(compare, device, tmp_path):
     rows = unit_rows(load_sae(tmp_path).W_dec.detach())
     batch = rows[torch.randint(len(rows), (BATCH,), generator=generator("bench", "meta", "batch"))]
     sae, x, opt = _setup(SAEConfig("batchtopk", D_IN, META_D_SAE, k=META_K), batch, device)
-    compare(_step(sae, opt, lambda: sae.loss(x).total), _warm_matmul(sae, x), "encoder matmul (warm buffer)",
-            rounds=5, refs={"torch_addmm": _encoder_matmul(sae, x)}, items=BATCH)
+    compare(
+        _step(sae, opt, lambda: sae.loss(x).total),
+        _warm_matmul(sae, x),
+        "encoder matmul (warm buffer)",
+        rounds=5,
+        refs={"torch_addmm": _encoder_matmul(sae, x)},
+        items=BATCH,
+    )

@@ -39,8 +39,10 @@ def load_activations(cache_dir: str | Path) -> ActivationCache:
     acts, labels, index = tensors["acts"], tensors["labels"], tensors["index"]
     n, dim = manifest["n"], manifest["dim"]
     if tuple(acts.shape) != (n, dim) or len(labels) != n or len(index) != n:
-        raise MetasaeError(f"{path}: shapes {list(acts.shape)}/{len(labels)}/{len(index)} do not match "
-                           f"manifest n={n}, dim={dim}")
+        raise MetasaeError(
+            f"{path}: shapes {list(acts.shape)}/{len(labels)}/{len(index)} do not match "
+            f"manifest n={n}, dim={dim}"
+        )
     if not torch.isfinite(acts).all():
         raise MetasaeError(f"{path}: contains NaN/inf activations")
     return ActivationCache(acts, labels, index, manifest)

@@ -23,5 +23,11 @@ def tune_cpu_allocator() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    return all(libc.mallopt(param, value) == 1 for param, value in
-               ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 512 << 20), (_M_TOP_PAD, 64 << 20)))
+    return all(
+        libc.mallopt(param, value) == 1
+        for param, value in (
+            (_M_MMAP_THRESHOLD, 32 << 20),
+            (_M_TRIM_THRESHOLD, 512 << 20),
+            (_M_TOP_PAD, 64 << 20),
+        )
+    )

@@ -27,26 +27,30 @@ from metasae.latent_stats import (
 )
 
 # Column order and types of latents.parquet; a stopped depth writes zero rows of the same schema.
-SCHEMA = pa.schema([
-    ("latent", pa.int64()),
-    ("density", pa.float64()),
-    ("n_active", pa.int64()),
-    ("mean_act_when_active", pa.float64()),
-    ("max_act", pa.float64()),
-    ("top_rows", pa.list_(pa.int64())),  # rows of the activation cache (= probe image order)
-    ("top_indices", pa.list_(pa.int64())),  # dataset indices of those images
-    ("top_values", pa.list_(pa.float64())),
-    ("top_labels", pa.list_(pa.int64())),
-    ("top_label_hist", pa.string()),  # JSON {label name: count}
-    ("purity", pa.float64()),
-    ("entropy_bits", pa.float64()),
-    ("auto_label", pa.string()),
-    ("predicted_labels", pa.list_(pa.int64())),  # classifier predictions for the top images
-    ("parent_max_cosine", pa.float64()),  # decoder: cosine of decoder rows; activations: column correlation
-    ("dead", pa.bool_()),
-    ("all_top10_nonzero", pa.bool_()),
-])
-
+SCHEMA = pa.schema(
+    [
+        ("latent", pa.int64()),
+        ("density", pa.float64()),
+        ("n_active", pa.int64()),
+        ("mean_act_when_active", pa.float64()),
+        ("max_act", pa.float64()),
+        ("top_rows", pa.list_(pa.int64())),  # rows of the activation cache (= probe image order)
+        ("top_indices", pa.list_(pa.int64())),  # dataset indices of those images
+        ("top_values", pa.list_(pa.float64())),
+        ("top_labels", pa.list_(pa.int64())),
+        ("top_label_hist", pa.string()),  # JSON {label name: count}
+        ("purity", pa.float64()),
+        ("entropy_bits", pa.float64()),
+        ("auto_label", pa.string()),
+        ("predicted_labels", pa.list_(pa.int64())),  # classifier predictions for the top images
+        (
+            "parent_max_cosine",
+            pa.float64(),
+        ),  # decoder: cosine of decoder rows; activations: column correlation
+        ("dead", pa.bool_()),
+        ("all_top10_nonzero", pa.bool_()),
+    ]
+)
 
 
 @dataclass
@@ -148,20 +152,34 @@ def _predict(probe: Probe, top_rows: torch.Tensor, batch_size: int = 1024) -> to
     rows = top_rows[valid].unique()
     spec = InputSpec(*probe.classifier.input_shape)
     device = next(probe.classifier.parameters()).device
-    preds = torch.cat([probe.classifier(to_input_spec(probe.images[rows[i:i + batch_size]], spec).to(device))
-                       .argmax(1).cpu() for i in range(0, len(rows), batch_size)])
+    preds = torch.cat(
+        [
+            probe.classifier(to_input_spec(probe.images[rows[i : i + batch_size]], spec).to(device))
+            .argmax(1)
+            .cpu()
+            for i in range(0, len(rows), batch_size)
+        ]
+    )
     lookup = torch.full((len(probe.cache.labels),), -1, dtype=torch.int64)
     lookup[rows] = preds
     predicted[valid] = lookup[top_rows[valid]]
     return predicted
 
 
-def analyse_codes(codes: torch.Tensor, probe: Probe, top_n: int, depth: int = 1, mode: str = "base",
-                  parent_similarity: torch.Tensor | None = None) -> DepthAnalysis:
+def analyse_codes(
+    codes: torch.Tensor,
+    probe: Probe,
+    top_n: int,
+    depth: int = 1,
+    mode: str = "base",
+    parent_similarity: torch.Tensor | None = None,
+) -> DepthAnalysis:
     """Per-latent statistics of one depth's codes over the probe images (no files touched)."""
     if codes.shape[0] != len(probe.cache.labels):
-        raise MetasaeError(f"codes have {codes.shape[0]} rows but the activation cache has "
-                           f"{len(probe.cache.labels)}; they must be the same probe images")
+        raise MetasaeError(
+            f"codes have {codes.shape[0]} rows but the activation cache has "
+            f"{len(probe.cache.labels)}; they must be the same probe images"
+        )
     if top_n < 1:
         raise MetasaeError(f"--top-n {top_n}: must be >= 1")
     stats = column_stats(codes)
@@ -169,6 +187,9 @@ def analyse_codes(codes: torch.Tensor, probe: Probe, top_n: int, depth: int = 1,
     hist = label_histogram(top.rows, probe.cache.labels, len(probe.label_names))
     purity, entropy = purity_entropy(hist)
     labels = [auto_label(h, probe.label_names) for h in hist.tolist()]
-    similarity = parent_similarity if parent_similarity is not None else torch.full((codes.shape[1],), math.nan)
-    return DepthAnalysis(depth, mode, stats, top, hist, purity, entropy, labels, similarity,
-                         _predict(probe, top.rows), probe)
+    similarity = (
+        parent_similarity if parent_similarity is not None else torch.full((codes.shape[1],), math.nan)
+    )
+    return DepthAnalysis(
+        depth, mode, stats, top, hist, purity, entropy, labels, similarity, _predict(probe, top.rows), probe
+    )

@@ -41,28 +41,45 @@ def _register_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="architecture: mlp | cnn")
     p.add_argument("--train", required=True, help="dataset reference, e.g. digits:train or mnist:test[:8000]")
     p.add_argument("--test", required=True, help="dataset reference for the test accuracy")
-    p.add_argument("--out", required=True, type=Path, help="output folder (model.safetensors, cfg.json, metrics.json)")
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder (model.safetensors, cfg.json, metrics.json)"
+    )
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
-                   help="model input spec; images are converted to it explicitly (default: the model's own)")
+    p.add_argument(
+        "--input-shape",
+        type=int,
+        nargs=3,
+        metavar=("C", "H", "W"),
+        default=None,
+        help="model input spec; images are converted to it explicitly (default: the model's own)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets")
     _common(p)
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.train_classifier import ClassifierTrainConfig, train_classifier
 
-        cfg = ClassifierTrainConfig(model=a.model, train=a.train, test=a.test, epochs=a.epochs,
-                                    batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                                    input_shape=tuple(a.input_shape) if a.input_shape else None)
+        cfg = ClassifierTrainConfig(
+            model=a.model,
+            train=a.train,
+            test=a.test,
+            epochs=a.epochs,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            seed=a.seed,
+            input_shape=tuple(a.input_shape) if a.input_shape else None,
+        )
         train_classifier(cfg, a.out, data_dir=a.data_dir, device=a.device)
 
     p.set_defaults(func=run)
 
 
 def _register_cache_acts(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache-acts", help="cache one layer's activations of a trained classifier on a dataset")
+    p = sub.add_parser(
+        "cache-acts", help="cache one layer's activations of a trained classifier on a dataset"
+    )
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--dataset", required=True, help="dataset reference, e.g. glyphs:test")
     p.add_argument("--layer", required=True, help="named layer, e.g. fc1")
@@ -74,18 +91,33 @@ def _register_cache_acts(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.cache_acts import cache_activations
 
-        cache_activations(a.model_dir, a.dataset, a.layer, a.out, batch_size=a.batch_size,
-                          data_dir=a.data_dir, device=a.device)
+        cache_activations(
+            a.model_dir,
+            a.dataset,
+            a.layer,
+            a.out,
+            batch_size=a.batch_size,
+            data_dir=a.data_dir,
+            device=a.device,
+        )
 
     p.set_defaults(func=run)
 
 
 def _register_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render the write-up (HTML, PDF, Markdown) from a results folder")
-    p.add_argument("--results", required=True, type=Path, help="results folder (reads summary/, analysis/, probes/)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (index.html, index.pdf, index.md, figures/)")
-    p.add_argument("--template", type=Path, default=None, help="report source (default: the package's report/index.qmd)")
-    p.add_argument("--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc")
+    p.add_argument(
+        "--results", required=True, type=Path, help="results folder (reads summary/, analysis/, probes/)"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder (index.html, index.pdf, index.md, figures/)"
+    )
+    p.add_argument(
+        "--template", type=Path, default=None, help="report source (default: the package's report/index.qmd)"
+    )
+    p.add_argument(
+        "--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc"
+    )
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.report import DEFAULT_TEMPLATE, render_report
@@ -96,7 +128,9 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_check_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-data", help="load every dataset a study config names; fail naming what is missing")
+    p = sub.add_parser(
+        "check-data", help="load every dataset a study config names; fail naming what is missing"
+    )
     p.add_argument("--config-json", required=True, type=_json_arg, help="the study config as JSON")
     p.add_argument("--out", required=True, type=Path, help="JSON record of what each reference resolved to")
 
@@ -110,8 +144,15 @@ def _register_check_data(sub: argparse._SubParsersAction) -> None:
 
 def _register_aggregate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("aggregate", help="study tables (depths, optimal depth with CIs, claims) and figures")
-    p.add_argument("summaries", nargs="+", type=Path, help="analysis summary.json files of every run and depth")
-    p.add_argument("--config-json", required=True, type=_json_arg, help="the study config as JSON (as the workflow resolved it)")
+    p.add_argument(
+        "summaries", nargs="+", type=Path, help="analysis summary.json files of every run and depth"
+    )
+    p.add_argument(
+        "--config-json",
+        required=True,
+        type=_json_arg,
+        help="the study config as JSON (as the workflow resolved it)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/summary")
 
     def run(a: argparse.Namespace) -> None:
@@ -147,17 +188,28 @@ def _register_fetch_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_train_sae(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-sae", help="train depth 1 of a stack on cached activations, or depth d >= 2 on depth d-1",
-                       description="Settings come from --spec (a JSON object, e.g. a config block) with any flag "
-                                   "below overriding it.")
+    p = sub.add_parser(
+        "train-sae",
+        help="train depth 1 of a stack on cached activations, or depth d >= 2 on depth d-1",
+        description="Settings come from --spec (a JSON object, e.g. a config block) with any flag "
+        "below overriding it.",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--acts", type=Path, help="depth 1: activation cache folder (cache-acts output)")
     src.add_argument("--parent", type=Path, help="depth d >= 2: the depth d-1 folder of the same stack")
-    p.add_argument("--mode", help="with --parent: decoder (train on its decoder rows) | activations (on its codes)")
+    p.add_argument(
+        "--mode", help="with --parent: decoder (train on its decoder rows) | activations (on its codes)"
+    )
     p.add_argument("--depth", type=int, help="with --parent: the depth being trained (>= 2)")
-    p.add_argument("--stop", type=_json_arg, default={}, help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}')
-    p.add_argument("--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, codes, ...)")
-    p.add_argument("--spec", type=_json_arg, default={}, help="settings as a JSON object (the keys of the flags below)")
+    p.add_argument(
+        "--stop", type=_json_arg, default={}, help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}'
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, codes, ...)"
+    )
+    p.add_argument(
+        "--spec", type=_json_arg, default={}, help="settings as a JSON object (the keys of the flags below)"
+    )
     settings.add_flags(p)
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by a crashed run")
     _common(p)
@@ -168,13 +220,24 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
         spec = _spec(a)
         if a.acts is not None:
             if a.mode or a.depth not in (None, 1):
-                raise MetasaeError("--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths")
+                raise MetasaeError(
+                    "--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths"
+                )
             stage.train_base(a.acts, spec, a.out, a.seed, device=a.device, resume=not a.no_resume)
         else:
             if a.mode is None or a.depth is None:
                 raise MetasaeError("--parent needs --mode (decoder | activations) and --depth (>= 2)")
-            stage.train_meta(a.parent, a.mode, a.depth, spec, a.out, a.seed,
-                             stage.StopRules.from_dict(a.stop), device=a.device, resume=not a.no_resume)
+            stage.train_meta(
+                a.parent,
+                a.mode,
+                a.depth,
+                spec,
+                a.out,
+                a.seed,
+                stage.StopRules.from_dict(a.stop),
+                device=a.device,
+                resume=not a.no_resume,
+            )
 
     p.set_defaults(func=run)
 
@@ -204,7 +267,9 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 def _register_analyse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyse", help="per-latent table, summary and figures for one depth of one run")
     p.add_argument("--depth-dir", required=True, type=Path, help="results/sae/<run>/.../depth<d>/")
-    p.add_argument("--out", required=True, type=Path, help="output folder (latents.parquet, summary.json, figures/)")
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder (latents.parquet, summary.json, figures/)"
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets")
     p.add_argument("--top-n", type=int, default=10, help="top-activating images kept per latent")
     p.add_argument("--n-grid", type=int, default=8, help="latents shown in each top-image grid")
@@ -214,18 +279,51 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.analyse import analyse
 
-        analyse(a.depth_dir, a.out, data_dir=a.data_dir, top_n=a.top_n, n_grid=a.n_grid,
-                      feature_viz=not a.no_feature_viz, device=a.device)
+        analyse(
+            a.depth_dir,
+            a.out,
+            data_dir=a.data_dir,
+            top_n=a.top_n,
+            n_grid=a.n_grid,
+            feature_viz=not a.no_feature_viz,
+            device=a.device,
+        )
+
+    p.set_defaults(func=run)
+
+
+def _register_explore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="one self-contained HTML explorer of every analysed depth (offline)")
+    p.add_argument("--results", required=True, type=Path, help="results folder (reads analysis/ and sae/)")
+    p.add_argument("--out", required=True, type=Path, help="output HTML file")
+    p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets (probe images)")
+    p.add_argument(
+        "--max-latents-per-depth",
+        type=int,
+        default=None,
+        help="keep at most N latents per depth (alive, most active first) to bound the file size",
+    )
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.stages.explore import explore
+
+        explore(a.results, a.out, data_dir=a.data_dir, max_latents_per_depth=a.max_latents_per_depth)
 
     p.set_defaults(func=run)
 
 
 def _register_train_vit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-vit", help="train the small ViT, saving checkpoints at log-spaced steps")
-    p.add_argument("--train", required=True, help="dataset reference, e.g. glyphs:train or dsprites_gen:sample[:4000]")
+    p.add_argument(
+        "--train", required=True, help="dataset reference, e.g. glyphs:train or dsprites_gen:sample[:4000]"
+    )
     p.add_argument("--test", required=True, help="dataset reference for the test accuracy")
-    p.add_argument("--label", default="label", help="label: the dataset's labels, or a dSprites factor (shape, ...)")
-    p.add_argument("--vit", type=_json_arg, default={}, help='architecture JSON, e.g. {"patch": 8, "depth": 3}')
+    p.add_argument(
+        "--label", default="label", help="label: the dataset's labels, or a dSprites factor (shape, ...)"
+    )
+    p.add_argument(
+        "--vit", type=_json_arg, default={}, help='architecture JSON, e.g. {"patch": 8, "depth": 3}'
+    )
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -237,19 +335,33 @@ def _register_train_vit(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.train_vit import ViTTrainConfig, train_vit
 
-        cfg = ViTTrainConfig(train=a.train, test=a.test, label=a.label, steps=a.steps, batch_size=a.batch_size,
-                             lr=a.lr, checkpoints=a.checkpoints, seed=a.seed)
+        cfg = ViTTrainConfig(
+            train=a.train,
+            test=a.test,
+            label=a.label,
+            steps=a.steps,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            checkpoints=a.checkpoints,
+            seed=a.seed,
+        )
         train_vit(cfg, a.vit, a.out, data_dir=a.data_dir, device=a.device)
 
     p.set_defaults(func=run)
 
 
 def _register_probe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("probe", help="linear / MLP probes of dSprites factors on every ViT checkpoint x layer")
+    p = sub.add_parser(
+        "probe", help="linear / MLP probes of dSprites factors on every ViT checkpoint x layer"
+    )
     p.add_argument("--vit-dir", required=True, type=Path, help="train-vit output folder")
     p.add_argument("--dataset", required=True, help="dSprites reference, e.g. dsprites_gen:sample[4000:6000]")
-    p.add_argument("--spec", type=_json_arg, default={}, help="probe settings JSON (test_fraction, mlp_at, ...)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (probes.csv, probes.json, figures/)")
+    p.add_argument(
+        "--spec", type=_json_arg, default={}, help="probe settings JSON (test_fraction, mlp_at, ...)"
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, help="output folder (probes.csv, probes.json, figures/)"
+    )
     p.add_argument("--data-dir", type=Path, default=None)
     _common(p)
 
@@ -266,12 +378,19 @@ def _register_probe(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("probe-sae", help="SAE on the best probed ViT layer; k-sparse probing per dSprites factor")
+    p = sub.add_parser(
+        "probe-sae", help="SAE on the best probed ViT layer; k-sparse probing per dSprites factor"
+    )
     p.add_argument("--vit-dir", required=True, type=Path)
     p.add_argument("--probes-csv", required=True, type=Path, help="probe output (picks the best layer)")
     p.add_argument("--dataset", required=True, help="the dSprites reference the probes used")
-    p.add_argument("--spec", type=_json_arg, default={}, help='SAE settings JSON, e.g. {"architecture": "topk", '
-                   '"width": 128, "k": 8, "epochs": 30} (the keys of train-sae\'s flags)')
+    p.add_argument(
+        "--spec",
+        type=_json_arg,
+        default={},
+        help='SAE settings JSON, e.g. {"architecture": "topk", '
+        '"width": 128, "k": 8, "epochs": 30} (the keys of train-sae\'s flags)',
+    )
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--out", required=True, type=Path, help="output folder (ksparse.csv, ksparse.json, sae/)")
     p.add_argument("--data-dir", type=Path, default=None)
@@ -280,27 +399,51 @@ def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.probe_sae import run_ksparse
 
-        run_ksparse(a.vit_dir, a.probes_csv, a.dataset, a.out, a.spec, ks=tuple(a.ks), seed=a.seed,
-                    data_dir=a.data_dir, device=a.device)
+        run_ksparse(
+            a.vit_dir,
+            a.probes_csv,
+            a.dataset,
+            a.out,
+            a.spec,
+            ks=tuple(a.ks),
+            seed=a.seed,
+            data_dir=a.data_dir,
+            device=a.device,
+        )
 
     p.set_defaults(func=run)
 
 
 def _register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time the hot paths against their floors; fail when a ratio regressed")
-    p.add_argument("--out", type=Path, default=Path("results/bench"), help="output folder (<device>.json, .md)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (cuda skips without CUDA)")
+    p.add_argument(
+        "--out", type=Path, default=Path("results/bench"), help="output folder (<device>.json, .md)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (cuda skips without CUDA)"
+    )
     p.add_argument("--quick", action="store_true", help="only the quick subset (what CI runs)")
     p.add_argument("--repeat", type=int, default=1, help="runs of the suite; ratios are their medians")
-    p.add_argument("--baseline", type=Path, default=None, help="accepted ratios (default: benchmarks/baseline.json)")
-    p.add_argument("--tolerance", type=float, default=None, help="allowed relative rise of a ratio (default: baseline's)")
+    p.add_argument(
+        "--baseline", type=Path, default=None, help="accepted ratios (default: benchmarks/baseline.json)"
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=None, help="allowed relative rise of a ratio (default: baseline's)"
+    )
     p.add_argument("--update-baseline", action="store_true", help="store this run's ratios as the baseline")
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.bench import BASELINE, run_bench
 
-        run_bench(a.out, device=a.device, quick=a.quick, repeat=a.repeat, baseline_path=a.baseline or BASELINE,
-                  tolerance=a.tolerance, update_baseline=a.update_baseline)
+        run_bench(
+            a.out,
+            device=a.device,
+            quick=a.quick,
+            repeat=a.repeat,
+            baseline_path=a.baseline or BASELINE,
+            tolerance=a.tolerance,
+            update_baseline=a.update_baseline,
+        )
 
     p.set_defaults(func=run)
 
@@ -316,6 +459,7 @@ _STAGES: list[Register] = [
     _register_train_sae,
     _register_export,
     _register_analyse,
+    _register_explore,
     _register_train_vit,
     _register_probe,
     _register_probe_sae,
@@ -324,9 +468,18 @@ _STAGES: list[Register] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metasae", description="SAEs and meta-SAEs, to any depth, on vision models: one subcommand per stage of the study.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (the workflow passes each job's share; default: torch's own)")
+    parser = argparse.ArgumentParser(
+        prog="metasae",
+        description=(
+            "SAEs and meta-SAEs, to any depth, on vision models: one subcommand per stage of the study."
+        ),
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (the workflow passes each job's share; default: torch's own)",
+    )
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
     for register in _STAGES:
         register(sub)

@@ -17,11 +17,14 @@ from metasae.io import load_tensors, save_tensors
 def save_codes(path: str | Path, codes: torch.Tensor) -> None:
     """Write a dense or sparse [n_images, n_latents] code matrix as COO (indices, values, shape)."""
     sparse = (codes if codes.is_sparse else codes.to_sparse()).coalesce().cpu()
-    save_tensors(path, {
-        "indices": sparse.indices().to(torch.int64),
-        "values": sparse.values().to(torch.float32),
-        "shape": torch.tensor(list(sparse.shape), dtype=torch.int64),
-    })
+    save_tensors(
+        path,
+        {
+            "indices": sparse.indices().to(torch.int64),
+            "values": sparse.values().to(torch.float32),
+            "shape": torch.tensor(list(sparse.shape), dtype=torch.int64),
+        },
+    )
 
 
 def load_codes(path: str | Path) -> torch.Tensor:

@@ -19,7 +19,8 @@ def resolve_device(name: str) -> torch.device:
 
 def stage_on(device: torch.device, data: torch.Tensor, max_free_fraction: float = 0.5) -> torch.Tensor:
     """`data` moved to a GPU `device` once, when it takes at most `max_free_fraction` of its free memory, so
-    training batches are gathered there instead of copied from the host every step; otherwise left as it is."""
+    training batches are gathered there instead of copied from the host every step; otherwise left as it
+    is."""
     if device.type != "cuda":
         return data
     free, _total = torch.cuda.mem_get_info(device)

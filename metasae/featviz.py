@@ -45,9 +45,15 @@ def blur3x3(images: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=images.shape[1])
 
 
-def visualise(objective: Objective, n_targets: int, input_shape: tuple[int, int, int], generator: torch.Generator,
-              cfg: FeatureVizConfig = DEFAULT_VIZ, device: str | torch.device = "cpu",
-              start: torch.Tensor | None = None) -> torch.Tensor:
+def visualise(
+    objective: Objective,
+    n_targets: int,
+    input_shape: tuple[int, int, int],
+    generator: torch.Generator,
+    cfg: FeatureVizConfig = DEFAULT_VIZ,
+    device: str | torch.device = "cpu",
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Images [n_targets, C, H, W] in [0, 1]; image b maximises objective(...)[b] under the regularisers.
 
     Optimisation starts from `start` [C, H, W] (default mid-grey) plus a little noise. A unit that is zero
@@ -63,7 +69,9 @@ def visualise(objective: Objective, n_targets: int, input_shape: tuple[int, int,
         opt.zero_grad()
         dy, dx = shifts[step]
         jittered = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        loss = (-objective(jittered) + cfg.l2 * x.pow(2).flatten(1).sum(1) + cfg.tv * total_variation(x)).sum()
+        loss = (
+            -objective(jittered) + cfg.l2 * x.pow(2).flatten(1).sum(1) + cfg.tv * total_variation(x)
+        ).sum()
         loss.backward()
         opt.step()
         with torch.no_grad():
@@ -73,12 +81,18 @@ def visualise(objective: Objective, n_targets: int, input_shape: tuple[int, int,
     return x.detach().cpu()
 
 
-def layer_objective(model: torch.nn.Module, layer: torch.nn.Module, readout: Callable[[torch.Tensor], torch.Tensor],
-                    targets: torch.Tensor) -> Objective:
-    """Objective reading `layer`'s output (flattened per image) through `readout`, column targets[b] for image b.
+def layer_objective(
+    model: torch.nn.Module,
+    layer: torch.nn.Module,
+    readout: Callable[[torch.Tensor], torch.Tensor],
+    targets: torch.Tensor,
+) -> Objective:
+    """Objective reading `layer`'s output (flattened per image) through `readout`, column targets[b] for
+    image b.
 
     readout = identity gives classifier neurons; an SAE's pre-activations give its latents.
     """
+
     def objective(images: torch.Tensor) -> torch.Tensor:
         captured: list[torch.Tensor] = []
         handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))

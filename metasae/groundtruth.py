@@ -80,9 +80,14 @@ def match_levels(decoder_rows: Tensor, tree: SynthTree, threshold: float = MATCH
     per_level = [cosine_matrix(decoder_rows, f) for f in tree.features]
     best = torch.stack([c.max(1).values for c in per_level])  # [depth, m]
     best_cosine, best_level = best.max(0)
-    levels = [{"level": level, "n_features": c.shape[1],
-               "mean_max_cosine": float(c.max(0).values.mean()),
-               "hungarian_mean_cosine": _hungarian_mean(c),
-               "fraction_matched": float((c.max(0).values > threshold).double().mean())}
-              for level, c in enumerate(per_level, start=1)]
+    levels = [
+        {
+            "level": level,
+            "n_features": c.shape[1],
+            "mean_max_cosine": float(c.max(0).values.mean()),
+            "hungarian_mean_cosine": _hungarian_mean(c),
+            "fraction_matched": float((c.max(0).values > threshold).double().mean()),
+        }
+        for level, c in enumerate(per_level, start=1)
+    ]
     return {"levels": levels, "best_level": best_level + 1, "best_cosine": best_cosine}

@@ -78,7 +78,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise MetasaeError(f"{path}: corrupt JSON ({exc})") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -94,21 +96,26 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torc
         raise MetasaeError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
 
 
-def save_checkpoint(directory: str | os.PathLike, weights_name: str, tensors: dict[str, torch.Tensor], cfg: dict) -> None:
+def save_checkpoint(
+    directory: str | os.PathLike, weights_name: str, tensors: dict[str, torch.Tensor], cfg: dict
+) -> None:
     """Weights as safetensors plus `cfg.json` beside them (SAELens style); cfg is written last."""
     directory = Path(directory)
     save_tensors(directory / weights_name, tensors)
     write_json(directory / CFG_FILE, cfg)
 
 
-def load_checkpoint(directory: str | os.PathLike, weights_name: str, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+def load_checkpoint(
+    directory: str | os.PathLike, weights_name: str, device: str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict]:
     directory = Path(directory)
     cfg = read_json(directory / CFG_FILE)
     return load_tensors(directory / weights_name, device=device), cfg
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256", prefix: bytes = b"",
-                chunk: int = 1 << 22) -> str:
+def file_digest(
+    path: str | os.PathLike, algorithm: str = "sha256", prefix: bytes = b"", chunk: int = 1 << 22
+) -> str:
     """Hex digest of `prefix` + a file's bytes, read in chunks (files may be gigabytes)."""
     digest = hashlib.new(algorithm, prefix)
     with open(path, "rb") as fh:
@@ -122,11 +129,16 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The commit of the code that made an artefact ('unknown' outside a git checkout; '+dirty' if modified)."""
+    """The commit of the code that made an artefact ('unknown' outside a git checkout; '+dirty' if
+    modified)."""
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")

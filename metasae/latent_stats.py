@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-# The research log's statistic is "latents whose top-10 activations are all non-zero", whatever top-n is shown.
+# The research log's statistic is "latents whose top-10 activations are all non-zero", whatever top-n is
+# shown.
 LOG_TOP = 10
 # A label that holds at least this share of a latent's top activations names it on its own.
 DOMINANT_SHARE = 0.6
@@ -44,7 +45,8 @@ class ColumnStats:
 
 @dataclass
 class TopActivations:
-    """Each latent's largest non-zero activations, padded to top_n (rows -1, values NaN) where it fires less."""
+    """Each latent's largest non-zero activations, padded to top_n (rows -1, values NaN) where it fires
+    less."""
 
     rows: torch.Tensor  # int64 [M, top_n]: row of the activation cache (= image), -1 = padding
     values: torch.Tensor  # float [M, top_n], descending, NaN = padding
@@ -68,15 +70,24 @@ def column_stats(codes: torch.Tensor) -> ColumnStats:
     _, cols, values = _nonzero_parts(codes)
     n_active = torch.bincount(cols, minlength=m)
     total = torch.zeros(m, dtype=torch.float64).index_add_(0, cols, values.double())
-    max_act = torch.full((m,), float("nan")).scatter_reduce(0, cols, values, reduce="amax", include_self=False)
+    max_act = torch.full((m,), float("nan")).scatter_reduce(
+        0, cols, values, reduce="amax", include_self=False
+    )
     mean_when_active = (total / n_active.clamp(min=1)).float()
     mean_when_active[n_active == 0] = float("nan")
-    return ColumnStats(n_images=n, n_active=n_active, density=n_active.double() / max(n, 1),
-                       mean_when_active=mean_when_active, max_act=max_act, mean_l0=len(values) / max(n, 1))
+    return ColumnStats(
+        n_images=n,
+        n_active=n_active,
+        density=n_active.double() / max(n, 1),
+        mean_when_active=mean_when_active,
+        max_act=max_act,
+        mean_l0=len(values) / max(n, 1),
+    )
 
 
 def top_activations(codes: torch.Tensor, top_n: int) -> TopActivations:
-    """Top-n non-zero activations of every latent by one stable sort of the non-zeros (ties: lower row first)."""
+    """Top-n non-zero activations of every latent by one stable sort of the non-zeros (ties: lower row
+    first)."""
     _, m = codes.shape
     rows, cols, values = _nonzero_parts(codes)  # coalesced COO: sorted by row, so stable sorts keep row order
     by_value = torch.argsort(values, descending=True, stable=True)
@@ -124,7 +135,8 @@ def _kind(names: list[str]) -> tuple[str, str]:
 
 
 def auto_label(counts: list[int], label_names: list[str]) -> str:
-    """A short human name from a latent's top-image label counts, e.g. 'digit 3 (82%)' or 'letters o/c/e (70%)'."""
+    """A short human name from a latent's top-image label counts, e.g. 'digit 3 (82%)' or 'letters o/c/e
+    (70%)'."""
     total = sum(counts)
     if total == 0:
         return "dead"
@@ -149,7 +161,7 @@ def max_cosine_to_parent(w_dec: torch.Tensor, parent_w_dec: torch.Tensor, chunk:
     b = torch.nn.functional.normalize(parent_w_dec.double(), dim=1)
     best = torch.full((a.shape[0],), -math.inf, dtype=torch.float64)
     for start in range(0, b.shape[0], chunk):
-        best = torch.maximum(best, (a @ b[start:start + chunk].T).amax(1))
+        best = torch.maximum(best, (a @ b[start : start + chunk].T).amax(1))
     return best.float()
 
 
@@ -162,7 +174,9 @@ def _column_moments(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (sq - mean * mean).clamp(min=0).sqrt()
 
 
-def max_correlation_to_parent(codes: torch.Tensor, parent_codes: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+def max_correlation_to_parent(
+    codes: torch.Tensor, parent_codes: torch.Tensor, chunk: int = 128
+) -> torch.Tensor:
     """For each latent, the max Pearson correlation of its activation column with any parent column.
 
     Columns are compared over the same probe images; constant (dead) columns have no correlation (NaN).

@@ -1,7 +1,13 @@
-"""The names of the results folders' files and the meta modes, defined once.
+"""The names of the results folders' files and the meta modes, defined once, and how an analysis path
+names its run.
 
 Kept free of heavy imports: the workflow reads it at parse time (through `metasae.study`).
 """
+
+import re
+from pathlib import Path
+
+from metasae.errors import MetasaeError
 
 MODES = ("decoder", "activations")  # what depth d >= 2 trains on: depth d-1's decoder rows, or its codes
 BASE_MODE = "base"  # the `mode` recorded by depth 1, which both modes share
@@ -21,3 +27,20 @@ MANIFEST_FILE = "manifest.json"
 LATENTS_FILE = "latents.parquet"  # analysis: one row per latent
 SUMMARY_FILE = "summary.json"  # analysis: the depth's summary, written last
 FIGURES_DIR = "figures"
+
+SUMMARY_PATH = re.compile(
+    r"analysis/(?P<model>[a-z0-9_]+)/seed(?P<seed>\d+)/(?P<dataset>[a-z0-9_]+)/(?P<layer>[a-z0-9_]+)/"
+    r"(?P<sae>[a-z0-9_]+)/(?:(?P<mode>decoder|activations)/)?depth(?P<depth>\d+)/summary\.json$"
+)
+
+
+def parse_summary_path(path: str | Path) -> dict:
+    """The run, mode and depth an analysis summary belongs to, read from its path (DESIGN.md's contract)."""
+    match = SUMMARY_PATH.search(Path(path).as_posix())
+    if not match:
+        raise MetasaeError(
+            f"{path}: not an analysis summary path (analysis/<model>/seed<N>/<probe>/<layer>/"
+            "<sae>/[<mode>/]depth<d>/summary.json)"
+        )
+    fields = match.groupdict()
+    return {**fields, "seed": int(fields["seed"]), "depth": int(fields["depth"])}

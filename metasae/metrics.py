@@ -42,7 +42,9 @@ def dense_fraction(density: Tensor, threshold: float = 0.1) -> float:
 def log10_density_histogram(density: Tensor, bins: int = 20, low: float = -6.0) -> dict:
     """Histogram of log10(density) of the live latents over [low, 0]; dead latents are counted apart."""
     live = density[density > 0]
-    counts, edges = np.histogram(np.log10(live.double().cpu().numpy()).clip(low, 0.0), bins=bins, range=(low, 0.0))
+    counts, edges = np.histogram(
+        np.log10(live.double().cpu().numpy()).clip(low, 0.0), bins=bins, range=(low, 0.0)
+    )
     return {"counts": counts.tolist(), "edges": edges.tolist(), "dead": int((density == 0).sum())}
 
 
@@ -126,8 +128,13 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 @torch.no_grad()
-def sae_metrics(sae: nn.Module, data: Tensor, batch_size: int = 4096, device: str | torch.device = "cpu",
-                density_threshold: float = 0.1) -> dict:
+def sae_metrics(
+    sae: nn.Module,
+    data: Tensor,
+    batch_size: int = 4096,
+    device: str | torch.device = "cpu",
+    density_threshold: float = 0.1,
+) -> dict:
     """All reconstruction and sparsity metrics of `sae` on `data` [N, d_in] (raw inputs)."""
     was_training = sae.training
     sae.eval()
@@ -171,8 +178,9 @@ def replace_output(model: nn.Module, layer: str, fn: Callable[[Tensor], Tensor])
 
 
 @torch.no_grad()
-def _ce_and_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int,
-                     device: str | torch.device) -> tuple[float, float]:
+def _ce_and_accuracy(
+    model: nn.Module, images: Tensor, labels: Tensor, batch_size: int, device: str | torch.device
+) -> tuple[float, float]:
     ce, correct = 0.0, 0
     for sl in _batches(len(images), batch_size):
         logits = model(images[sl].to(device))
@@ -183,8 +191,9 @@ def _ce_and_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_siz
 
 
 @torch.no_grad()
-def layer_mean(model: nn.Module, layer: str, images: Tensor, batch_size: int = 512,
-               device: str | torch.device = "cpu") -> Tensor:
+def layer_mean(
+    model: nn.Module, layer: str, images: Tensor, batch_size: int = 512, device: str | torch.device = "cpu"
+) -> Tensor:
     """Mean output of `model.<layer>` over `images` (the mean-ablation baseline's replacement)."""
     total: list[Tensor] = []
 
@@ -199,14 +208,25 @@ def layer_mean(model: nn.Module, layer: str, images: Tensor, batch_size: int = 5
 
 
 @torch.no_grad()
-def spliced_metrics(model: nn.Module, layer: str, sae: nn.Module, images: Tensor, labels: Tensor,
-                    batch_size: int = 512, device: str | torch.device = "cpu",
-                    ablation_mean: Tensor | None = None) -> dict[str, float]:
+def spliced_metrics(
+    model: nn.Module,
+    layer: str,
+    sae: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+    ablation_mean: Tensor | None = None,
+) -> dict[str, float]:
     """Classifier CE / accuracy clean, with the SAE's reconstruction spliced into `layer`, and with the
     layer zero- or mean-ablated; loss_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean)."""
     model.eval()
     sae.eval()
-    mean = layer_mean(model, layer, images, batch_size, device) if ablation_mean is None else ablation_mean.to(device)
+    mean = (
+        layer_mean(model, layer, images, batch_size, device)
+        if ablation_mean is None
+        else ablation_mean.to(device)
+    )
     variants: dict[str, Callable[[Tensor], Tensor] | None] = {
         "clean": None,
         "sae": lambda a: sae(a),
@@ -217,11 +237,15 @@ def spliced_metrics(model: nn.Module, layer: str, sae: nn.Module, images: Tensor
     for name, fn in variants.items():
         ctx = contextlib.nullcontext() if fn is None else replace_output(model, layer, fn)
         with ctx:
-            out[f"ce_{name}"], out[f"accuracy_{name}"] = _ce_and_accuracy(model, images, labels, batch_size, device)
+            out[f"ce_{name}"], out[f"accuracy_{name}"] = _ce_and_accuracy(
+                model, images, labels, batch_size, device
+            )
     gap = out["ce_zero_ablation"] - out["ce_clean"]
     out["loss_recovered"] = (out["ce_zero_ablation"] - out["ce_sae"]) / gap if gap != 0 else float("nan")
     gap_mean = out["ce_mean_ablation"] - out["ce_clean"]
-    out["loss_recovered_vs_mean"] = (out["ce_mean_ablation"] - out["ce_sae"]) / gap_mean if gap_mean != 0 else float("nan")
+    out["loss_recovered_vs_mean"] = (
+        (out["ce_mean_ablation"] - out["ce_sae"]) / gap_mean if gap_mean != 0 else float("nan")
+    )
     return out
 
 
@@ -231,21 +255,27 @@ def select_latents(codes: Tensor, labels: Tensor, k: int) -> Tensor:
     z = codes.double()
     classes, inverse = labels.unique(return_inverse=True)
     counts = torch.bincount(inverse, minlength=len(classes)).double()
-    class_means = torch.zeros(len(classes), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z) / counts[:, None]
+    class_means = (
+        torch.zeros(len(classes), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z) / counts[:, None]
+    )
     between = (counts[:, None] * (class_means - z.mean(0)).pow(2)).sum(0)
     total = (z - z.mean(0)).pow(2).sum(0)
     eta2 = torch.where(total > 0, between / total.clamp_min(1e-300), torch.zeros_like(total))
     return eta2.topk(k).indices
 
 
-def k_sparse_probing(codes: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 2, 5), test_fraction: float = 0.2,
-                     seed: int = 0) -> dict[str, float]:
-    """Test accuracy of a multinomial logistic regression on the k best latents (chosen on the train split)."""
+def k_sparse_probing(
+    codes: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 2, 5), test_fraction: float = 0.2, seed: int = 0
+) -> dict[str, float]:
+    """Test accuracy of a multinomial logistic regression on the k best latents (chosen on the train
+    split)."""
     from sklearn.linear_model import LogisticRegression
 
     n = len(codes)
     if n < 5 or len(labels.unique()) < 2:
-        raise MetasaeError(f"k-sparse probing needs >= 5 examples and >= 2 classes (got {n}, {len(labels.unique())})")
+        raise MetasaeError(
+            f"k-sparse probing needs >= 5 examples and >= 2 classes (got {n}, {len(labels.unique())})"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_test = max(1, int(round(test_fraction * n)))
     test, train = perm[:n_test], perm[n_test:]
@@ -254,18 +284,22 @@ def k_sparse_probing(codes: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 2,
         chosen = select_latents(codes[train], labels[train], min(k, codes.shape[1]))
         clf = LogisticRegression(max_iter=1000)
         clf.fit(codes[train][:, chosen].double().numpy(), labels[train].numpy())
-        out[f"k{k}_accuracy"] = float(clf.score(codes[test][:, chosen].double().numpy(), labels[test].numpy()))
+        out[f"k{k}_accuracy"] = float(
+            clf.score(codes[test][:, chosen].double().numpy(), labels[test].numpy())
+        )
     return out
 
 
 @torch.no_grad()
-def evaluate_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> dict:
+def evaluate_classifier(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
+) -> dict:
     """Accuracy and mean cross-entropy of `model` on an already converted image tensor."""
     device = next(model.parameters()).device
     correct, loss = 0, 0.0
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        y = labels[start:start + batch_size].to(device)
+        x = images[start : start + batch_size].to(device)
+        y = labels[start : start + batch_size].to(device)
         logits = model(x)
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()

@@ -17,11 +17,25 @@ class Adam:
     """Adam; `decoupled=True` applies weight decay as AdamW does. `param_groups[0]["lr"]` may be changed
     between steps (learning-rate schedules), as with torch optimizers."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
         self.params = list(params)
-        self.param_groups = [{"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                              "decoupled": decoupled}]
+        self.param_groups = [
+            {
+                "lr": lr,
+                "betas": tuple(betas),
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "decoupled": decoupled,
+            }
+        ]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -34,8 +48,11 @@ class Adam:
         params = [p for p in self.params if p.grad is not None]
         for p in params:
             if p not in self.state:  # step on the parameter's device, as the fused kernel wants it
-                self.state[p] = {"step": torch.zeros((), device=p.device), "exp_avg": torch.zeros_like(p),
-                                 "exp_avg_sq": torch.zeros_like(p)}
+                self.state[p] = {
+                    "step": torch.zeros((), device=p.device),
+                    "exp_avg": torch.zeros_like(p),
+                    "exp_avg_sq": torch.zeros_like(p),
+                }
         states = [self.state[p] for p in params]
         if _fusable(params):
             self._fused_step(group, params, states)
@@ -51,9 +68,21 @@ class Adam:
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
         kernel = torch._fused_adamw_ if group["decoupled"] else torch._fused_adam_
-        kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-               [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-               weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+        kernel(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
 
     @staticmethod
     def _single_step(group: dict, p: torch.Tensor, state: dict) -> None:
@@ -80,14 +109,21 @@ class Adam:
             p = self.params[int(i)]
             # moments copied into fresh memory laid out like the parameter: a tensor read from a file may sit
             # unaligned, and the fused kernel then rounds some elements differently (no longer bit-identical)
-            self.state[p] = {k: v.to(p.device, torch.float32) if k == "step" else torch.empty_like(p).copy_(v)
-                             for k, v in saved.items()}
+            self.state[p] = {
+                k: v.to(p.device, torch.float32) if k == "step" else torch.empty_like(p).copy_(v)
+                for k, v in saved.items()
+            }
 
 
 def _fusable(params: list[torch.Tensor]) -> bool:
     """torch's fused kernel exists (a private op, so checked) and takes these: one device, float dtypes."""
-    return (hasattr(torch, "_fused_adam_") and bool(params) and len({p.device for p in params}) == 1
-            and params[0].device.type in ("cpu", "cuda") and all(p.dtype in _FUSED_DTYPES for p in params))
+    return (
+        hasattr(torch, "_fused_adam_")
+        and bool(params)
+        and len({p.device for p in params}) == 1
+        and params[0].device.type in ("cpu", "cuda")
+        and all(p.dtype in _FUSED_DTYPES for p in params)
+    )
 
 
 _FUSED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)

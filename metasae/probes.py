@@ -42,10 +42,15 @@ class Task:
 
 def dsprites_tasks(factors: dict[str, Tensor]) -> list[Task]:
     """The probing tasks of a dSprites dataset's `factors` (class ids and `<factor>_value` floats)."""
-    missing = [k for k in ("shape", "scale", "orientation", "orientation_value", "posX_value", "posY_value")
-               if k not in factors]
+    missing = [
+        k
+        for k in ("shape", "scale", "orientation", "orientation_value", "posX_value", "posY_value")
+        if k not in factors
+    ]
     if missing:
-        raise MetasaeError(f"probe dataset: factors {missing} missing (a dsprites or dsprites_gen reference is needed)")
+        raise MetasaeError(
+            f"probe dataset: factors {missing} missing (a dsprites or dsprites_gen reference is needed)"
+        )
     theta = factors["orientation_value"].double().numpy()
     return [
         Task("shape", "accuracy", CLASSIFY, factors["shape"].numpy()),
@@ -68,8 +73,9 @@ def score(kind: str, y: np.ndarray, pred: np.ndarray) -> float:
     return float((y == pred).mean()) if kind == CLASSIFY else r2(y, pred)
 
 
-def bootstrap_ci(kind: str, y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    kind: str, y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of the score over test examples resampled with replacement (NaN when n_boot = 0)."""
     if n_boot < 1:
         return float("nan"), float("nan")
@@ -87,10 +93,13 @@ def stratified_split(strata: np.ndarray, test_fraction: float, seed: int) -> tup
     if not 0 < test_fraction < 1:
         raise MetasaeError(f"probes.test_fraction={test_fraction}: must be in (0, 1)")
     try:
-        train, test = train_test_split(np.arange(len(strata)), test_size=test_fraction, stratify=strata,
-                                       random_state=seed % 2**32)
+        train, test = train_test_split(
+            np.arange(len(strata)), test_size=test_fraction, stratify=strata, random_state=seed % 2**32
+        )
     except ValueError as exc:
-        raise MetasaeError(f"probe split: cannot stratify {len(strata)} examples ({exc}); use more images") from None
+        raise MetasaeError(
+            f"probe split: cannot stratify {len(strata)} examples ({exc}); use more images"
+        ) from None
     return np.sort(train), np.sort(test)
 
 
@@ -114,8 +123,17 @@ def _estimator(kind: str, probe: str, seed: int, mlp_hidden: int, mlp_iter: int,
     return make_pipeline(StandardScaler(), head) if standardise else head
 
 
-def fit_predict(task: Task, probe: str, x: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0,
-                mlp_hidden: int = 64, mlp_iter: int = 200, standardise: bool = True) -> np.ndarray:
+def fit_predict(
+    task: Task,
+    probe: str,
+    x: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int = 0,
+    mlp_hidden: int = 64,
+    mlp_iter: int = 200,
+    standardise: bool = True,
+) -> np.ndarray:
     """Fit a probe on the train rows and predict the test rows (iteration limits are budgets, not errors)."""
     from sklearn.exceptions import ConvergenceWarning
 
@@ -127,9 +145,18 @@ def fit_predict(task: Task, probe: str, x: np.ndarray, train: np.ndarray, test: 
     return est.predict(x[test]).reshape(len(test), *y.shape[1:])
 
 
-def probe_features(x: np.ndarray, tasks: list[Task], train: np.ndarray, test: np.ndarray,
-                   probes: tuple[str, ...] = PROBES, seed: int = 0, n_boot: int = 200, mlp_hidden: int = 64,
-                   mlp_iter: int = 200, standardise: bool = True) -> list[dict]:
+def probe_features(
+    x: np.ndarray,
+    tasks: list[Task],
+    train: np.ndarray,
+    test: np.ndarray,
+    probes: tuple[str, ...] = PROBES,
+    seed: int = 0,
+    n_boot: int = 200,
+    mlp_hidden: int = 64,
+    mlp_iter: int = 200,
+    standardise: bool = True,
+) -> list[dict]:
     """One row (factor, probe, metric, value, ci_low, ci_high) per task and probe on features x [N, d]."""
     rows = []
     for task in tasks:
@@ -137,8 +164,16 @@ def probe_features(x: np.ndarray, tasks: list[Task], train: np.ndarray, test: np
             pred = fit_predict(task, probe, x, train, test, seed, mlp_hidden, mlp_iter, standardise)
             y = task.target[test]
             lo, hi = bootstrap_ci(task.kind, y, pred, n_boot, seed)
-            rows.append({"factor": task.factor, "probe": probe, "metric": task.metric,
-                         "value": score(task.kind, y, pred), "ci_low": lo, "ci_high": hi})
+            rows.append(
+                {
+                    "factor": task.factor,
+                    "probe": probe,
+                    "metric": task.metric,
+                    "value": score(task.kind, y, pred),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                }
+            )
     return rows
 
 
@@ -161,24 +196,35 @@ def orientation_ceilings(shape: np.ndarray, orientation: np.ndarray, theta: np.n
     the truth for a heart; the ceiling is that predictor's R².
     """
     folds = np.array([SYMMETRY_FOLD[int(s)] for s in shape])
-    acc = np.mean([1.0 / len(confusable_orientations(int(k), int(f))) for k, f in zip(orientation, folds, strict=True)])
+    acc = np.mean(
+        [1.0 / len(confusable_orientations(int(k), int(f))) for k, f in zip(orientation, folds, strict=True)]
+    )
     y = np.stack([np.cos(theta), np.sin(theta)], 1)
     bayes = np.where((folds == 1)[:, None], y, 0.0)
     return {"accuracy": float(acc), "r2_sincos": r2(y, bayes)}
 
 
 @torch.no_grad()
-def layer_features(model: nn.Module, layers: tuple[str, ...], images: Tensor, batch_size: int = 256,
-                   device: str | torch.device = "cpu") -> dict[str, Tensor]:
+def layer_features(
+    model: nn.Module,
+    layers: tuple[str, ...],
+    images: Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, Tensor]:
     """Token activations of each named layer, pooled two ways: `<layer>.cls` (token 0) and `<layer>.mean`
     (mean over the patch tokens), each [N, width]."""
     grabbed: dict[str, list[Tensor]] = {name: [] for name in layers}
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda _m, _i, out, name=name: grabbed[name].append(out.detach().float().cpu())) for name in layers]
+    hooks = [
+        model.get_submodule(name).register_forward_hook(
+            lambda _m, _i, out, name=name: grabbed[name].append(out.detach().float().cpu())
+        )
+        for name in layers
+    ]
     try:
         model.eval()
         for start in range(0, len(images), batch_size):
-            model(images[start:start + batch_size].to(device))
+            model(images[start : start + batch_size].to(device))
     finally:
         for h in hooks:
             h.remove()
@@ -192,8 +238,11 @@ def layer_features(model: nn.Module, layers: tuple[str, ...], images: Tensor, ba
 
 def input_stats(images: Tensor) -> dict[str, float]:
     """Range and mean per-image pixel variance of probed inputs (the log's pipeline made them ≈ constant)."""
-    return {"min": float(images.min()), "max": float(images.max()),
-            "mean_image_variance": float(images.flatten(1).var(1).mean())}
+    return {
+        "min": float(images.min()),
+        "max": float(images.max()),
+        "mean_image_variance": float(images.flatten(1).var(1).mean()),
+    }
 
 
 def check_inputs(images: Tensor, where: str, min_variance: float = 1e-3) -> dict[str, float]:
@@ -202,15 +251,28 @@ def check_inputs(images: Tensor, where: str, min_variance: float = 1e-3) -> dict
     if stats["min"] < 0 or stats["max"] > 1:
         raise MetasaeError(f"{where}: pixels span [{stats['min']:.3g}, {stats['max']:.3g}]; expected [0, 1]")
     if stats["mean_image_variance"] < min_variance:
-        raise MetasaeError(f"{where}: images are near-constant (mean per-image variance "
-                           f"{stats['mean_image_variance']:.2e} < {min_variance}); check the input conversion")
+        raise MetasaeError(
+            f"{where}: images are near-constant (mean per-image variance "
+            f"{stats['mean_image_variance']:.2e} < {min_variance}); check the input conversion"
+        )
     return stats
 
 
-# -- probe tables and ViT checkpoints, shared by the `probe` and `probe-sae` stages ---------------------------
+# -- probe tables and ViT checkpoints, shared by the `probe` and `probe-sae` stages --------------------------
 
 CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
-COLUMNS = ["train_set", "checkpoint", "step", "layer", "factor", "probe", "metric", "value", "ci_low", "ci_high"]
+COLUMNS = [
+    "train_set",
+    "checkpoint",
+    "step",
+    "layer",
+    "factor",
+    "probe",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+]
 
 
 def vit_checkpoints(vit_dir: Path) -> list[dict]:
@@ -223,14 +285,15 @@ def vit_checkpoints(vit_dir: Path) -> list[dict]:
 def probe_images(dataset: str, spec: InputSpec, data_dir) -> tuple[object, torch.Tensor, dict]:
     ds = load_dataset(dataset, data_dir)
     check_inputs(ds.images, dataset)
-    images = to_input_spec(ds.images, spec)  # explicit: the sprites resized to the ViT's input, still in [0, 1]
+    images = to_input_spec(
+        ds.images, spec
+    )  # explicit: the sprites resized to the ViT's input, still in [0, 1]
     return ds, images, check_inputs(images, f"{dataset} at the ViT input {dataclasses.astuple(spec)}")
 
 
 def best_layer(table: pd.DataFrame) -> str:
     """The layer whose linear probes score highest on average over tasks at the last trained checkpoint."""
-    trained = table[~table["train_set"].isin(CONTROLS)
-                    & (table["probe"] == "linear")]
+    trained = table[~table["train_set"].isin(CONTROLS) & (table["probe"] == "linear")]
     if trained.empty:
         raise MetasaeError("probes.csv: no linear-probe rows of a trained checkpoint")
     final = trained[trained["step"] == trained["step"].max()]

@@ -8,7 +8,8 @@ import torch
 
 
 def derive_seed(*parts: object) -> int:
-    """A stable 63-bit seed from (run seed, stage, depth, ...): the same parts give the same seed everywhere."""
+    """A stable 63-bit seed from (run seed, stage, depth, ...): the same parts give the same seed
+    everywhere."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 

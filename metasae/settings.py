@@ -39,13 +39,19 @@ class SAESpec:
     architecture: str | None = setting("SAE architecture", {"enum": list(ARCHITECTURE_NAMES)}, sae=True)
     width: int | dict | None = setting(
         "number of latents (depth 1); from depth 2 a schedule {factor, min}: latents = round(parent latents "
-        "* factor), the stack stops below min", {})
-    k: int | None = setting("topk / batchtopk: active latents per example (a mean, for batchtopk)",
-                            POSITIVE_INT, sae=True)
+        "* factor), the stack stops below min",
+        {},
+    )
+    k: int | None = setting(
+        "topk / batchtopk: active latents per example (a mean, for batchtopk)", POSITIVE_INT, sae=True
+    )
     l1_coeff: float | None = setting("relu: L1 coefficient; jumprelu: L0 coefficient", NON_NEGATIVE, sae=True)
-    l1_reduction: str | None = setting("relu: decoder_norm (April update) | sum (the research log)",
-                                       {"enum": list(L1_REDUCTIONS)}, sae=True)
-    k_aux: int | None = setting("AuxK latents per example (default d_in // 2; 0 turns AuxK off)", COUNT, sae=True)
+    l1_reduction: str | None = setting(
+        "relu: decoder_norm (April update) | sum (the research log)", {"enum": list(L1_REDUCTIONS)}, sae=True
+    )
+    k_aux: int | None = setting(
+        "AuxK latents per example (default d_in // 2; 0 turns AuxK off)", COUNT, sae=True
+    )
     aux_coeff: float | None = setting("AuxK loss coefficient", NON_NEGATIVE, sae=True)
     normalize_decoder: bool | None = setting("keep decoder rows at unit norm", {"type": "boolean"}, sae=True)
     pre_encoder_bias: bool | None = setting("subtract b_dec before encoding", {"type": "boolean"}, sae=True)
@@ -53,20 +59,24 @@ class SAESpec:
     batch_size: int | None = setting("examples per step", POSITIVE_INT)
     epochs: int | None = setting("passes over the data (exactly one of epochs / steps)", POSITIVE_INT)
     steps: int | None = setting("optimizer steps (exactly one of epochs / steps)", POSITIVE_INT)
-    sampling: str | None = setting("epoch (permutations) | replacement (uniform draws, SAEBench meta-SAE)",
-                                   {"enum": list(SAMPLINGS)})
+    sampling: str | None = setting(
+        "epoch (permutations) | replacement (uniform draws, SAEBench meta-SAE)", {"enum": list(SAMPLINGS)}
+    )
     warmup_steps: int | None = setting("linear learning-rate warm-up steps", COUNT)
     decay_steps: int | None = setting("linear learning-rate decay to 0 over the last steps", COUNT)
     sparsity_warmup_steps: int | None = setting("steps over which the sparsity coefficient ramps up", COUNT)
-    dead_after_examples: int | None = setting("a latent is dead after this many examples without firing",
-                                              POSITIVE_INT)
+    dead_after_examples: int | None = setting(
+        "a latent is dead after this many examples without firing", POSITIVE_INT
+    )
     b_dec_init: str | None = setting("decoder bias initialisation", {"enum": list(B_DEC_INITS)})
     log_every: int | None = setting("steps between train_log.csv rows", POSITIVE_INT)
     checkpoint_every: int | None = setting("steps between resumable checkpoints", POSITIVE_INT)
-    autocast: str | None = setting("bf16: training matmuls in bfloat16 (fast on AMX CPUs and GPUs)",
-                                   {"enum": [*AUTOCAST, None]})
-    normalize_inputs: bool | None = setting("train on inputs scaled to unit mean squared norm",
-                                            {"type": "boolean"})
+    autocast: str | None = setting(
+        "bf16: training matmuls in bfloat16 (fast on AMX CPUs and GPUs)", {"enum": [*AUTOCAST, None]}
+    )
+    normalize_inputs: bool | None = setting(
+        "train on inputs scaled to unit mean squared norm", {"type": "boolean"}
+    )
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "sae spec") -> SAESpec:
@@ -95,8 +105,8 @@ NAMES = tuple(_FIELDS)
 
 
 def schema_properties() -> dict[str, dict]:
-    """The JSON-schema property of every setting but `width` (its form differs by depth), as config/schema.yaml
-    must list them under `$defs.training_properties`."""
+    """The JSON-schema property of every setting but `width` (its form differs by depth), as
+    config/schema.yaml must list them under `$defs.training_properties`."""
     return {name: f.metadata["schema"] for name, f in _FIELDS.items() if name != "width"}
 
 
@@ -107,8 +117,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         flag, schema, help_text = f"--{name.replace('_', '-')}", f.metadata["schema"], f.metadata["help"]
         if name == "width":
             parser.add_argument(flag, type=int, help="depth 1: number of latents")
-            parser.add_argument("--width-factor", type=float, help="depth >= 2: latents = round(parent * factor)")
-            parser.add_argument("--width-min", type=int, help="depth >= 2: stop when the schedule gives fewer")
+            parser.add_argument(
+                "--width-factor", type=float, help="depth >= 2: latents = round(parent * factor)"
+            )
+            parser.add_argument(
+                "--width-min", type=int, help="depth >= 2: stop when the schedule gives fewer"
+            )
         elif schema.get("type") == "boolean":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif "enum" in schema:
@@ -122,8 +136,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 def flags_to_dict(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags, as a spec dict (the schedule flags fold into `width`)."""
     given = {name: getattr(args, name) for name in NAMES if getattr(args, name, None) is not None}
-    schedule = {key: getattr(args, f"width_{key}") for key in SCHEDULE_KEYS
-                if getattr(args, f"width_{key}", None) is not None}
+    schedule = {
+        key: getattr(args, f"width_{key}")
+        for key in SCHEDULE_KEYS
+        if getattr(args, f"width_{key}", None) is not None
+    }
     if schedule:
         given["width"] = schedule
     return given

@@ -57,8 +57,9 @@ class Depth:
         path = Path(path)
         metrics = read_json(path / METRICS_FILE)
         if metrics.get("status") not in STATUSES:
-            raise MetasaeError(f"{path / METRICS_FILE}: status={metrics.get('status')!r}; "
-                               f"allowed: {', '.join(STATUSES)}")
+            raise MetasaeError(
+                f"{path / METRICS_FILE}: status={metrics.get('status')!r}; allowed: {', '.join(STATUSES)}"
+            )
         if metrics["status"] == "stopped":
             return cls(path, metrics, {})
         cfg = read_json(path / CFG_FILE)
@@ -137,7 +138,8 @@ class Depth:
         return unit_rows(self.sae.W_dec.detach())
 
     def encoder(self) -> Encoder:
-        """A differentiable map from layer activations to this depth's codes (feature visualisation uses it)."""
+        """A differentiable map from layer activations to this depth's codes (feature visualisation uses
+        it)."""
         if self.parent is None:
             return self.sae.encode
         parent, sae = self.parent.encoder(), self.sae
@@ -172,16 +174,27 @@ class Depth:
         return lambda x: parent_encode(x) @ rebuilt + root_bias
 
     @torch.no_grad()
-    def splice_metrics(self, model: torch.nn.Module, layer: str, acts: torch.Tensor, images: torch.Tensor,
-                       labels: torch.Tensor, label_source: str = "dataset_labels") -> dict:
+    def splice_metrics(
+        self,
+        model: torch.nn.Module,
+        layer: str,
+        acts: torch.Tensor,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        label_source: str = "dataset_labels",
+    ) -> dict:
         """FVU of the layer rebuilt from this depth, and the classifier with that rebuild spliced in."""
         from metasae.metrics import fvu, spliced_metrics
 
         splice = StackSplice(self.reconstruction())
         spliced = spliced_metrics(model, layer, splice, images, labels)
-        return {"stack_fvu": fvu(acts, splice(acts)), "spliced_accuracy": spliced["accuracy_sae"],
-                "clean_accuracy": spliced["accuracy_clean"], "loss_recovered": spliced["loss_recovered"],
-                "spliced_label_source": label_source}
+        return {
+            "stack_fvu": fvu(acts, splice(acts)),
+            "spliced_accuracy": spliced["accuracy_sae"],
+            "clean_accuracy": spliced["accuracy_clean"],
+            "loss_recovered": spliced["loss_recovered"],
+            "spliced_label_source": label_source,
+        }
 
 
 class StackSplice(torch.nn.Module):

@@ -119,25 +119,37 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
     for name, clf in config["classifiers"].items():
         for probe in clf["probes"]:
             if probe not in probes:
-                _fail(f"classifiers.{name}.probes", f"unknown probe {_show(probe)}; defined probes: "
-                      f"{_few(sorted(probes))}")
+                _fail(
+                    f"classifiers.{name}.probes",
+                    f"unknown probe {_show(probe)}; defined probes: {_few(sorted(probes))}",
+                )
         for layer in clf["layers"]:
             if layer not in MODEL_LAYERS[clf["model"]]:
-                _fail(f"classifiers.{name}.layers", f"{clf['model']} has no layer {_show(layer)}; "
-                      f"allowed: {list(MODEL_LAYERS[clf['model']])}")
+                _fail(
+                    f"classifiers.{name}.layers",
+                    f"{clf['model']} has no layer {_show(layer)}; "
+                    f"allowed: {list(MODEL_LAYERS[clf['model']])}",
+                )
     _check_meta(config)
 
 
 def _config_refs(config: dict) -> list[tuple[str, str]]:
     """(config key, dataset reference) of every reference in the study, the dSprites branch included."""
-    refs = [(f"classifiers.{name}.{key}", clf[key])
-            for name, clf in config["classifiers"].items() for key in ("train", "test")]
+    refs = [
+        (f"classifiers.{name}.{key}", clf[key])
+        for name, clf in config["classifiers"].items()
+        for key in ("train", "test")
+    ]
     refs += [(f"probes.{name}", ref) for name, ref in config["probes"].items()]
     dsprites = config.get("dsprites") or {}
     if "probe_set" in dsprites:
         refs.append(("dsprites.probe_set", dsprites["probe_set"]))
-    refs += [(f"dsprites.runs.{name}.{key}", run[key])
-             for name, run in (dsprites.get("runs") or {}).items() for key in ("train", "test") if key in run]
+    refs += [
+        (f"dsprites.runs.{name}.{key}", run[key])
+        for name, run in (dsprites.get("runs") or {}).items()
+        for key in ("train", "test")
+        if key in run
+    ]
     return refs
 
 
@@ -197,8 +209,11 @@ def _check_meta(config: dict) -> None:
             _fail(f"{key}.width", f"{_show(sae['width'])} exceeds the maximum {MAX_WIDTH}")
         _check_k(sae, key)
         if _uses_k(sae) and sae["k"] > sae["width"]:
-            _fail(f"{key}.k", f"{_show(sae['k'])} exceeds {key}.width {sae['width']} "
-                  f"(a {sae['architecture']} SAE keeps k of its latents active)")
+            _fail(
+                f"{key}.k",
+                f"{_show(sae['k'])} exceeds {key}.width {sae['width']} "
+                f"(a {sae['architecture']} SAE keeps k of its latents active)",
+            )
         for mode, spec in meta["modes"].items():
             _check_schedule(spec, f"meta.modes.{mode}", sae["width"], key, max_depth)
 
@@ -227,12 +242,17 @@ def _check_schedule(spec: dict, key: str, start: int, sae_key: str, max_depth: i
         grows = f"{_show(width['factor'])} > 1 grows the stack{_preview(widths, sae_key)}"
         _fail(f"{key}.width.factor", f"{grows}; lower it to <= 1, or set width.allow_growth: true")
     if widths is None or max(widths) > MAX_WIDTH:
-        _fail(f"{key}.width.factor", f"the schedule from {sae_key}.width {start} passes {MAX_WIDTH} latents "
-              "by meta.max_depth")
+        _fail(
+            f"{key}.width.factor",
+            f"the schedule from {sae_key}.width {start} passes {MAX_WIDTH} latents by meta.max_depth",
+        )
     if 0 in widths:
         depth = widths.index(0) + 1
-        _fail(f"{key}.width", f"the schedule from {sae_key}.width reaches 0 latents by depth {depth} "
-              f"(widths {_widths(widths[:depth])}); raise width.factor or lower meta.max_depth")
+        _fail(
+            f"{key}.width",
+            f"the schedule from {sae_key}.width reaches 0 latents by depth {depth} "
+            f"(widths {_widths(widths[:depth])}); raise width.factor or lower meta.max_depth",
+        )
     if _uses_k(spec):
         _check_meta_k(spec["k"], key, widths, width["min"], sae_key)
 
@@ -248,8 +268,11 @@ def _check_meta_k(k: int, key: str, widths: list[int], min_width: int, sae_key: 
     """A meta mode's k may not exceed the width of any depth its schedule trains."""
     for depth, w in _trained_depths(widths, min_width):
         if k > w:
-            _fail(f"{key}.k", f"{_show(k)} exceeds the depth-{depth} width {w} (from {sae_key}.width: "
-                  f"{_widths(widths[:depth])}); lower k, or raise width.factor or width.min")
+            _fail(
+                f"{key}.k",
+                f"{_show(k)} exceeds the depth-{depth} width {w} (from {sae_key}.width: "
+                f"{_widths(widths[:depth])}); lower k, or raise width.factor or width.min",
+            )
 
 
 def _trained_depths(widths: list[int], min_width: int) -> list[tuple[int, int]]:
@@ -285,7 +308,8 @@ def runs(config: dict) -> list[Run]:
 
 
 def depth_folders(config: dict, run: Run) -> list[str]:
-    """Relative folders of every depth of a run: depth 1 is shared by the modes, deeper depths are per mode."""
+    """Relative folders of every depth of a run: depth 1 is shared by the modes, deeper depths are per
+    mode."""
     folders = [f"{run.path}/depth1"]
     for mode in config["meta"]["modes"]:
         folders += [f"{run.path}/{mode}/depth{d}" for d in range(2, config["meta"]["max_depth"] + 1)]
@@ -317,8 +341,13 @@ def _split_sizes() -> dict[str, Mapping[str, int]]:
     from metasae.data import digits, dsprites_grid, glyphs, patches
 
     grid = dict.fromkeys(dsprites_grid.SPLITS, dsprites_grid.N_GRID)
-    return {"digits": digits.SPLIT_SIZES, "glyphs": glyphs.SPLIT_SIZES, "patches": patches.SPLIT_SIZES,
-            "dsprites": grid, "dsprites_gen": grid}
+    return {
+        "digits": digits.SPLIT_SIZES,
+        "glyphs": glyphs.SPLIT_SIZES,
+        "patches": patches.SPLIT_SIZES,
+        "dsprites": grid,
+        "dsprites_gen": grid,
+    }
 
 
 def dataset_refs(config: dict) -> list[str]:
@@ -338,7 +367,9 @@ def check_data_available(config: dict) -> list[dict]:
         except MetasaeError as exc:
             missing.append(str(exc))
             continue
-        found.append({"ref": ref, "n": len(data.labels), "is_real": data.is_real, "description": data.description})
+        found.append(
+            {"ref": ref, "n": len(data.labels), "is_real": data.is_real, "description": data.description}
+        )
     if missing:
         raise MetasaeError("datasets not available offline:\n  " + "\n  ".join(missing))
     return found
@@ -350,5 +381,12 @@ CLASSIFIER_DEFAULTS = {"epochs": 5, "batch_size": 64, "lr": 1e-3}
 def classifier_args(config: dict, name: str) -> dict:
     """The `metasae train-classifier` flags of one configured classifier, defaults filled in."""
     clf = {**CLASSIFIER_DEFAULTS, **config["classifiers"][name]}
-    return {"model": clf["model"], "train": clf["train"], "test": clf["test"], "epochs": clf["epochs"],
-            "batch_size": clf["batch_size"], "lr": clf["lr"], "input_shape": clf.get("input_shape")}
+    return {
+        "model": clf["model"],
+        "train": clf["train"],
+        "test": clf["test"],
+        "epochs": clf["epochs"],
+        "batch_size": clf["batch_size"],
+        "lr": clf["lr"],
+        "input_shape": clf.get("input_shape"),
+    }

@@ -96,8 +96,10 @@ class SynthTree:
         same magnitudes, so this is the mean direction of a path's contribution: what one latent per active
         tree learns when a TopK SAE has no room to code the levels separately."""
         leaves = self.spec.n_features(self.spec.depth)
-        total = sum(f[torch.arange(leaves) // self.spec.branching ** (self.spec.depth - 1 - i)]
-                    for i, f in enumerate(self.features))
+        total = sum(
+            f[torch.arange(leaves) // self.spec.branching ** (self.spec.depth - 1 - i)]
+            for i, f in enumerate(self.features)
+        )
         return total / total.norm(dim=1, keepdim=True)
 
 

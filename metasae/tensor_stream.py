@@ -23,9 +23,18 @@ import torch
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path
 
-DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-          torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-          torch.bool: "BOOL"}
+DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 class TensorStreamWriter:
@@ -34,15 +43,21 @@ class TensorStreamWriter:
 
     def __init__(self, handle, layout: dict[str, tuple[torch.dtype, tuple[int, ...]]]) -> None:
         self._handle = handle
-        self._sizes = {name: math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-                       for name, (dtype, shape) in layout.items()}
+        self._sizes = {
+            name: math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            for name, (dtype, shape) in layout.items()
+        }
         self._dtypes = {name: dtype for name, (dtype, _) in layout.items()}
         self._rows = {name: tuple(shape[1:]) for name, (_, shape) in layout.items()}
         header, start = {}, 0
         for name, (dtype, shape) in layout.items():
             if dtype not in DTYPES:
                 raise MetasaeError(f"tensor {name!r}: dtype {dtype} has no safetensors name")
-            header[name] = {"dtype": DTYPES[dtype], "shape": list(shape), "data_offsets": [start, start + self._sizes[name]]}
+            header[name] = {
+                "dtype": DTYPES[dtype],
+                "shape": list(shape),
+                "data_offsets": [start, start + self._sizes[name]],
+            }
             start += self._sizes[name]
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # pad to 8 bytes, as safetensors' own writer does
@@ -68,12 +83,18 @@ class TensorStreamWriter:
         """Append `block` (the next rows of tensor `name`). It must stay unchanged until the stream closes."""
         current = next((n for n in self._order if self._written[n] < self._sizes[n]), None)
         if name != current:
-            raise MetasaeError(f"tensor stream: got {name!r}, expected {current!r} (tensors are written in layout order)")
+            raise MetasaeError(
+                f"tensor stream: got {name!r}, expected {current!r} (tensors are written in layout order)"
+            )
         if block.dtype != self._dtypes[name]:
-            raise MetasaeError(f"tensor stream: {name!r} is {self._dtypes[name]}, got a block of {block.dtype}")
+            raise MetasaeError(
+                f"tensor stream: {name!r} is {self._dtypes[name]}, got a block of {block.dtype}"
+            )
         if self._rows[name] and tuple(block.shape[1:]) != self._rows[name]:
-            raise MetasaeError(f"tensor stream: rows of {name!r} have shape {list(self._rows[name])}, "
-                               f"got a block of {list(block.shape)}")
+            raise MetasaeError(
+                f"tensor stream: rows of {name!r} have shape {list(self._rows[name])}, "
+                f"got a block of {list(block.shape)}"
+            )
         data = block.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         if self._written[name] + data.nbytes > self._sizes[name]:
             raise MetasaeError(f"tensor stream: more data for {name!r} than its declared shape holds")
@@ -86,7 +107,9 @@ class TensorStreamWriter:
             future.result()  # re-raises a failed write
         missing = {n: self._sizes[n] - w for n, w in self._written.items() if w < self._sizes[n]}
         if missing:
-            raise MetasaeError(f"tensor stream: bytes missing for {missing} (fewer rows written than declared)")
+            raise MetasaeError(
+                f"tensor stream: bytes missing for {missing} (fewer rows written than declared)"
+            )
         self.sha256 = self._hash.hexdigest()
         return self.sha256
 
@@ -95,8 +118,9 @@ class TensorStreamWriter:
 
 
 @contextlib.contextmanager
-def stream_tensors(path: str | Path, layout: dict[str, tuple[torch.dtype, tuple[int, ...]]]
-                   ) -> Iterator[TensorStreamWriter]:
+def stream_tensors(
+    path: str | Path, layout: dict[str, tuple[torch.dtype, tuple[int, ...]]]
+) -> Iterator[TensorStreamWriter]:
     """Atomically write `path`: it appears, complete, only if the block ends without error and every declared
     byte was written."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:

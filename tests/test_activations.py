@@ -18,8 +18,9 @@ DATASET = "digits:test[:70]"
 @pytest.fixture
 def model_dir(tmp_path):
     model = build_classifier("mlp", 10)
-    save_classifier(model, tmp_path / "model", {"model": "mlp", "num_classes": 10,
-                                                "input_shape": list(model.input_shape)})
+    save_classifier(
+        model, tmp_path / "model", {"model": "mlp", "num_classes": 10, "input_shape": list(model.input_shape)}
+    )
     return tmp_path / "model"
 
 
@@ -36,7 +37,9 @@ def _layer_output(model_dir, layer: str) -> torch.Tensor:
 
 
 def test_cache_holds_the_layer_output_of_every_image_in_order(model_dir, tmp_path):
-    cache = cache_activations(model_dir, DATASET, "fc1", tmp_path / "acts", batch_size=16)  # 5 batches, last short
+    cache = cache_activations(
+        model_dir, DATASET, "fc1", tmp_path / "acts", batch_size=16
+    )  # 5 batches, last short
     data = load_dataset(DATASET)
     torch.testing.assert_close(cache.acts, _layer_output(model_dir, "fc1"))
     assert torch.equal(cache.labels, data.labels) and torch.equal(cache.index, data.index)

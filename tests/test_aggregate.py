@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from metasae.errors import MetasaeError
+from metasae.layout import parse_summary_path
 from metasae.stages import aggregate as stats
 
 
@@ -22,10 +23,23 @@ def _depths(purity_by_seed: dict[int, list[float]]) -> pd.DataFrame:
     rows = []
     for seed, values in purity_by_seed.items():
         for depth, value in enumerate(values, start=1):
-            rows.append({"model": "m", "dataset": "d", "layer": "fc1", "sae": "s", "mode": "decoder", "seed": seed,
-                         "depth": depth, "architecture": "topk" if depth == 1 else "batchtopk", "status": "trained",
-                         "fvu": 0.1 * depth, "purity_mean": value, "count_all_top10_nonzero": 10 * value,
-                         "mean_active_per_image": value})
+            rows.append(
+                {
+                    "model": "m",
+                    "dataset": "d",
+                    "layer": "fc1",
+                    "sae": "s",
+                    "mode": "decoder",
+                    "seed": seed,
+                    "depth": depth,
+                    "architecture": "topk" if depth == 1 else "batchtopk",
+                    "status": "trained",
+                    "fvu": 0.1 * depth,
+                    "purity_mean": value,
+                    "count_all_top10_nonzero": 10 * value,
+                    "mean_active_per_image": value,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -46,12 +60,19 @@ def test_stopped_depths_never_win():
 
 
 def test_summary_paths_encode_the_run():
-    where = stats.parse_summary_path("results/analysis/mlp_x/seed2/glyphs/fc1/topk/decoder/depth3/summary.json")
-    assert where == {"model": "mlp_x", "seed": 2, "dataset": "glyphs", "layer": "fc1", "sae": "topk",
-                     "mode": "decoder", "depth": 3}
-    assert stats.parse_summary_path("r/analysis/m/seed0/d/fc1/s/depth1/summary.json")["mode"] is None
+    where = parse_summary_path("results/analysis/mlp_x/seed2/glyphs/fc1/topk/decoder/depth3/summary.json")
+    assert where == {
+        "model": "mlp_x",
+        "seed": 2,
+        "dataset": "glyphs",
+        "layer": "fc1",
+        "sae": "topk",
+        "mode": "decoder",
+        "depth": 3,
+    }
+    assert parse_summary_path("r/analysis/m/seed0/d/fc1/s/depth1/summary.json")["mode"] is None
     with pytest.raises(MetasaeError, match="not an analysis summary path"):
-        stats.parse_summary_path("results/analysis/oops/summary.json")
+        parse_summary_path("results/analysis/oops/summary.json")
 
 
 def test_claims_verdicts_follow_the_numbers():

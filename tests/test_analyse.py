@@ -27,8 +27,17 @@ FAST_VIZ = FeatureVizConfig(steps=3)
 
 
 def _depth(path, sae, codes, depth, mode, acts_dir, parent=None):
-    save_sae(sae, path, extra_cfg={"depth": depth, "mode": mode, "acts_dir": str(acts_dir),
-                                   "parent": str(parent) if parent else None, "seed": 0})
+    save_sae(
+        sae,
+        path,
+        extra_cfg={
+            "depth": depth,
+            "mode": mode,
+            "acts_dir": str(acts_dir),
+            "parent": str(parent) if parent else None,
+            "seed": 0,
+        },
+    )
     save_codes(path / CODES_FILE, codes)
     write_json(path / "metrics.json", {"status": "trained", "stop_reason": None})
     return path
@@ -36,7 +45,8 @@ def _depth(path, sae, codes, depth, mode, acts_dir, parent=None):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """classifier -> cache -> depth 1 (latent 0 dead) -> depth 2 decoder / activations, + stopped, collapsed."""
+    """classifier -> cache -> depth 1 (latent 0 dead) -> depth 2 decoder / activations, + stopped,
+    collapsed."""
     root = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)  # test-only: fixed weights for the tiny classifier
     model = build_classifier("mlp", 10, (1, 28, 28))
@@ -54,18 +64,35 @@ def run(tmp_path_factory):
         d2 = _depth(root / "depth2", meta, codes1 @ meta_codes, 2, "decoder", root / "acts", d1)
         save_codes(d2 / META_CODES_FILE, meta_codes)
         parent, child = meta_codes.nonzero(as_tuple=True)
-        pd.DataFrame({"parent_latent": parent.numpy(), "meta_latent": child.numpy(),
-                      "weight": meta_codes[parent, child].numpy()}).to_parquet(d2 / LINEAGE_FILE)
+        pd.DataFrame(
+            {
+                "parent_latent": parent.numpy(),
+                "meta_latent": child.numpy(),
+                "weight": meta_codes[parent, child].numpy(),
+            }
+        ).to_parquet(d2 / LINEAGE_FILE)
 
         act_sae = build_sae(SAEConfig("relu", 24, 5), generator("test", 3))
         d2a = _depth(root / "depth2a", act_sae, act_sae.encode(codes1), 2, "activations", root / "acts", d1)
-        collapsed = _depth(root / "collapsed", act_sae, torch.zeros(len(acts), 5), 2, "activations",
-                           root / "acts", d1)
+        collapsed = _depth(
+            root / "collapsed", act_sae, torch.zeros(len(acts), 5), 2, "activations", root / "acts", d1
+        )
     stopped = root / "depth3"
-    write_json(stopped / "metrics.json", {"status": "stopped", "stop_reason": "parent has 0 alive latents",
-                                          "depth": 3, "mode": "decoder"})
-    return {"root": root, "d1": d1, "d2": d2, "d2a": d2a, "stopped": stopped, "collapsed": collapsed,
-            "codes1": codes1, "sae1": sae1, "meta": meta}
+    write_json(
+        stopped / "metrics.json",
+        {"status": "stopped", "stop_reason": "parent has 0 alive latents", "depth": 3, "mode": "decoder"},
+    )
+    return {
+        "root": root,
+        "d1": d1,
+        "d2": d2,
+        "d2a": d2a,
+        "stopped": stopped,
+        "collapsed": collapsed,
+        "codes1": codes1,
+        "sae1": sae1,
+        "meta": meta,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +135,15 @@ def test_depth1_table_matches_the_codes_and_the_images(run, depth1):
 
 def test_depth1_figures_are_written(depth1):
     out, summary = depth1
-    expected = {"top_images_densest.png", "top_images_purest.png", "log10_density.png", "activation_counts.png",
-                "decoder_pca.png", "purity_entropy.png", "feature_viz.png"}
+    expected = {
+        "top_images_densest.png",
+        "top_images_purest.png",
+        "log10_density.png",
+        "activation_counts.png",
+        "decoder_pca.png",
+        "purity_entropy.png",
+        "feature_viz.png",
+    }
     assert set(summary["figures"]) == expected
     for name in expected:
         assert (out / "figures" / name).stat().st_size > 1000
@@ -170,8 +204,12 @@ def test_analysis_is_deterministic(run, depth1):
 
 def test_cli_analyse_and_its_errors(run, capsys):
     out = run["root"] / "analysis_cli"
-    assert main(["analyse", "--depth-dir", str(run["d2a"]), "--out", str(out), "--top-n", "3",
-                 "--no-feature-viz"]) == 0
+    assert (
+        main(
+            ["analyse", "--depth-dir", str(run["d2a"]), "--out", str(out), "--top-n", "3", "--no-feature-viz"]
+        )
+        == 0
+    )
     assert pd.read_parquet(out / LATENTS_FILE).top_rows.map(len).max() <= 3
     assert main(["analyse", "--depth-dir", str(run["root"] / "nope"), "--out", str(out)]) == 2
     assert "nope/metrics.json: file not found" in capsys.readouterr().err

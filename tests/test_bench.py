@@ -13,8 +13,11 @@ from metasae.stages.bench import SUITE, _check, _read_runs, run_bench, table
 
 
 def _record(name: str, ratio: float, median: float = 2.0, **extra: float) -> dict:
-    return {"name": name, "stats": {"median": median},
-            "extra_info": {"floor": "matmul", "floor_median_s": median / ratio, "ratio": ratio, **extra}}
+    return {
+        "name": name,
+        "stats": {"median": median},
+        "extra_info": {"floor": "matmul", "floor_median_s": median / ratio, "ratio": ratio, **extra},
+    }
 
 
 def test_read_runs_takes_medians_over_runs_and_spread_is_the_worst_deviation():
@@ -38,7 +41,7 @@ def test_a_record_without_ratio_is_an_error():
         _read_runs([{"benchmarks": [{"name": "x", "stats": {"median": 1.0}, "extra_info": {}}]}])
 
 
-TINY = '''
+TINY = """
 import time
 
 import pytest
@@ -51,7 +54,7 @@ def test_sleep(compare):
 @pytest.mark.quick
 def test_quick(compare):
     compare(lambda: time.sleep(0.01), lambda: time.sleep(0.01), "sleep", rounds=3, warmup=0)
-'''
+"""
 
 
 @pytest.fixture
@@ -88,6 +91,10 @@ def test_cuda_without_cuda_skips_cleanly(suite, tmp_path, capsys):
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the skip path is not reachable here")
-    assert run_bench(tmp_path / "out", suite=suite, device="cuda", tolerance=0.5,
-                     baseline_path=tmp_path / "none.json") == []
+    assert (
+        run_bench(
+            tmp_path / "out", suite=suite, device="cuda", tolerance=0.5, baseline_path=tmp_path / "none.json"
+        )
+        == []
+    )
     assert "CUDA is not available" in capsys.readouterr().out

@@ -43,7 +43,8 @@ SUBMITTED = re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+) \(
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$", re.M)
 # A job failed on the cluster: its error block, up to the `log:` line (rule logs, then the SLURM log).
 FAILED = re.compile(
-    r"^Error in rule (\w+):\n\s+message: SLURM-job '(\d+)' failed.*\n(?:[ \t]+(?!log:).*\n)*?[ \t]+log: (.*) \(check log",
+    r"^Error in rule (\w+):\n\s+message: SLURM-job '(\d+)' failed.*\n"
+    r"(?:[ \t]+(?!log:).*\n)*?[ \t]+log: (.*) \(check log",
     re.M,
 )
 

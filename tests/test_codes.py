@@ -22,7 +22,9 @@ def test_codes_roundtrip_exactly(tmp_path_factory, n, m, density, seed):
 def test_out_of_range_indices_are_rejected(tmp_path):
     from metasae.io import save_tensors
 
-    save_tensors(tmp_path / "c.safetensors", {"indices": torch.tensor([[0], [5]]), "values": torch.ones(1),
-                                              "shape": torch.tensor([1, 3])})
+    save_tensors(
+        tmp_path / "c.safetensors",
+        {"indices": torch.tensor([[0], [5]]), "values": torch.ones(1), "shape": torch.tensor([1, 3])},
+    )
     with pytest.raises(MetasaeError, match="out of range"):
         load_codes(tmp_path / "c.safetensors")

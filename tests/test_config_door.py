@@ -54,8 +54,10 @@ def bad(key: str, value) -> tuple[str, Callable[[dict], None]]:
     return key, put(key, value)
 
 
-DSPRITES = {**yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["dsprites"],
-            "probe_set": "dsprites_gen:sample[4000:3000]"}
+DSPRITES = {
+    **yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["dsprites"],
+    "probe_set": "dsprites_gen:sample[4000:3000]",
+}
 CLF = "classifiers.mlp_digits"
 BAD = {  # id: (key the message must name, edit of config/test.yaml)
     "sae_k_above_width": bad("sae.topk.k", 64),
@@ -111,7 +113,8 @@ def test_messages_say_what_is_allowed_and_cap_what_they_list():
 
 
 def test_width_growth_needs_allow_growth_a_boolean():
-    """width.allow_growth: checked in study.py until config/schema.yaml names it (the schema rejects it now)."""
+    """width.allow_growth: checked in study.py until config/schema.yaml names it (the schema rejects it
+    now)."""
     config = base_config()
     mode = "meta.modes.activations"
 
@@ -134,9 +137,14 @@ def test_width_growth_needs_allow_growth_a_boolean():
 def test_edges_that_stay_valid():
     """k equal to a width, k above only a depth that stops (width < width.min), a slice ending at the split's
     end, and a slice of a real dataset whose size is not known without its files."""
-    edits = [put("sae.topk.k", 32), put("meta.modes.decoder.k", 8), put("meta.modes.activations.k", 9),
-             put("meta.modes.activations.width", {"factor": 0.5, "min": 9}),
-             put(f"{CLF}.test", "digits:test[300:359]"), put("probes.digits", "mnist:test[:99999]")]
+    edits = [
+        put("sae.topk.k", 32),
+        put("meta.modes.decoder.k", 8),
+        put("meta.modes.activations.k", 9),
+        put("meta.modes.activations.width", {"factor": 0.5, "min": 9}),
+        put(f"{CLF}.test", "digits:test[300:359]"),
+        put("probes.digits", "mnist:test[:99999]"),
+    ]
     config = base_config()
     for edit in edits:
         edit(config)
@@ -169,8 +177,11 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _shipped() -> dict[str, dict]:
-    configs = {p.name: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "config").glob("*.yaml"))
-               if p.name != "schema.yaml"}
+    configs = {
+        p.name: yaml.safe_load(p.read_text())
+        for p in sorted((ROOT / "config").glob("*.yaml"))
+        if p.name != "schema.yaml"
+    }
     for preset in sorted((ROOT / "config" / "presets").glob("*.yaml")):
         over = yaml.safe_load(preset.read_text())
         configs[f"config.yaml+{preset.name}"] = _merge(configs["config.yaml"], over)
@@ -189,8 +200,13 @@ def test_snakemake_dry_run_rejects_at_parse_time(tmp_path):
         key, config = bad_config(case)
         path = tmp_path / f"{case}.yaml"
         path.write_text(yaml.safe_dump(config))
-        done = subprocess.run(["snakemake", "-n", "--configfile", str(path)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            ["snakemake", "-n", "--configfile", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         output = done.stdout + done.stderr
         assert done.returncode != 0, output
         assert f"metasae: config error: config key {key}:" in output, output

@@ -34,8 +34,12 @@ def test_loss_and_gradients_match_the_cpu(arch):
         sae = _sae(arch).to(device)
         parts = sae.loss(x.to(device), dead=dead.to(device))
         parts.total.backward()
-        results[device] = (parts.total.detach().cpu(), {n: p.grad.cpu() for n, p in sae.named_parameters()},
-                           float(parts.l0), sae.encode(x.to(device)).cpu())
+        results[device] = (
+            parts.total.detach().cpu(),
+            {n: p.grad.cpu() for n, p in sae.named_parameters()},
+            float(parts.l0),
+            sae.encode(x.to(device)).cpu(),
+        )
     (cpu_loss, cpu_grads, cpu_l0, cpu_codes), (gpu_loss, gpu_grads, gpu_l0, gpu_codes) = results.values()
     torch.testing.assert_close(gpu_loss, cpu_loss)
     assert gpu_l0 == cpu_l0
@@ -52,9 +56,16 @@ def test_training_on_cuda_reaches_the_cpu_result(arch, autocast, tmp_path):
     data = torch.rand(4096, 64, generator=g).pow(8) @ atoms  # sparse-ish mixtures of 64 atoms
     fvu = {}
     for device in ("cpu", "cuda"):
-        sae = train_sae(data, SAEConfig(arch, 32, 128, k=8), TrainConfig(steps=150, batch_size=512, lr=1e-3, autocast=autocast),
-                        tmp_path / device, device=device)
+        sae = train_sae(
+            data,
+            SAEConfig(arch, 32, 128, k=8),
+            TrainConfig(steps=150, batch_size=512, lr=1e-3, autocast=autocast),
+            tmp_path / device,
+            device=device,
+        )
         assert next(sae.parameters()).device.type == device
         fvu[device] = json.loads((tmp_path / device / "metrics.json").read_text())["fvu"]
     assert all(math.isfinite(v) for v in fvu.values())
-    assert abs(fvu["cuda"] - fvu["cpu"]) < 0.02, fvu  # same seeds and batches; only float rounding differs (in bf16 on both with autocast)
+    assert abs(fvu["cuda"] - fvu["cpu"]) < 0.02, (
+        fvu
+    )  # same seeds and batches; only float rounding differs (in bf16 on both with autocast)

@@ -36,8 +36,9 @@ from metasae.data.refs import DatasetRef, slice_bounds
 from metasae.errors import MetasaeError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
-needs_shared_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(),
-                                        reason=f"real MNIST test split not present at {SHARED}")
+needs_shared_mnist = pytest.mark.skipif(
+    not (SHARED / "MNIST" / "raw").is_dir(), reason=f"real MNIST test split not present at {SHARED}"
+)
 
 
 def sha(t: torch.Tensor) -> str:
@@ -52,28 +53,50 @@ def idx_bytes(arr: np.ndarray) -> bytes:
 
 # --- references -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ref, expected", [
-    ("mnist:test[:8000]", DatasetRef("mnist", "test", None, 8000)),
-    ("mnist:test[8000:]", DatasetRef("mnist", "test", 8000, None)),
-    ("digits:train", DatasetRef("digits", "train", None, None)),
-    ("glyphs", DatasetRef("glyphs", "train", None, None)),
-    ("dsprites_gen:sample[4000:5000]", DatasetRef("dsprites_gen", "sample", 4000, 5000)),
-    ("emnist_letters[3:7]", DatasetRef("emnist_letters", "train", 3, 7)),
-])
+
+@pytest.mark.parametrize(
+    "ref, expected",
+    [
+        ("mnist:test[:8000]", DatasetRef("mnist", "test", None, 8000)),
+        ("mnist:test[8000:]", DatasetRef("mnist", "test", 8000, None)),
+        ("digits:train", DatasetRef("digits", "train", None, None)),
+        ("glyphs", DatasetRef("glyphs", "train", None, None)),
+        ("dsprites_gen:sample[4000:5000]", DatasetRef("dsprites_gen", "sample", 4000, 5000)),
+        ("emnist_letters[3:7]", DatasetRef("emnist_letters", "train", 3, 7)),
+    ],
+)
 def test_parse_ref_good(ref, expected):
     assert parse_ref(ref) == expected
 
 
-@pytest.mark.parametrize("ref", ["", "MNIST", "mnist:", "mnist:test[", "mnist:test[1]", "mnist:test[-5:]",
-                                 "mnist:test[:8000]x", "mnist test", "mnist:test:val", "1mnist", "mnist;rm"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "",
+        "MNIST",
+        "mnist:",
+        "mnist:test[",
+        "mnist:test[1]",
+        "mnist:test[-5:]",
+        "mnist:test[:8000]x",
+        "mnist test",
+        "mnist:test:val",
+        "1mnist",
+        "mnist;rm",
+    ],
+)
 def test_parse_ref_bad_gives_one_line_with_grammar(ref):
     with pytest.raises(MetasaeError, match=r"expected name\[:split\]") as err:
         parse_ref(ref)
     assert "\n" not in str(err.value)
 
 
-@given(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True),
-       st.one_of(st.none(), st.integers(0, 10**6)), st.one_of(st.none(), st.integers(0, 10**6)))
+@given(
+    st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+    st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
 def test_canonical_ref_round_trips(name, split, start, stop):
     ref = DatasetRef(name, split, start, stop)
     assert parse_ref(str(ref)) == ref
@@ -87,6 +110,7 @@ def test_slice_bounds_rejects_empty_and_out_of_range():
 
 
 # --- input-spec conversion ----------------------------------------------------------------------------------
+
 
 def test_one_to_three_channels_repeats():
     x = torch.rand(2, 1, 5, 5)
@@ -117,19 +141,32 @@ def test_resize_of_constant_image_is_constant_and_same_spec_is_identity():
     assert to_input_spec(x, InputSpec(3, 32, 32)) is x
 
 
-@pytest.mark.parametrize("shape, spec", [((1, 2, 4, 4), InputSpec(3, 4, 4)), ((1, 3, 4, 4), InputSpec(4, 4, 4)),
-                                         ((3, 4, 4), InputSpec(3, 4, 4))])
+@pytest.mark.parametrize(
+    "shape, spec",
+    [((1, 2, 4, 4), InputSpec(3, 4, 4)), ((1, 3, 4, 4), InputSpec(4, 4, 4)), ((3, 4, 4), InputSpec(3, 4, 4))],
+)
 def test_unsupported_conversions_are_errors(shape, spec):
     with pytest.raises(MetasaeError, match="images"):
         to_input_spec(torch.zeros(shape), spec)
 
 
-# --- registry and embedded datasets -----------------------------------------------------------------------------
+# --- registry and embedded datasets -------------------------------------------------------------------------
+
 
 def test_registry_lists_every_dataset_with_its_kind():
     listed = list_datasets()
-    real = {"mnist", "fashion_mnist", "kmnist", "qmnist", "emnist_balanced", "emnist_letters", "emnist_digits",
-            "cifar10", "cifar100", "dsprites"}
+    real = {
+        "mnist",
+        "fashion_mnist",
+        "kmnist",
+        "qmnist",
+        "emnist_balanced",
+        "emnist_letters",
+        "emnist_digits",
+        "cifar10",
+        "cifar100",
+        "dsprites",
+    }
     embedded = {"digits", "glyphs", "patches", "dsprites_gen"}
     assert set(listed) == real | embedded
     assert all(listed[n].startswith("[real]") for n in real)
@@ -141,10 +178,15 @@ def test_cli_lists_datasets(capsys):
     assert "glyphs" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("ref, shape, n_labels", [
-    ("digits:test[:50]", (50, 1, 28, 28), 10), ("glyphs:test[:94]", (94, 1, 28, 28), 47),
-    ("patches:test[:16]", (16, 3, 32, 32), 8), ("dsprites_gen:sample[:64]", (64, 1, 64, 64), 3),
-])
+@pytest.mark.parametrize(
+    "ref, shape, n_labels",
+    [
+        ("digits:test[:50]", (50, 1, 28, 28), 10),
+        ("glyphs:test[:94]", (94, 1, 28, 28), 47),
+        ("patches:test[:16]", (16, 3, 32, 32), 8),
+        ("dsprites_gen:sample[:64]", (64, 1, 64, 64), 3),
+    ],
+)
 def test_embedded_shapes_dtypes_ranges(ref, shape, n_labels):
     d = load_dataset(ref)
     assert d.images.shape == shape and d.images.dtype == torch.float32
@@ -166,7 +208,12 @@ def test_embedded_generation_is_deterministic_across_fresh_generations():
 
 
 def test_class_balance():
-    for ref, per_class in (("glyphs:train", 60), ("glyphs:test", 20), ("patches:train", 250), ("patches:test", 60)):
+    for ref, per_class in (
+        ("glyphs:train", 60),
+        ("glyphs:test", 20),
+        ("patches:train", 250),
+        ("patches:test", 60),
+    ):
         counts = torch.bincount(load_dataset(ref).labels)
         assert counts.tolist() == [per_class] * len(counts), ref
     train, test = load_dataset("digits:train").labels, load_dataset("digits:test").labels
@@ -202,7 +249,8 @@ def test_unknown_split_and_name_are_errors():
         load_dataset("nope:train")
 
 
-# --- dSprites grid and the procedural replica ------------------------------------------------------------------------
+# --- dSprites grid and the procedural replica ---------------------------------------------------------------
+
 
 @given(st.integers(0, 2), st.integers(0, 5), st.integers(0, 39), st.integers(0, 31), st.integers(0, 31))
 def test_grid_index_formula(shape, scale, orient, x, y):
@@ -226,7 +274,7 @@ def test_dsprites_gen_splits_and_factors():
     g = load_dataset("dsprites_gen:grid[245760:245770]")
     assert g.index.tolist() == list(range(245760, 245770)) and (g.labels == 1).all()
     same = torch.nonzero(a.index == a.index[7]).item()
-    assert torch.equal(dsprites_gen.render(a.index[7:8]), a.images[same:same + 1])
+    assert torch.equal(dsprites_gen.render(a.index[7:8]), a.images[same : same + 1])
 
 
 def test_square_area_matches_hand_computation():
@@ -238,7 +286,8 @@ def test_square_area_matches_hand_computation():
     assert 10 * 10 <= small <= 11 * 11
 
 
-# --- real-data readers on synthetic files ------------------------------------------------------------------------------
+# --- real-data readers on synthetic files -------------------------------------------------------------------
+
 
 def test_parse_idx_hand_built_and_truncated():
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
@@ -309,7 +358,11 @@ def test_cifar_binary_records_and_split_errors(tmp_path):
     folder.mkdir()
     (folder / "test_batch.bin").write_bytes(_cifar_record(3, 255) * 4)
     d = load_dataset("cifar10:test[1:3]", data_dir=tmp_path)
-    assert d.index.tolist() == [1, 2] and d.label_names[d.labels[0]] == "cat" and d.images.shape == (2, 3, 32, 32)
+    assert (
+        d.index.tolist() == [1, 2]
+        and d.label_names[d.labels[0]] == "cat"
+        and d.images.shape == (2, 3, 32, 32)
+    )
     with pytest.raises(MetasaeError, match="split 'train' is missing.*data_batch_1.bin"):
         load_dataset("cifar10:train", data_dir=tmp_path)
     with tarfile.open(tmp_path / "cifar-100-binary.tar.gz", "w:gz") as tar:
@@ -327,15 +380,20 @@ def test_dsprites_reader_streams_only_requested_rows(tmp_path):
 
 def test_dsprites_integrity_uses_git_blob_id(tmp_path):
     (tmp_path / "hello").write_bytes(b"hello\n")
-    assert git_blob_sha1(tmp_path / "hello") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+    assert (
+        git_blob_sha1(tmp_path / "hello") == "ce013625030ba8dba906f756967f9e9ca394464a"
+    )  # `git hash-object`
     (tmp_path / "dsprites").mkdir()
-    np.savez_compressed(tmp_path / "dsprites" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
-                        imgs=np.zeros((1, 64, 64), np.uint8))
+    np.savez_compressed(
+        tmp_path / "dsprites" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+        imgs=np.zeros((1, 64, 64), np.uint8),
+    )
     with pytest.raises(MetasaeError, match="git blob sha1"):
         load_dataset("dsprites:grid[:1]", data_dir=tmp_path)
 
 
-# --- the real MNIST test split on this machine ----------------------------------------------------------------------
+# --- the real MNIST test split on this machine --------------------------------------------------------------
+
 
 @pytest.mark.real_data
 @needs_shared_mnist
@@ -358,7 +416,9 @@ def test_real_mnist_missing_train_split_is_named(tmp_path):
     raw.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (raw / name).symlink_to((SHARED / "MNIST" / "raw" / name).resolve())
-    with pytest.raises(MetasaeError, match=r"split 'train' is missing.*train-images-idx3-ubyte.*splits present: test"):
+    with pytest.raises(
+        MetasaeError, match=r"split 'train' is missing.*train-images-idx3-ubyte.*splits present: test"
+    ):
         load_dataset("mnist:train", data_dir=tmp_path)
 
 

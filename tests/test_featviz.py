@@ -15,7 +15,11 @@ def test_blur_keeps_constant_images_and_smooths_a_spike():
     spike = torch.zeros(1, 1, 5, 5)
     spike[0, 0, 2, 2] = 1.0
     out = blur3x3(spike)
-    assert out[0, 0, 2, 2].item() == 4 / 16 and out[0, 0, 1, 2].item() == 2 / 16 and out[0, 0, 1, 1].item() == 1 / 16
+    assert (
+        out[0, 0, 2, 2].item() == 4 / 16
+        and out[0, 0, 1, 2].item() == 2 / 16
+        and out[0, 0, 1, 1].item() == 1 / 16
+    )
 
 
 def _neuron_objective():

@@ -17,10 +17,7 @@ from metasae.latent_stats import (
 )
 
 # 4 images x 3 latents; latent 1 has a tie (2.0 on rows 0 and 1), latent 2 never fires.
-DENSE = torch.tensor([[0.0, 2.0, 0.0],
-                      [1.0, 2.0, 0.0],
-                      [3.0, 0.0, 0.0],
-                      [0.0, 5.0, 0.0]])
+DENSE = torch.tensor([[0.0, 2.0, 0.0], [1.0, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
 
 
 def test_column_stats_by_hand():
@@ -47,8 +44,9 @@ def test_top_n_by_hand_with_ties_and_padding():
 
 
 def test_stored_zeros_do_not_count_as_activations():
-    codes = torch.sparse_coo_tensor(torch.tensor([[0, 1], [0, 0]]), torch.tensor([0.0, 4.0]), (2, 1),
-                                    check_invariants=True)
+    codes = torch.sparse_coo_tensor(
+        torch.tensor([[0, 1], [0, 0]]), torch.tensor([0.0, 4.0]), (2, 1), check_invariants=True
+    )
     assert column_stats(codes).n_active.tolist() == [1]
     assert top_activations(codes, 3).rows.tolist() == [[1, -1, -1]]
 
@@ -62,8 +60,8 @@ def test_top_n_matches_a_dense_reference(n, m, top_n, seed):
     for j in range(m):
         col = dense[:, j]
         order = sorted((i for i in range(n) if col[i] != 0), key=lambda i: (-col[i].item(), i))[:top_n]
-        assert top.rows[j, :len(order)].tolist() == order
-        assert (top.rows[j, len(order):] == -1).all()
+        assert top.rows[j, : len(order)].tolist() == order
+        assert (top.rows[j, len(order) :] == -1).all()
     assert top.n_nonzero.tolist() == [min(top_n, int((dense[:, j] != 0).sum())) for j in range(m)]
 
 
@@ -91,16 +89,19 @@ def test_purity_is_a_share_and_entropy_is_bounded(counts):
     assert -1e-12 <= entropy.item() <= math.log2(k) + 1e-9
 
 
-@pytest.mark.parametrize("counts,names,expected", [
-    ([0, 0, 0, 8, 1, 1, 0, 0, 0, 0], [str(i) for i in range(10)], "digit 3 (80%)"),
-    ([4, 2, 3, 1], ["o", "c", "e", "a"], "letters o/e (70%)"),
-    ([3, 2, 1, 1, 1, 1, 1], list("oceabdf"), "letters o/c/e (60%)"),
-    ([4, 3, 0], ["o", "c", "e"], "letters o/c (100%)"),
-    ([2, 2, 2, 2, 2, 2], list("abcdef"), "mixed (6 labels)"),
-    ([7, 3], ["cat", "dog"], "cat (70%)"),
-    ([3, 4], ["0", "O"], "O/0 (100%)"),
-    ([0, 0], ["cat", "dog"], "dead"),
-])
+@pytest.mark.parametrize(
+    "counts,names,expected",
+    [
+        ([0, 0, 0, 8, 1, 1, 0, 0, 0, 0], [str(i) for i in range(10)], "digit 3 (80%)"),
+        ([4, 2, 3, 1], ["o", "c", "e", "a"], "letters o/e (70%)"),
+        ([3, 2, 1, 1, 1, 1, 1], list("oceabdf"), "letters o/c/e (60%)"),
+        ([4, 3, 0], ["o", "c", "e"], "letters o/c (100%)"),
+        ([2, 2, 2, 2, 2, 2], list("abcdef"), "mixed (6 labels)"),
+        ([7, 3], ["cat", "dog"], "cat (70%)"),
+        ([3, 4], ["0", "O"], "O/0 (100%)"),
+        ([0, 0], ["cat", "dog"], "dead"),
+    ],
+)
 def test_auto_label(counts, names, expected):
     assert auto_label(counts, names) == expected
 
@@ -112,8 +113,13 @@ def test_max_cosine_to_parent_by_hand():
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(3, 12), m=st.integers(1, 5), p=st.integers(1, 7), chunk=st.integers(1, 4),
-       seed=st.integers(0, 10_000))
+@given(
+    n=st.integers(3, 12),
+    m=st.integers(1, 5),
+    p=st.integers(1, 7),
+    chunk=st.integers(1, 4),
+    seed=st.integers(0, 10_000),
+)
 def test_max_correlation_matches_numpy(n, m, p, chunk, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, m, generator=g) * (torch.rand(n, m, generator=g) < 0.6)
@@ -121,7 +127,11 @@ def test_max_correlation_matches_numpy(n, m, p, chunk, seed):
     got = max_correlation_to_parent(x.to_sparse(), y.to_sparse(), chunk=chunk)
     xs, ys = x.double().numpy(), y.double().numpy()
     for i in range(m):
-        corrs = [np.corrcoef(xs[:, i], ys[:, j])[0, 1] for j in range(p) if xs[:, i].std() > 0 and ys[:, j].std() > 0]
+        corrs = [
+            np.corrcoef(xs[:, i], ys[:, j])[0, 1]
+            for j in range(p)
+            if xs[:, i].std() > 0 and ys[:, j].std() > 0
+        ]
         if corrs:
             assert got[i].item() == pytest.approx(max(corrs), abs=1e-5)
         else:

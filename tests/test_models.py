@@ -19,7 +19,9 @@ def test_named_layers_output_activations(name, shape):
     model = build_classifier(name, 7, shape)
     seen = {}
     for layer in model.layer_names:
-        check_layer(model, layer).register_forward_hook(lambda m, i, o, layer=layer: seen.setdefault(layer, o))
+        check_layer(model, layer).register_forward_hook(
+            lambda m, i, o, layer=layer: seen.setdefault(layer, o)
+        )
     logits = model(torch.rand(2, *shape))
     assert logits.shape == (2, 7)
     assert set(seen) == set(model.layer_names)

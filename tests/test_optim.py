@@ -41,8 +41,12 @@ def test_state_roundtrip_continues_identically():
         opt.step()
     b = torch.nn.Parameter(a.detach().clone())
     resumed = Adam([b], lr=0.5)
-    resumed.load_state_dict({"state": {0: {k: v.clone() for k, v in opt.state[a].items()}},
-                             "param_groups": [{**opt.param_groups[0], "params": [0]}]})
+    resumed.load_state_dict(
+        {
+            "state": {0: {k: v.clone() for k, v in opt.state[a].items()}},
+            "param_groups": [{**opt.param_groups[0], "params": [0]}],
+        }
+    )
     for o, p in ((opt, a), (resumed, b)):
         o.zero_grad()
         p.pow(3).sum().backward()

@@ -44,7 +44,9 @@ def test_separable_features_give_accuracy_one_random_give_chance(probe):
     sep = probe_features(x, [Task("shape", "accuracy", CLASSIFY, y)], train, test, (probe,), n_boot=50)[0]
     assert sep["value"] >= 0.99 and sep["ci_low"] <= sep["value"] <= sep["ci_high"]
     x_rand, _ = _blobs(300, separable=False, seed=1)
-    rand = probe_features(x_rand, [Task("shape", "accuracy", CLASSIFY, y)], train, test, (probe,), n_boot=50)[0]
+    rand = probe_features(x_rand, [Task("shape", "accuracy", CLASSIFY, y)], train, test, (probe,), n_boot=50)[
+        0
+    ]
     assert abs(rand["value"] - 1 / 3) < 0.15 and rand["ci_low"] < 1 / 3 + 0.15
 
 
@@ -132,10 +134,15 @@ def test_probed_sprites_keep_range_and_variance():
 def test_best_layer_uses_last_trained_checkpoint_linear_probes():
     import pandas as pd
 
-    rows = [("glyphs:train", 10, "block0.cls", 0.9), ("glyphs:train", 100, "block0.cls", 0.5),
-            ("glyphs:train", 100, "block1.mean", 0.7), ("random_init", 0, "embed.cls", 1.0)]
-    table = pd.DataFrame([{"train_set": t, "step": s, "layer": la, "probe": "linear", "value": v}
-                          for t, s, la, v in rows])
+    rows = [
+        ("glyphs:train", 10, "block0.cls", 0.9),
+        ("glyphs:train", 100, "block0.cls", 0.5),
+        ("glyphs:train", 100, "block1.mean", 0.7),
+        ("random_init", 0, "embed.cls", 1.0),
+    ]
+    table = pd.DataFrame(
+        [{"train_set": t, "step": s, "layer": la, "probe": "linear", "value": v} for t, s, la, v in rows]
+    )
     assert best_layer(table) == "block1.mean"
 
 
@@ -144,11 +151,15 @@ def test_layer_features_cover_every_layer_and_pooling():
     from metasae.probes import layer_features
     from metasae.seeds import generator
 
-    model = ViT(ViTConfig(num_classes=2, input_shape=(1, 8, 8), patch=4, width=8, depth=1, heads=2, mlp=8),
-                generator("f"))
+    model = ViT(
+        ViTConfig(num_classes=2, input_shape=(1, 8, 8), patch=4, width=8, depth=1, heads=2, mlp=8),
+        generator("f"),
+    )
     feats = layer_features(model, model.layer_names, torch.rand(3, 1, 8, 8))
     assert sorted(feats) == ["block0.cls", "block0.mean", "embed.cls", "embed.mean"]
-    assert torch.allclose(feats["embed.cls"][0], feats["embed.cls"][1])  # CLS before attention: input-independent
+    assert torch.allclose(
+        feats["embed.cls"][0], feats["embed.cls"][1]
+    )  # CLS before attention: input-independent
 
 
 def test_control_summary_compares_last_trained_best_layer_with_controls():
@@ -156,21 +167,34 @@ def test_control_summary_compares_last_trained_best_layer_with_controls():
 
     def row(train_set, step, layer, factor, metric, value, ci=(None, None)):
         lo, hi = (value, value) if ci == (None, None) else ci
-        return {"train_set": train_set, "step": step, "layer": layer, "factor": factor, "probe": "linear",
-                "metric": metric, "value": value, "ci_low": lo, "ci_high": hi}
+        return {
+            "train_set": train_set,
+            "step": step,
+            "layer": layer,
+            "factor": factor,
+            "probe": "linear",
+            "metric": metric,
+            "value": value,
+            "ci_low": lo,
+            "ci_high": hi,
+        }
 
-    table = pd.DataFrame([
-        row("dsp", 10, "block0.cls", "shape", "accuracy", 0.99),  # an earlier step: ignored
-        row("dsp", 100, "block0.cls", "shape", "accuracy", 0.80, (0.75, 0.85)),
-        row("dsp", 100, "block1.cls", "shape", "accuracy", 0.90, (0.86, 0.94)),
-        row("random_init", 0, "block0.cls", "shape", "accuracy", 0.55),
-        row("random_init", 0, "block1.cls", "shape", "accuracy", 0.88),  # the best random layer is the bar
-        row("pixels", 0, "pixels", "shape", "accuracy", 0.50),
-        row("dsp", 100, "block1.cls", "orientation", "accuracy", 0.40, (0.35, 0.45)),
-        row("random_init", 0, "block1.cls", "orientation", "accuracy", 0.10),
-        row("pixels", 0, "pixels", "orientation", "accuracy", 0.05),
-        row("symmetry_ceiling", 0, "-", "orientation", "accuracy", 0.57),
-    ])
+    table = pd.DataFrame(
+        [
+            row("dsp", 10, "block0.cls", "shape", "accuracy", 0.99),  # an earlier step: ignored
+            row("dsp", 100, "block0.cls", "shape", "accuracy", 0.80, (0.75, 0.85)),
+            row("dsp", 100, "block1.cls", "shape", "accuracy", 0.90, (0.86, 0.94)),
+            row("random_init", 0, "block0.cls", "shape", "accuracy", 0.55),
+            row(
+                "random_init", 0, "block1.cls", "shape", "accuracy", 0.88
+            ),  # the best random layer is the bar
+            row("pixels", 0, "pixels", "shape", "accuracy", 0.50),
+            row("dsp", 100, "block1.cls", "orientation", "accuracy", 0.40, (0.35, 0.45)),
+            row("random_init", 0, "block1.cls", "orientation", "accuracy", 0.10),
+            row("pixels", 0, "pixels", "orientation", "accuracy", 0.05),
+            row("symmetry_ceiling", 0, "-", "orientation", "accuracy", 0.57),
+        ]
+    )
     by = {(c["factor"], c["metric"]): c for c in control_summary(table)}
     shape, orient = by["shape", "accuracy"], by["orientation", "accuracy"]
     assert (shape["trained"], shape["trained_layer"], shape["step"]) == (0.90, "block1.cls", 100)

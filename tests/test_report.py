@@ -37,42 +37,117 @@ def make_results(root: Path) -> Path:
         for mode in ("decoder", "activations"):
             for seed in (0, 1):
                 for depth in (1, 2, 3):
-                    rows.append(dict(
-                        model="mlp", train_dataset="mnist:test[:8000]", dataset=dataset, dataset_ref=ref,
-                        layer="fc1", sae="topk", mode=mode, architecture="topk", seed=seed, depth=depth,
-                        status="trained", stop_reason="", stack_fvu=0.2 * depth, d_sae=64 // 2 ** (depth - 1),
-                        alive_latents=60 - 10 * depth, dead_fraction=0.1 * depth, fvu=0.1 * depth + 0.01 * seed,
-                        explained_variance=1 - 0.1 * depth - 0.01 * seed, l0=8 / depth,
-                        purity_mean=0.5 + 0.1 * depth, purity_median=0.5, entropy_mean=1.0 / depth,
-                        count_all_top10_nonzero=(10, 30, 5)[depth - 1], mean_active_per_image=4.0,
-                        spliced_accuracy=0.9, loss_recovered=0.95 - 0.1 * depth, is_real=is_real))
+                    rows.append(
+                        dict(
+                            model="mlp",
+                            train_dataset="mnist:test[:8000]",
+                            dataset=dataset,
+                            dataset_ref=ref,
+                            layer="fc1",
+                            sae="topk",
+                            mode=mode,
+                            architecture="topk",
+                            seed=seed,
+                            depth=depth,
+                            status="trained",
+                            stop_reason="",
+                            stack_fvu=0.2 * depth,
+                            d_sae=64 // 2 ** (depth - 1),
+                            alive_latents=60 - 10 * depth,
+                            dead_fraction=0.1 * depth,
+                            fvu=0.1 * depth + 0.01 * seed,
+                            explained_variance=1 - 0.1 * depth - 0.01 * seed,
+                            l0=8 / depth,
+                            purity_mean=0.5 + 0.1 * depth,
+                            purity_median=0.5,
+                            entropy_mean=1.0 / depth,
+                            count_all_top10_nonzero=(10, 30, 5)[depth - 1],
+                            mean_active_per_image=4.0,
+                            spliced_accuracy=0.9,
+                            loss_recovered=0.95 - 0.1 * depth,
+                            is_real=is_real,
+                        )
+                    )
     # A depth the stop rule ended: reported apart, kept out of every mean.
-    rows.append({**rows[2], "depth": 4, "status": "stopped", "stop_reason": "min_alive", "fvu": 9.0,
-                 "count_all_top10_nonzero": 999})
+    rows.append(
+        {
+            **rows[2],
+            "depth": 4,
+            "status": "stopped",
+            "stop_reason": "min_alive",
+            "fvu": 9.0,
+            "count_all_top10_nonzero": 999,
+        }
+    )
     summary = root / "summary"
     summary.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(summary / "depths.csv", index=False)
-    pd.DataFrame([
-        dict(model="mlp", dataset="mnist", layer="fc1", mode="decoder", architecture="topk",
-             criterion="max_activation_count", optimal_depth=2, ci_low=2, ci_high=2, n_seeds=2,
-             log_claim_depth2_holds=True),
-        dict(model="mlp", dataset="mnist", layer="fc1", mode="activations", architecture="topk",
-             criterion="max_activation_count", optimal_depth=1, ci_low=1, ci_high=2, n_seeds=2,
-             log_claim_depth2_holds=False),
-        dict(model="mlp", dataset="glyphs", layer="fc1", mode="decoder", architecture="topk",
-             criterion="max_activation_count", optimal_depth=3, ci_low=3, ci_high=3, n_seeds=2,
-             log_claim_depth2_holds=False),
-    ]).to_csv(summary / "optimal_depth.csv", index=False)
-    pd.DataFrame([
-        dict(claim="depth 2 is optimal", log_value="2", our_value="1–2", verdict="holds", note="a | b"),
-        dict(claim="purity improves with depth", log_value="no", our_value="yes", verdict="fails", note=""),
-        dict(claim="deep codes collapse", log_value="3.6e-44", our_value="", verdict="untested", note=""),
-    ]).to_csv(summary / "claims.csv", index=False)
-    write_json(summary / "study.json", {  # as metasae.stats.aggregate writes it, plus config_file
-        "config": {"seeds": [0, 1]}, "config_file": "config/mnist_real.yaml", "git_commit": "abc1234",
-        "headline": True, "headline_run": "mlp/seed0/mnist/fc1/topk",
-        "datasets": [{"name": "mnist", "ref": "mnist:test[8000:]", "is_real": True},
-                     {"name": "glyphs", "ref": "glyphs:train", "is_real": False}]})
+    pd.DataFrame(
+        [
+            dict(
+                model="mlp",
+                dataset="mnist",
+                layer="fc1",
+                mode="decoder",
+                architecture="topk",
+                criterion="max_activation_count",
+                optimal_depth=2,
+                ci_low=2,
+                ci_high=2,
+                n_seeds=2,
+                log_claim_depth2_holds=True,
+            ),
+            dict(
+                model="mlp",
+                dataset="mnist",
+                layer="fc1",
+                mode="activations",
+                architecture="topk",
+                criterion="max_activation_count",
+                optimal_depth=1,
+                ci_low=1,
+                ci_high=2,
+                n_seeds=2,
+                log_claim_depth2_holds=False,
+            ),
+            dict(
+                model="mlp",
+                dataset="glyphs",
+                layer="fc1",
+                mode="decoder",
+                architecture="topk",
+                criterion="max_activation_count",
+                optimal_depth=3,
+                ci_low=3,
+                ci_high=3,
+                n_seeds=2,
+                log_claim_depth2_holds=False,
+            ),
+        ]
+    ).to_csv(summary / "optimal_depth.csv", index=False)
+    pd.DataFrame(
+        [
+            dict(claim="depth 2 is optimal", log_value="2", our_value="1–2", verdict="holds", note="a | b"),
+            dict(
+                claim="purity improves with depth", log_value="no", our_value="yes", verdict="fails", note=""
+            ),
+            dict(claim="deep codes collapse", log_value="3.6e-44", our_value="", verdict="untested", note=""),
+        ]
+    ).to_csv(summary / "claims.csv", index=False)
+    write_json(
+        summary / "study.json",
+        {  # as metasae.stats.aggregate writes it, plus config_file
+            "config": {"seeds": [0, 1]},
+            "config_file": "config/mnist_real.yaml",
+            "git_commit": "abc1234",
+            "headline": True,
+            "headline_run": "mlp/seed0/mnist/fc1/topk",
+            "datasets": [
+                {"name": "mnist", "ref": "mnist:test[8000:]", "is_real": True},
+                {"name": "glyphs", "ref": "glyphs:train", "is_real": False},
+            ],
+        },
+    )
     for name in ("fvu_vs_depth", "purity_mean_vs_depth", "extra_panel"):
         _png(summary / "figures" / f"{name}.png")
     run = root / "analysis" / "mlp" / "seed0" / "mnist" / "fc1" / "topk"
@@ -80,10 +155,35 @@ def make_results(root: Path) -> Path:
     _png(run / "depth1" / "figures" / "log10_density.png")  # not a lineage figure
     _png(run / "decoder" / "depth2" / "figures" / "lineage_card.png")
     _png(run / "decoder" / "depth4" / "figures" / "lineage_card.png")  # deeper than the report shows
-    _png(root / "analysis" / "mlp" / "seed1" / "mnist" / "fc1" / "topk" / "depth1" / "figures" / "top_images_densest.png")
-    probes = [dict(train_set="glyphs", checkpoint=f"step{s}", step=s, layer=layer, factor=f, probe="linear",
-                   metric="accuracy", value=0.5 + 0.1 * i + s / 1000, ci_low=0.4, ci_high=0.9)
-              for s in (10, 100) for i, layer in enumerate(("embed", "block0")) for f in ("shape", "scale")]
+    _png(
+        root
+        / "analysis"
+        / "mlp"
+        / "seed1"
+        / "mnist"
+        / "fc1"
+        / "topk"
+        / "depth1"
+        / "figures"
+        / "top_images_densest.png"
+    )
+    probes = [
+        dict(
+            train_set="glyphs",
+            checkpoint=f"step{s}",
+            step=s,
+            layer=layer,
+            factor=f,
+            probe="linear",
+            metric="accuracy",
+            value=0.5 + 0.1 * i + s / 1000,
+            ci_low=0.4,
+            ci_high=0.9,
+        )
+        for s in (10, 100)
+        for i, layer in enumerate(("embed", "block0"))
+        for f in ("shape", "scale")
+    ]
     (root / "probes" / "vit_a").mkdir(parents=True)
     pd.DataFrame(probes).to_csv(root / "probes" / "vit_a" / "probes.csv", index=False)
     _png(root / "probes" / "vit_a" / "figures" / "probe_vs_layer.png")
@@ -147,7 +247,9 @@ def test_provenance_lists_what_was_read(rendered):
     _, out = rendered
     prov = read_json(out / "provenance.json")
     assert prov["config"]["renderer"] == "pandoc"
-    assert {"summary/depths.csv", "summary/claims.csv", "probes/vit_a/probes.csv"} <= set(prov["config"]["inputs"])
+    assert {"summary/depths.csv", "summary/claims.csv", "probes/vit_a/probes.csv"} <= set(
+        prov["config"]["inputs"]
+    )
 
 
 def test_tldr_numbers_are_computed_from_the_results(tmp_path):
@@ -182,8 +284,14 @@ def test_missing_inputs_say_not_run(tmp_path):
     out = tmp_path / "report"
     render_report(tmp_path / "results", out, renderer="pandoc")
     text = (out / "index.md").read_text().replace("’", "'")  # pandoc's smart quotes
-    for what in ("the headline numbers", "reconstruction and sparsity", "optimal depth", "lineage examples",
-                 "the dSprites probes", "the re-test of the log's claims"):
+    for what in (
+        "the headline numbers",
+        "reconstruction and sparsity",
+        "optimal depth",
+        "lineage examples",
+        "the dSprites probes",
+        "the re-test of the log's claims",
+    ):
         assert f"Not run: {what}" in text
     assert "Not run, for want of `summary/depths.csv`: the headline numbers;" in text  # in Limitations
     assert (out / "index.pdf").stat().st_size > 0 and not (out / "figures").exists()
@@ -191,17 +299,25 @@ def test_missing_inputs_say_not_run(tmp_path):
 
 def test_only_in_distribution_probes_say_ood_not_run(tmp_path):
     results = make_results(tmp_path)
-    depths = pd.read_csv(results / "summary" / "depths.csv")  # mnist:test[8000:] probes a model trained on mnist
+    depths = pd.read_csv(
+        results / "summary" / "depths.csv"
+    )  # mnist:test[8000:] probes a model trained on mnist
     depths.loc[depths["dataset"] == "mnist"].to_csv(results / "summary" / "depths.csv", index=False)
     text = ReportData(results, tmp_path / "figs").out_of_distribution()
     assert text.startswith("*Not run: every probe dataset")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.drop(columns=["fvu"]), "depths.csv: missing columns fvu"),
-    (lambda d: d.assign(mode="meta"), "depths.csv: column mode has meta \\(allowed: decoder, activations\\)"),
-    (lambda d: d.assign(is_real="maybe"), "depths.csv: column is_real has maybe"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.drop(columns=["fvu"]), "depths.csv: missing columns fvu"),
+        (
+            lambda d: d.assign(mode="meta"),
+            "depths.csv: column mode has meta \\(allowed: decoder, activations\\)",
+        ),
+        (lambda d: d.assign(is_real="maybe"), "depths.csv: column is_real has maybe"),
+    ],
+)
 def test_bad_inputs_name_file_and_allowed_values(tmp_path, edit, message):
     results = make_results(tmp_path)
     path = results / "summary" / "depths.csv"
@@ -211,17 +327,38 @@ def test_bad_inputs_name_file_and_allowed_values(tmp_path, edit, message):
 
 
 def test_depth_table_mean_and_sd_by_hand():
-    df = pd.DataFrame(dict(model="m", train_dataset="t", dataset="t", layer="l", architecture="relu",
-                           mode=["decoder"] * 3, seed=[0, 1, 0], depth=[1, 1, 2], fvu=[1.0, 3.0, 0.5]))
+    df = pd.DataFrame(
+        dict(
+            model="m",
+            train_dataset="t",
+            dataset="t",
+            layer="l",
+            architecture="relu",
+            mode=["decoder"] * 3,
+            seed=[0, 1, 0],
+            depth=[1, 1, 2],
+            fvu=[1.0, 3.0, 0.5],
+        )
+    )
     table = depth_table(df, "fvu", "FVU")
     # depth 1: mean 2, sample sd sqrt(2) = 1.4 (2 digits); depth 2: one seed, no spread.
     assert "| decoder | 2 ± 1.4 | 0.5 |" in table
     assert "mean ± sd over seeds" in table
 
 
-@pytest.mark.parametrize("value, cell", [(np.int64(2304), "2304"), (np.float32("nan"), "–"), (None, "–"),
-                                         (np.bool_(True), "yes"), (0.000123456, "0.000123"), (123.6, "124"),
-                                         (1.6e-20, "1.6e-20"), ("digits:train", "digits:train")])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        (np.int64(2304), "2304"),
+        (np.float32("nan"), "–"),
+        (None, "–"),
+        (np.bool_(True), "yes"),
+        (0.000123456, "0.000123"),
+        (123.6, "124"),
+        (1.6e-20, "1.6e-20"),
+        ("digits:train", "digits:train"),
+    ],
+)
 def test_fmt_by_hand(value, cell):
     assert fmt(value) == cell
 
@@ -231,19 +368,30 @@ def _cells(line: str) -> list[str]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8),
-                          st.floats(allow_nan=True, allow_infinity=False, width=32)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8),
+            st.floats(allow_nan=True, allow_infinity=False, width=32),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_md_table_round_trips_cells(rows):
     df = pd.DataFrame(rows, columns=["name", "value"])
     df["name"] = df["name"].str.strip()
     lines = md_table(df, "cap").splitlines()
-    assert lines[len(df) + 2:] == ["", ": cap", ""]
-    assert [_cells(line)[0] for line in lines[2:len(df) + 2]] == list(df["name"])
-    assert all(len(_cells(line)) == 2 for line in lines[:len(df) + 2])
+    assert lines[len(df) + 2 :] == ["", ": cap", ""]
+    assert [_cells(line)[0] for line in lines[2 : len(df) + 2]] == list(df["name"])
+    assert all(len(_cells(line)) == 2 for line in lines[: len(df) + 2])
 
 
 def test_execute_cells_parameters_and_asis():
-    src = "a\n```{python}\n#| tags: [parameters]\nx = 1\n```\nb\n```{python}\n#| output: asis\nprint(x + 1)\n```\nc\n"
+    src = (
+        "a\n```{python}\n#| tags: [parameters]\nx = 1\n```\n"
+        "b\n```{python}\n#| output: asis\nprint(x + 1)\n```\nc\n"
+    )
     text, ns = execute_cells(src, {"x": 41}, "t.qmd")
     assert text == "a\n\nb\n42\n\nc\n" and ns["x"] == 41
     with pytest.raises(MetasaeError, match="t.qmd: cell 1 prints output but lacks"):
@@ -272,12 +420,26 @@ def test_quarto_is_used_when_on_path(tmp_path, monkeypatch):
     assert "median FVU 0.105" in (out / "index.md").read_text()
     assert read_json(out / "provenance.json")["config"]["renderer"] == "quarto"
     assert (out / "calls.txt").read_text().split("\n")[:3] == [
-        "render source.md --to html --output index.html", "render source.md --to typst --output index.pdf",
-        "render source.md --to gfm --output index.md"]
+        "render source.md --to html --output index.html",
+        "render source.md --to typst --output index.pdf",
+        "render source.md --to gfm --output index.md",
+    ]
 
 
 def test_bad_renderer_is_a_one_line_cli_error(tmp_path, capsys):
     (tmp_path / "results").mkdir()
-    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "o"),
-                 "--renderer", "latex"]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--results",
+                str(tmp_path / "results"),
+                "--out",
+                str(tmp_path / "o"),
+                "--renderer",
+                "latex",
+            ]
+        )
+        == 2
+    )
     assert "allowed values are auto, quarto, pandoc" in capsys.readouterr().err

@@ -18,12 +18,19 @@ ARCHS = sorted(ARCHITECTURES)
 
 
 def _sae(arch: str, d_in: int = 6, d_sae: int = 20, k: int = 3, seed: int = 0, **kw):
-    return build_sae(SAEConfig(arch, d_in, d_sae, k=k, l1_coeff=0.01, **kw), torch.Generator().manual_seed(seed))
+    return build_sae(
+        SAEConfig(arch, d_in, d_sae, k=k, l1_coeff=0.01, **kw), torch.Generator().manual_seed(seed)
+    )
 
 
 @settings(max_examples=25, deadline=None)
-@given(arch=st.sampled_from(ARCHS), batch=st.integers(1, 9), d_in=st.integers(1, 8), d_sae=st.integers(4, 24),
-       seed=st.integers(0, 2**16))
+@given(
+    arch=st.sampled_from(ARCHS),
+    batch=st.integers(1, 9),
+    d_in=st.integers(1, 8),
+    d_sae=st.integers(4, 24),
+    seed=st.integers(0, 2**16),
+)
 def test_shapes_and_unit_decoder_rows(arch, batch, d_in, d_sae, seed):
     sae = _sae(arch, d_in, d_sae, k=min(3, d_sae), seed=seed)
     x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(seed))
@@ -73,8 +80,13 @@ def test_batchtopk_selects_k_times_batch(batch, k, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(rows=st.integers(1, 6), blocks=st.integers(4, 24), k=st.integers(1, 6), ties=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    rows=st.integers(1, 6),
+    blocks=st.integers(4, 24),
+    k=st.integers(1, 6),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_block_row_topk_is_exact(rows, blocks, k, ties, seed):
     pre = torch.randn(rows, blocks * sparse.BLOCK, generator=torch.Generator().manual_seed(seed))
     if ties:
@@ -100,9 +112,15 @@ def _batchtopk_in_chunks(pre: torch.Tensor, k: int, bounds: list[int]):
 
 
 @settings(max_examples=60, deadline=None)
-@given(batch=st.integers(1, 40), d_sae=st.sampled_from([20, 64, 96]), k=st.integers(1, 6),
-       cuts=st.lists(st.integers(0, 40), max_size=4), shift=st.floats(-3, 3), ties=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    batch=st.integers(1, 40),
+    d_sae=st.sampled_from([20, 64, 96]),
+    k=st.integers(1, 6),
+    cuts=st.lists(st.integers(0, 40), max_size=4),
+    shift=st.floats(-3, 3),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_batchtopk_in_chunks_is_exact(batch, d_sae, k, cuts, shift, ties, seed):
     """Any chunking, rows of very different scales, scarce positives, ties: the pairs are exactly the positive
     values >= the (k*B)-th largest of the batch."""
@@ -198,8 +216,10 @@ def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, 
         masked = pre.masked_fill(~dead, -math.inf)
         av, ai = masked.topk(2, dim=1)
         za = torch.zeros_like(pre).scatter(1, ai, av.relu())
-        ((x_hat - x).pow(2).sum(1).mean()
-         + sae.cfg.aux_coeff * ((x - x_hat).detach() - za @ sae.W_dec).pow(2).sum(1).mean()).backward()
+        (
+            (x_hat - x).pow(2).sum(1).mean()
+            + sae.cfg.aux_coeff * ((x - x_hat).detach() - za @ sae.W_dec).pow(2).sum(1).mean()
+        ).backward()
     for n, p in sae.named_parameters():
         torch.testing.assert_close(sparse_grads[n], p.grad, msg=n)
 
@@ -228,13 +248,18 @@ def test_bf16_autocast_loss_and_gradients_near_float32(arch):
 @pytest.mark.parametrize("with_b_dec", [True, False])
 def test_dense_encode_gradients_equal_autograd(with_b_dec):
     g = torch.Generator().manual_seed(0)
-    x, b_dec, W_enc, b_enc = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
-                              for shape in [(7, 5), (5,), (5, 11), (11,)])
+    x, b_dec, W_enc, b_enc = (
+        torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        for shape in [(7, 5), (5,), (5, 11), (11,)]
+    )
     weights = torch.randn(7, 11, generator=g, dtype=torch.float64)  # a loss that weighs every output
     inputs = [x, b_dec, W_enc, b_enc] if with_b_dec else [x, W_enc, b_enc]
-    ours = torch.autograd.grad((encoder.dense_encode(x, b_dec if with_b_dec else None, W_enc, b_enc) * weights).sum(),
-                               inputs)
-    reference = torch.autograd.grad(((((x - b_dec) if with_b_dec else x) @ W_enc + b_enc) * weights).sum(), inputs)
+    ours = torch.autograd.grad(
+        (encoder.dense_encode(x, b_dec if with_b_dec else None, W_enc, b_enc) * weights).sum(), inputs
+    )
+    reference = torch.autograd.grad(
+        ((((x - b_dec) if with_b_dec else x) @ W_enc + b_enc) * weights).sum(), inputs
+    )
     for a, b in zip(ours, reference, strict=True):
         torch.testing.assert_close(a, b)
 
@@ -242,7 +267,10 @@ def test_dense_encode_gradients_equal_autograd(with_b_dec):
 def test_pair_dot_paths_agree(monkeypatch):
     """The CPU's sampled matmul and the GPU's chunked gathers (run here on CPU tensors) give the same dots."""
     g = torch.Generator().manual_seed(0)
-    W_dec, grad_out = torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randn(9, 6, generator=g, dtype=torch.float64)
+    W_dec, grad_out = (
+        torch.randn(40, 6, generator=g, dtype=torch.float64),
+        torch.randn(9, 6, generator=g, dtype=torch.float64),
+    )
     counts = torch.tensor([3, 0, 5, 1, 4, 4, 0, 2, 6])  # rows with different numbers of pairs, some none
     rows = torch.repeat_interleave(torch.arange(9), counts)
     idx = torch.randint(40, (len(rows),), generator=g)
@@ -259,7 +287,9 @@ def test_sparse_relu_step_equals_dense(l1_reduction, pre_encoder_bias, monkeypat
     """Few positive pre-activations: the CPU step runs on pairs, chunk by chunk, with the dense step's loss,
     statistics and gradients."""
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", 3 * 64)  # 3 rows per chunk
-    sae = _sae("relu", d_in=6, d_sae=64, l1_reduction=l1_reduction, pre_encoder_bias=pre_encoder_bias).double()
+    sae = _sae(
+        "relu", d_in=6, d_sae=64, l1_reduction=l1_reduction, pre_encoder_bias=pre_encoder_bias
+    ).double()
     with torch.no_grad():
         sae.b_enc.fill_(-2.5)  # a few percent of the pre-activations positive
         sae.b_dec.normal_(generator=torch.Generator().manual_seed(1))
@@ -289,7 +319,9 @@ def test_positive_selector_gives_up_on_a_dense_chunk():
     with pytest.raises(sparse.TooDense, match="positive"):
         sparse.Positive(0.05).select(masked)
     rows, idx, vals = sparse.Positive(0.6).select(pre)
-    assert torch.equal(torch.stack([rows, idx]), (pre > 0).nonzero().t()) and torch.equal(vals, pre[rows, idx])
+    assert torch.equal(torch.stack([rows, idx]), (pre > 0).nonzero().t()) and torch.equal(
+        vals, pre[rows, idx]
+    )
 
 
 def test_relu_sum_loss_is_the_research_log_loss():
@@ -320,15 +352,22 @@ def test_relu_decoder_norm_l1_weights_by_row_norm():
 
 
 def test_jumprelu_straight_through_threshold_gradient():
-    sae = _sae("jumprelu", d_in=1, d_sae=1, jumprelu_init_threshold=1.0, jumprelu_bandwidth=0.5,
-               pre_encoder_bias=False)
+    sae = _sae(
+        "jumprelu",
+        d_in=1,
+        d_sae=1,
+        jumprelu_init_threshold=1.0,
+        jumprelu_bandwidth=0.5,
+        pre_encoder_bias=False,
+    )
     with torch.no_grad():
         sae.W_enc.fill_(1.0)
         sae.W_dec.fill_(1.0)
     x = torch.tensor([[1.2]])  # pre = 1.2 > theta = 1: z = 1.2, x_hat = 1.2, mse = 0
     parts = sae.loss(x)
     parts.total.backward()
-    # L0 = 1; sparsity = 0.01. d/dtheta: mse part 0 (error 0); L0 part -(1/eps) K((1.2-1)/0.5) = -2 (|0.4| < 0.5)
+    # L0 = 1; sparsity = 0.01. d/dtheta: mse part 0 (error 0);
+    # L0 part -(1/eps) K((1.2-1)/0.5) = -2 (|0.4| < 0.5)
     # d/dlog_theta = theta * d/dtheta = 1 * 0.01 * -2
     assert parts.sparsity.item() == pytest.approx(0.01)
     assert sae.log_threshold.grad.item() == pytest.approx(-0.02)
@@ -343,14 +382,18 @@ def test_jumprelu_gradients_elementwise():
     theta = torch.full((7,), 0.5, dtype=torch.float64).requires_grad_()
     eps = 0.2
     z, l0 = _JumpReLUWithL0.apply(x, theta, eps)
-    g_z, g_l0 = torch.randn(5, 7, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    g_z, g_l0 = (
+        torch.randn(5, 7, generator=g, dtype=torch.float64),
+        torch.randn(5, generator=g, dtype=torch.float64),
+    )
     ((z * g_z).sum() + (l0 * g_l0).sum()).backward()
     x, x_grad = x.detach(), x.grad
     for b in range(5):
         assert l0[b] == sum(float(x[b, j] > 0.5) for j in range(7))
     for j in range(7):
-        expected = sum(-(1 / eps) * (abs(float(x[b, j]) - 0.5) < eps / 2) * (0.5 * g_z[b, j] + g_l0[b])
-                       for b in range(5))
+        expected = sum(
+            -(1 / eps) * (abs(float(x[b, j]) - 0.5) < eps / 2) * (0.5 * g_z[b, j] + g_l0[b]) for b in range(5)
+        )
         assert theta.grad[j].item() == pytest.approx(float(expected))
         for b in range(5):
             assert x_grad[b, j] == (g_z[b, j] if x[b, j] > 0.5 else 0.0)

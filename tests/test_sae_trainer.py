@@ -29,8 +29,12 @@ def _synthetic(n=4096, d=32, m=48, per_example=3, seed=1):
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
 def test_recovers_ground_truth_atoms(arch, tmp_path):
     x, atoms = _synthetic()
-    sae = train_sae(x, SAEConfig(arch, 32, 96, k=3), TrainConfig(lr=1e-2, batch_size=256, epochs=20,
-                                                                 dead_after_examples=2048), tmp_path)
+    sae = train_sae(
+        x,
+        SAEConfig(arch, 32, 96, k=3),
+        TrainConfig(lr=1e-2, batch_size=256, epochs=20, dead_after_examples=2048),
+        tmp_path,
+    )
     best_cos = (atoms @ sae.W_dec.detach().T).max(1).values
     assert (best_cos > 0.9).float().mean() >= 0.9
     metrics = read_json(tmp_path / "metrics.json")
@@ -44,8 +48,12 @@ def test_bf16_autocast_trains_as_well_and_is_recorded(arch, tmp_path):
     fvu = {}
     for autocast in (None, "bf16"):
         out = tmp_path / str(autocast)
-        train_sae(x, SAEConfig(arch, 32, 96, k=3, l1_coeff=1e-3),
-                  TrainConfig(lr=1e-2, batch_size=256, epochs=5, autocast=autocast), out)
+        train_sae(
+            x,
+            SAEConfig(arch, 32, 96, k=3, l1_coeff=1e-3),
+            TrainConfig(lr=1e-2, batch_size=256, epochs=5, autocast=autocast),
+            out,
+        )
         fvu[autocast] = read_json(out / "metrics.json")["fvu"]
         assert read_json(out / "cfg.json")["train_cfg"]["autocast"] == autocast
     assert fvu[None] != fvu["bf16"]  # bf16 did run
@@ -63,7 +71,9 @@ def _small_run(out, sae_cfg=None, **kw):
 SPARSENING_RELU = (SAEConfig("relu", 8, 64, l1_coeff=1.0), 3e-2)
 
 
-@pytest.mark.parametrize(("sampling", "arch"), [("epoch", "topk"), ("replacement", "topk"), ("epoch", "relu")])
+@pytest.mark.parametrize(
+    ("sampling", "arch"), [("epoch", "topk"), ("replacement", "topk"), ("epoch", "relu")]
+)
 def test_resume_after_crash_is_bit_identical(sampling, arch, tmp_path, monkeypatch):
     sae_cfg, lr = SPARSENING_RELU if arch == "relu" else (None, 3e-3)
     run = functools.partial(_small_run, sae_cfg=sae_cfg, sampling=sampling, lr=lr)
@@ -85,7 +95,9 @@ def test_resume_after_crash_is_bit_identical(sampling, arch, tmp_path, monkeypat
     resumed = run(tmp_path / "resumed")
     for name, t in full.state_dict().items():
         assert torch.equal(t, resumed.state_dict()[name]), name
-    assert (tmp_path / "full" / "train_log.csv").read_text() == (tmp_path / "resumed" / "train_log.csv").read_text()
+    assert (tmp_path / "full" / "train_log.csv").read_text() == (
+        tmp_path / "resumed" / "train_log.csv"
+    ).read_text()
     assert not (tmp_path / "resumed" / "checkpoint").exists()
     if arch == "relu":  # dense steps first, sparse ones later (relu.SPARSE_MAX_DENSITY of 64 latents)
         with open(tmp_path / "full" / "train_log.csv") as f:
@@ -174,6 +186,11 @@ def test_bad_train_config():
 
 def test_cli_export(tmp_path):
     _small_run(tmp_path / "base")
-    assert main(["export", "--sae", str(tmp_path / "base"), "--format", "saelens", "--out", str(tmp_path / "x")]) == 0
+    assert (
+        main(["export", "--sae", str(tmp_path / "base"), "--format", "saelens", "--out", str(tmp_path / "x")])
+        == 0
+    )
     assert load_tensors(tmp_path / "x" / "sae_weights.safetensors")["W_dec"].shape == (24, 8)
-    assert main(["export", "--sae", str(tmp_path / "base"), "--format", "hf", "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(["export", "--sae", str(tmp_path / "base"), "--format", "hf", "--out", str(tmp_path / "y")]) == 2
+    )

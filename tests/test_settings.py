@@ -33,15 +33,43 @@ def test_allowed_values_match_the_library():
 
 
 def test_every_setting_is_a_train_sae_flag_and_reaches_the_configs():
-    args = build_parser().parse_args(["train-sae", "--acts", "x", "--out", "y", "--architecture", "relu",
-                                      "--width", "8", "--l1-coeff", "0.5", "--no-normalize-decoder",
-                                      "--epochs", "2", "--sampling", "replacement"])
+    args = build_parser().parse_args(
+        [
+            "train-sae",
+            "--acts",
+            "x",
+            "--out",
+            "y",
+            "--architecture",
+            "relu",
+            "--width",
+            "8",
+            "--l1-coeff",
+            "0.5",
+            "--no-normalize-decoder",
+            "--epochs",
+            "2",
+            "--sampling",
+            "replacement",
+        ]
+    )
     spec = settings.flags_to_dict(args)
-    assert spec == {"architecture": "relu", "width": 8, "l1_coeff": 0.5, "normalize_decoder": False,
-                    "epochs": 2, "sampling": "replacement"}
+    assert spec == {
+        "architecture": "relu",
+        "width": 8,
+        "l1_coeff": 0.5,
+        "normalize_decoder": False,
+        "epochs": 2,
+        "sampling": "replacement",
+    }
     sae_cfg, train_cfg = spec_to_configs(spec, d_in=4, d_sae=8, seed=3)
-    assert (sae_cfg.l1_coeff, sae_cfg.normalize_decoder, train_cfg.epochs, train_cfg.sampling, train_cfg.seed) == (
-        0.5, False, 2, "replacement", 3)
+    assert (
+        sae_cfg.l1_coeff,
+        sae_cfg.normalize_decoder,
+        train_cfg.epochs,
+        train_cfg.sampling,
+        train_cfg.seed,
+    ) == (0.5, False, 2, "replacement", 3)
     dests = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["train-sae"]._actions}
     assert set(settings.NAMES) <= dests
 
@@ -49,9 +77,23 @@ def test_every_setting_is_a_train_sae_flag_and_reaches_the_configs():
 def test_schedule_flags_update_the_spec_schedule():
     from metasae.cli import _spec
 
-    args = build_parser().parse_args(["train-sae", "--parent", "p", "--mode", "decoder", "--depth", "2", "--out",
-                                      "o", "--spec", '{"architecture": "topk", "width": {"factor": 0.5, "min": 4}}',
-                                      "--width-min", "2"])
+    args = build_parser().parse_args(
+        [
+            "train-sae",
+            "--parent",
+            "p",
+            "--mode",
+            "decoder",
+            "--depth",
+            "2",
+            "--out",
+            "o",
+            "--spec",
+            '{"architecture": "topk", "width": {"factor": 0.5, "min": 4}}',
+            "--width-min",
+            "2",
+        ]
+    )
     assert _spec(args)["width"] == {"factor": 0.5, "min": 2}
 
 

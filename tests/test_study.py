@@ -22,13 +22,19 @@ def test_shipped_configs_are_valid(path):
     study.validate_semantics(config, study.known_datasets())
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda c: c.update(bogus=1), "Additional properties are not allowed"),
-    (lambda c: c["sae"]["topk"].update(architecture="vanilla"), r"config key sae.topk.architecture: 'vanilla'"),
-    (lambda c: c["meta"].update(max_depth=-1), r"config key meta.max_depth: -1 is less than the minimum"),
-    (lambda c: c.update(seeds="0"), r"config key seeds: '0' is not of type 'array'"),
-    (lambda c: c["probes"].update(digits="digits:train; rm -rf /"), r"config key probes.digits"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c.update(bogus=1), "Additional properties are not allowed"),
+        (
+            lambda c: c["sae"]["topk"].update(architecture="vanilla"),
+            r"config key sae.topk.architecture: 'vanilla'",
+        ),
+        (lambda c: c["meta"].update(max_depth=-1), r"config key meta.max_depth: -1 is less than the minimum"),
+        (lambda c: c.update(seeds="0"), r"config key seeds: '0' is not of type 'array'"),
+        (lambda c: c["probes"].update(digits="digits:train; rm -rf /"), r"config key probes.digits"),
+    ],
+)
 def test_schema_errors_name_the_key(edit, message):
     config = load()
     edit(config)
@@ -84,7 +90,9 @@ def _merge(base: dict, over: dict) -> dict:
     """Snakemake's --configfile merge: nested dicts merge, everything else replaces."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

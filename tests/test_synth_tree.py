@@ -24,8 +24,18 @@ from metasae.sae import SAEConfig
 from metasae.sae.trainer import TrainConfig, train_sae
 from metasae.synth_tree import TreeSpec, generate
 
-SPEC = TreeSpec(n_trees=4, depth=3, branching=3, d=32, n_samples=2000, p_active=0.3, magnitude=(0.5, 1.5),
-                noise=0.01, child_parent_mix=0.0, seed=0)
+SPEC = TreeSpec(
+    n_trees=4,
+    depth=3,
+    branching=3,
+    d=32,
+    n_samples=2000,
+    p_active=0.3,
+    magnitude=(0.5, 1.5),
+    noise=0.01,
+    child_parent_mix=0.0,
+    seed=0,
+)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -125,13 +135,29 @@ def test_ten_thousand_samples_well_under_a_second():
     assert time.perf_counter() - start < 1.0
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("n_trees", 0), ("n_trees", 2.5), ("depth", 0), ("depth", 5), ("branching", 0), ("d", 1),
-    ("n_samples", 0),
-    ("p_active", 0.0), ("p_active", 1.5), ("magnitude", (0.0, 1.0)), ("magnitude", (2.0, 1.0)),
-    ("magnitude", (1.0,)), ("noise", -0.1), ("noise", math.inf), ("child_parent_mix", 1.0),
-    ("child_parent_mix", -0.1), ("seed", -1), ("seed", True),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n_trees", 0),
+        ("n_trees", 2.5),
+        ("depth", 0),
+        ("depth", 5),
+        ("branching", 0),
+        ("d", 1),
+        ("n_samples", 0),
+        ("p_active", 0.0),
+        ("p_active", 1.5),
+        ("magnitude", (0.0, 1.0)),
+        ("magnitude", (2.0, 1.0)),
+        ("magnitude", (1.0,)),
+        ("noise", -0.1),
+        ("noise", math.inf),
+        ("child_parent_mix", 1.0),
+        ("child_parent_mix", -0.1),
+        ("seed", -1),
+        ("seed", True),
+    ],
+)
 def test_bad_spec_names_the_field(field, value):
     with pytest.raises(MetasaeError, match=rf"synth_tree\.{field}=.*must be"):
         dataclasses.replace(SPEC, **{field: value})
@@ -180,10 +206,14 @@ def test_mcc_identity_permuted_scaled_random_and_constant():
 
 def test_level_purity_ignores_padding_and_unlabelled_rows():
     labels = torch.tensor([0, 0, 1, -1, 2, -1])
-    top_rows = torch.tensor([[0, 1, 2, -1],  # labels 0, 0, 1 -> 2/3
-                             [3, 4, -1, -1],  # -1 ignored -> 1
-                             [3, 5, -1, -1],  # nothing labelled -> NaN
-                             [4, 4, 4, 2]])  # 3 of 4
+    top_rows = torch.tensor(
+        [
+            [0, 1, 2, -1],  # labels 0, 0, 1 -> 2/3
+            [3, 4, -1, -1],  # -1 ignored -> 1
+            [3, 5, -1, -1],  # nothing labelled -> NaN
+            [4, 4, 4, 2],
+        ]
+    )  # 3 of 4
     purity = level_purity(top_rows, labels)
     assert purity[[0, 1, 3]].tolist() == pytest.approx([2 / 3, 1.0, 0.75]) and math.isnan(purity[2])
 
@@ -212,25 +242,41 @@ def test_match_levels_on_the_planted_features():
 #     that vary per level: at magnitudes 0.9-1.1 the same k and width learn neither cleanly (a path is then a
 #     near-exact one-latent code).
 def _depth1_topk(tmp_path, p_active, magnitude, width, k, epochs):
-    spec = TreeSpec(n_trees=8, depth=2, branching=3, d=64, n_samples=4096, p_active=p_active,
-                    magnitude=magnitude, noise=0.01, child_parent_mix=0.0, seed=0)
+    spec = TreeSpec(
+        n_trees=8,
+        depth=2,
+        branching=3,
+        d=64,
+        n_samples=4096,
+        p_active=p_active,
+        magnitude=magnitude,
+        noise=0.01,
+        child_parent_mix=0.0,
+        seed=0,
+    )
     tree = generate(spec)
-    sae = train_sae(tree.acts, SAEConfig("topk", 64, width, k=k),
-                    TrainConfig(lr=1e-2, batch_size=256, epochs=epochs, dead_after_examples=2048), tmp_path)
+    sae = train_sae(
+        tree.acts,
+        SAEConfig("topk", 64, width, k=k),
+        TrainConfig(lr=1e-2, batch_size=256, epochs=epochs, dead_after_examples=2048),
+        tmp_path,
+    )
     rows = sae.W_dec.detach()
     roots, leaves = (level["fraction_matched"] for level in match_levels(rows, tree)["levels"])
     return roots, leaves, recovered_fraction(rows, tree.path_directions())
 
 
 def test_one_latent_per_active_tree_learns_paths_not_leaves(tmp_path):
-    roots, leaves, paths = _depth1_topk(tmp_path, p_active=0.2, magnitude=(0.5, 1.5), width=32, k=2,
-                                        epochs=20)
+    roots, leaves, paths = _depth1_topk(
+        tmp_path, p_active=0.2, magnitude=(0.5, 1.5), width=32, k=2, epochs=20
+    )
     assert paths >= 0.8, paths
     assert leaves <= 0.2 and roots <= 0.2, (leaves, roots)  # absorbed: no latent is a leaf or a root
 
 
 def test_a_latent_per_feature_with_varied_magnitudes_learns_leaves_and_roots(tmp_path):
-    roots, leaves, paths = _depth1_topk(tmp_path, p_active=0.1, magnitude=(0.1, 1.9), width=48, k=6,
-                                        epochs=40)
+    roots, leaves, paths = _depth1_topk(
+        tmp_path, p_active=0.1, magnitude=(0.1, 1.9), width=48, k=6, epochs=40
+    )
     assert leaves >= 0.8 and roots >= 0.75, (leaves, roots)
     assert paths <= 0.25, paths

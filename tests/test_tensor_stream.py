@@ -10,8 +10,12 @@ from metasae.errors import MetasaeError
 from metasae.io import sha256_file
 from metasae.tensor_stream import stream_tensors
 
-TENSORS = {"labels": torch.arange(5), "mask": torch.tensor([True, False, True]),
-           "half": torch.linspace(0, 1, 6, dtype=torch.bfloat16).view(2, 3), "acts": torch.randn(7, 3)}
+TENSORS = {
+    "labels": torch.arange(5),
+    "mask": torch.tensor([True, False, True]),
+    "half": torch.linspace(0, 1, 6, dtype=torch.bfloat16).view(2, 3),
+    "acts": torch.randn(7, 3),
+}
 
 
 def _layout(tensors: dict[str, torch.Tensor]) -> dict:
@@ -24,7 +28,7 @@ def test_streamed_file_loads_with_safetensors_and_its_checksum_is_the_files(tmp_
         for name in ("labels", "mask", "half"):
             stream.write(name, TENSORS[name])
         for start in range(0, 7, 3):  # row blocks of 3, 3, 1
-            stream.write("acts", TENSORS["acts"][start:start + 3])
+            stream.write("acts", TENSORS["acts"][start : start + 3])
     loaded = load_file(str(path))
     assert loaded.keys() == TENSORS.keys()
     for name, tensor in TENSORS.items():
@@ -34,21 +38,30 @@ def test_streamed_file_loads_with_safetensors_and_its_checksum_is_the_files(tmp_
 
 def test_missing_rows_leave_no_file(tmp_path):
     path = tmp_path / "t.safetensors"
-    with pytest.raises(MetasaeError, match="bytes missing"), stream_tensors(path, {"a": (torch.float32, (4, 2))}) as s:
+    with (
+        pytest.raises(MetasaeError, match="bytes missing"),
+        stream_tensors(path, {"a": (torch.float32, (4, 2))}) as s,
+    ):
         s.write("a", torch.zeros(3, 2))
     assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("name", "block", "message"), [
-    ("b", torch.zeros(2), "expected 'a'"),
-    ("a", torch.zeros(5, dtype=torch.float32), "more data"),
-    ("a", torch.zeros(2, dtype=torch.int64), "is torch.float32"),
-    ("c", torch.zeros(2, 4), "rows of 'c' have shape"),
-])
+@pytest.mark.parametrize(
+    ("name", "block", "message"),
+    [
+        ("b", torch.zeros(2), "expected 'a'"),
+        ("a", torch.zeros(5, dtype=torch.float32), "more data"),
+        ("a", torch.zeros(2, dtype=torch.int64), "is torch.float32"),
+        ("c", torch.zeros(2, 4), "rows of 'c' have shape"),
+    ],
+)
 def test_blocks_out_of_layout_are_refused(tmp_path, name, block, message):
     layout = {"a": (torch.float32, (4,)), "b": (torch.float32, (2,))}
     if name == "c":
         layout = {"c": (torch.float32, (4, 2))}
-    with pytest.raises(MetasaeError, match=message), stream_tensors(tmp_path / "t.safetensors", layout) as stream:
+    with (
+        pytest.raises(MetasaeError, match=message),
+        stream_tensors(tmp_path / "t.safetensors", layout) as stream,
+    ):
         stream.write(name, block)
     assert list(tmp_path.iterdir()) == []

@@ -25,16 +25,28 @@ def planted_parent(folder, seed=0):
     with torch.no_grad():
         sae.W_dec.copy_(torch.nn.functional.normalize(rows, dim=1))
     save_sae(sae, folder, {"depth": 1, "mode": "base", "acts_dir": str(folder / "acts")})
-    codes = torch.rand(N_IMAGES, N_LATENTS, generator=g) * (torch.rand(N_IMAGES, N_LATENTS, generator=g) < 0.05)
+    codes = torch.rand(N_IMAGES, N_LATENTS, generator=g) * (
+        torch.rand(N_IMAGES, N_LATENTS, generator=g) < 0.05
+    )
     save_codes(folder / "codes.safetensors", codes)
-    write_json(folder / "metrics.json", {"status": "trained", "d_sae": N_LATENTS, "fvu": 0.1,
-                                         "alive_latents_images": N_LATENTS})
+    write_json(
+        folder / "metrics.json",
+        {"status": "trained", "d_sae": N_LATENTS, "fvu": 0.1, "alive_latents_images": N_LATENTS},
+    )
     return atoms, codes
 
 
-DECODER_SPEC = {"architecture": "batchtopk", "k": 2, "width": {"factor": 2 * N_ATOMS / N_LATENTS, "min": 2},
-                "lr": 0.003, "batch_size": 64, "steps": 800, "sampling": "replacement", "b_dec_init": "zeros",
-                "log_every": 100}
+DECODER_SPEC = {
+    "architecture": "batchtopk",
+    "k": 2,
+    "width": {"factor": 2 * N_ATOMS / N_LATENTS, "min": 2},
+    "lr": 0.003,
+    "batch_size": 64,
+    "steps": 800,
+    "sampling": "replacement",
+    "b_dec_init": "zeros",
+    "log_every": 100,
+}
 
 
 def test_decoder_mode_recovers_planted_meta_atoms(tmp_path):
@@ -79,15 +91,23 @@ def test_width_schedule_below_min_stops(tmp_path):
 @pytest.mark.parametrize("width", [None, 16, {"factor": 0.25}])
 def test_an_incomplete_width_schedule_is_a_clear_error(tmp_path, width):
     planted_parent(tmp_path / "depth1")
-    spec = {k: v for k, v in DECODER_SPEC.items() if k != "width"} | ({} if width is None else {"width": width})
+    spec = {k: v for k, v in DECODER_SPEC.items() if k != "width"} | (
+        {} if width is None else {"width": width}
+    )
     with pytest.raises(MetasaeError, match="width must be a schedule"):
         meta.train_meta(tmp_path / "depth1", "decoder", 2, spec, tmp_path / "depth2", 0)
 
 
 def test_activations_mode_trains_on_parent_codes(tmp_path):
     planted_parent(tmp_path / "depth1")
-    spec = {"architecture": "topk", "k": 3, "width": {"factor": 0.25, "min": 2}, "lr": 0.01, "batch_size": 16,
-            "epochs": 2}
+    spec = {
+        "architecture": "topk",
+        "k": 3,
+        "width": {"factor": 0.25, "min": 2},
+        "lr": 0.01,
+        "batch_size": 16,
+        "epochs": 2,
+    }
     metrics = meta.train_meta(tmp_path / "depth1", "activations", 2, spec, tmp_path / "depth2", seed=1)
     assert metrics["status"] == "trained" and metrics["d_sae"] == N_LATENTS // 4
     codes = load_codes(tmp_path / "depth2" / "codes.safetensors")

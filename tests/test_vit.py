@@ -1,4 +1,5 @@
-"""The small ViT: shapes, named blocks, seeded init, checkpoint round trip, log-spaced training checkpoints."""
+"""The small ViT: shapes, named blocks, seeded init, checkpoint round trip, log-spaced training
+checkpoints."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def test_named_layers_and_token_shapes():
     assert model(x).shape == (5, 3)
     grabbed = {}
     for name in model.layer_names:
-        model.get_submodule(name).register_forward_hook(lambda _m, _i, out, n=name: grabbed.__setitem__(n, out))
+        model.get_submodule(name).register_forward_hook(
+            lambda _m, _i, out, n=name: grabbed.__setitem__(n, out)
+        )
     model(x)
     assert all(t.shape == (5, 1 + 16, 16) for t in grabbed.values())  # CLS + (16/4)^2 patches
 
@@ -39,7 +42,9 @@ def test_features_pool_cls_and_mean_of_patches():
 
 def test_seeded_init_is_deterministic_and_seed_dependent():
     a, b, c = (ViT(TINY, generator(s)) for s in ("s", "s", "other"))
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
     assert not torch.equal(a.embed.pos, c.embed.pos)
 
 
@@ -65,8 +70,15 @@ def test_checkpoint_steps_are_log_spaced():
 
 
 def test_train_vit_writes_checkpoints_deterministically(tmp_path):
-    cfg = ViTTrainConfig(train="dsprites_gen:sample[:96]", test="dsprites_gen:sample[96:128]", label="shape",
-                         steps=4, batch_size=32, checkpoints=3, warmup_steps=1)
+    cfg = ViTTrainConfig(
+        train="dsprites_gen:sample[:96]",
+        test="dsprites_gen:sample[96:128]",
+        label="shape",
+        steps=4,
+        batch_size=32,
+        checkpoints=3,
+        warmup_steps=1,
+    )
     vit = {"input_shape": [1, 16, 16], "patch": 8, "width": 16, "depth": 1, "heads": 2, "mlp": 16}
     runs = [train_vit(cfg, vit, tmp_path / name) for name in ("a", "b")]
     assert [c["step"] for c in runs[0]["checkpoints"]] == [0, 1, 4]

@@ -21,9 +21,21 @@ SUMMARY_FILES = ("depths.csv", "optimal_depth.csv", "claims.csv")
 
 
 def snakemake(results: Path, *extra: str, **popen) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(CONFIG),
-           "--config", f"results={results}", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        str(CONFIG),
+        "--config",
+        f"results={results}",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+    )
 
 
 def run_to_end(results: Path) -> str:
@@ -53,7 +65,9 @@ def test_summary_tables_are_sane(finished):
     optimal = pd.read_csv(finished / "summary" / "optimal_depth.csv")
     assert not optimal.duplicated(["model", "dataset", "layer", "sae", "mode", "criterion"]).any()
     assert set(optimal["mode"]) == {"decoder", "activations"}
-    assert (optimal["ci_low"] <= optimal["optimal_depth"]).all() and (optimal["optimal_depth"] <= optimal["ci_high"]).all()
+    assert (optimal["ci_low"] <= optimal["optimal_depth"]).all() and (
+        optimal["optimal_depth"] <= optimal["ci_high"]
+    ).all()
     assert len(pd.read_csv(finished / "summary" / "claims.csv")) >= 3
 
 
@@ -78,5 +92,6 @@ def test_sigkill_mid_run_then_same_command_completes_identically(finished, tmp_p
     out = run_to_end(results)
     assert "Nothing to be done" not in out
     for name in SUMMARY_FILES:
-        pd.testing.assert_frame_equal(pd.read_csv(results / "summary" / name),
-                                      pd.read_csv(finished / "summary" / name), obj=name)
+        pd.testing.assert_frame_equal(
+            pd.read_csv(results / "summary" / name), pd.read_csv(finished / "summary" / name), obj=name
+        )

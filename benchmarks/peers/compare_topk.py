@@ -25,7 +25,8 @@ PEERS = {"dictionary_learning": "dictionary-learning", "sae_lens": "sae-lens"}
 
 
 def ensure_venv(venv: Path) -> dict[str, str]:
-    """Create the venv and install each missing peer; returns {module: error} for peers that did not install."""
+    """Create the venv and install each missing peer; returns {module: error} for peers that did not
+    install."""
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
@@ -69,7 +70,9 @@ class Ours:
         from metasae.sae.trainer import geometric_median
         from metasae.seeds import generator
 
-        self.sae = build_sae(SAEConfig("topk", a.d_in, a.d_sae, k=a.k, aux_coeff=a.aux), generator(a.seed, "peers"))
+        self.sae = build_sae(
+            SAEConfig("topk", a.d_in, a.d_sae, k=a.k, aux_coeff=a.aux), generator(a.seed, "peers")
+        )
         self.sae.to(a.device)
         with torch.no_grad():
             self.sae.b_dec.copy_(geometric_median(first_batch))
@@ -92,16 +95,28 @@ class Ours:
 
 
 class DictionaryLearning:
-    """dictionary_learning's TopKTrainer.update (their step: loss, AuxK, grad clip, Adam, unit-norm decoder)."""
+    """dictionary_learning's TopKTrainer.update (their step: loss, AuxK, grad clip, Adam, unit-norm
+    decoder)."""
 
     name = "dictionary_learning TopKTrainer"
 
     def __init__(self, a, first_batch) -> None:
         from dictionary_learning.trainers.top_k import TopKTrainer
 
-        self.trainer = TopKTrainer(steps=a.steps, activation_dim=a.d_in, dict_size=a.d_sae, k=a.k, layer=0,
-                                   lm_name="none", lr=a.lr, auxk_alpha=a.aux, warmup_steps=0,
-                                   threshold_start_step=a.steps + 1, seed=a.seed, device=a.device)
+        self.trainer = TopKTrainer(
+            steps=a.steps,
+            activation_dim=a.d_in,
+            dict_size=a.d_sae,
+            k=a.k,
+            layer=0,
+            lm_name="none",
+            lr=a.lr,
+            auxk_alpha=a.aux,
+            warmup_steps=0,
+            threshold_start_step=a.steps + 1,
+            seed=a.seed,
+            device=a.device,
+        )
         self.trainer.dead_feature_threshold = a.dead_after
 
     def step(self, step: int, x) -> None:
@@ -122,8 +137,9 @@ class SAELens:
         from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
         torch.manual_seed(a.seed)
-        cfg = TopKTrainingSAEConfig(d_in=a.d_in, d_sae=a.d_sae, k=a.k, aux_loss_coefficient=a.aux,
-                                    dtype="float32", device=a.device)
+        cfg = TopKTrainingSAEConfig(
+            d_in=a.d_in, d_sae=a.d_sae, k=a.k, aux_loss_coefficient=a.aux, dtype="float32", device=a.device
+        )
         self.sae = TopKTrainingSAE(cfg)
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=a.lr)
         self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
@@ -132,9 +148,15 @@ class SAELens:
     def step(self, step: int, x) -> None:
         from sae_lens.saes.sae import TrainStepInput
 
-        out = self.sae.training_forward_pass(TrainStepInput(
-            sae_in=x, coefficients={}, dead_neuron_mask=self.since_fired >= self.dead_after,
-            n_training_steps=step, is_logging_step=False))
+        out = self.sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients={},
+                dead_neuron_mask=self.since_fired >= self.dead_after,
+                n_training_steps=step,
+                is_logging_step=False,
+            )
+        )
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.opt.step()
@@ -156,9 +178,16 @@ def run_all(classes: list[type], a, train, test, order: Callable[[int], object])
             t.append(_timed_step(model, step, x, a.device))
     results = []
     for model, t in zip(models, times, strict=True):
-        step_s = statistics.median(t[a.warmup:])
-        results.append({"impl": model.name, "step_ms": 1e3 * step_s, "rows_per_s": a.batch / step_s,
-                        "fvu": _held_out_fvu(model, test), "train_s": sum(t)})
+        step_s = statistics.median(t[a.warmup :])
+        results.append(
+            {
+                "impl": model.name,
+                "step_ms": 1e3 * step_s,
+                "rows_per_s": a.batch / step_s,
+                "fvu": _held_out_fvu(model, test),
+                "train_s": sum(t),
+            }
+        )
     return results, models
 
 
@@ -176,7 +205,9 @@ def _held_out_fvu(model, test) -> float:
     import torch
 
     with torch.no_grad():
-        return fvu(test, torch.cat([model.reconstruct(test[i:i + 4096]) for i in range(0, len(test), 4096)]))
+        return fvu(
+            test, torch.cat([model.reconstruct(test[i : i + 4096]) for i in range(0, len(test), 4096)])
+        )
 
 
 def time_to_fvu(model, done: dict, target: float, a, train, test, order, check_every: int = 50) -> dict:
@@ -207,13 +238,17 @@ def inside(a) -> None:
     tune_cpu_allocator()  # as the `metasae` CLI does; the same process, so the peers get it too
 
     data = make_data(a.n_train + a.n_test, a.d_in, a.seed).to(a.device)
-    train, test = data[:a.n_train], data[a.n_train:]
+    train, test = data[: a.n_train], data[a.n_train :]
     perm = torch.randperm(a.n_train, generator=torch.Generator().manual_seed(a.seed))
     per_epoch = a.n_train // a.batch
-    order = lambda s: perm[(s % per_epoch) * a.batch:(s % per_epoch + 1) * a.batch]  # noqa: E731
+    order = lambda s: perm[(s % per_epoch) * a.batch : (s % per_epoch + 1) * a.batch]  # noqa: E731
     errors = dict(a.install_errors)
     classes = []
-    for module, cls in (("metasae", Ours), ("dictionary_learning", DictionaryLearning), ("sae_lens", SAELens)):
+    for module, cls in (
+        ("metasae", Ours),
+        ("dictionary_learning", DictionaryLearning),
+        ("sae_lens", SAELens),
+    ):
         if module in errors:
             continue
         try:
@@ -227,25 +262,41 @@ def inside(a) -> None:
     best_peer = min(results[1:], key=lambda r: r["fvu"], default=None)
     catch_up = None
     if ours and best_peer and best_peer["fvu"] < 0.98 * ours["fvu"]:  # not for a difference within noise
-        catch_up = {"peer": best_peer["impl"], "peer_train_s": best_peer["train_s"],
-                    **time_to_fvu(models[0], ours, best_peer["fvu"], a, train, test, order)}
-    versions = {"torch": torch.__version__,
-                **{pkg: _version(m, pkg) for m, pkg in PEERS.items() if m not in errors}}
-    record = {"settings": {k: v for k, v in vars(a).items() if k not in ("install_errors", "inside")},
-              "versions": versions, "torch_threads": torch.get_num_threads(), "results": results,
-              "ours_to_best_peer_fvu": catch_up, "errors": errors}
+        catch_up = {
+            "peer": best_peer["impl"],
+            "peer_train_s": best_peer["train_s"],
+            **time_to_fvu(models[0], ours, best_peer["fvu"], a, train, test, order),
+        }
+    versions = {
+        "torch": torch.__version__,
+        **{pkg: _version(m, pkg) for m, pkg in PEERS.items() if m not in errors},
+    }
+    record = {
+        "settings": {k: v for k, v in vars(a).items() if k not in ("install_errors", "inside")},
+        "versions": versions,
+        "torch_threads": torch.get_num_threads(),
+        "results": results,
+        "ours_to_best_peer_fvu": catch_up,
+        "errors": errors,
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(record, indent=2, default=str))
-    print(f"TopK, d_in={a.d_in}, d_sae={a.d_sae}, k={a.k}, batch={a.batch}, {a.steps} steps, lr={a.lr}, {a.device}")
+    print(
+        f"TopK, d_in={a.d_in}, d_sae={a.d_sae}, k={a.k}, batch={a.batch}, {a.steps} steps, lr={a.lr}, "
+        f"{a.device}"
+    )
     print("| implementation | median step ms | rows/s | FVU (held-out) |\n|---|---|---|---|")
     for r in results:
         print(f"| {r['impl']} | {r['step_ms']:.1f} | {r['rows_per_s']:,.0f} | {r['fvu']:.4f} |")
     for module, err in errors.items():
         print(f"| {module} | not run: {err} | | |")
     if catch_up:
-        print(f"metasae topk to {catch_up['peer']}'s FVU {catch_up['target_fvu']:.4f}: {catch_up['steps']} steps, "
-              f"{catch_up['train_s']:.1f} s of steps (FVU {catch_up['reached_fvu']:.4f}); the peer's {a.steps} steps: "
-              f"{catch_up['peer_train_s']:.1f} s")
+        print(
+            f"metasae topk to {catch_up['peer']}'s FVU {catch_up['target_fvu']:.4f}: "
+            f"{catch_up['steps']} steps, {catch_up['train_s']:.1f} s of steps "
+            f"(FVU {catch_up['reached_fvu']:.4f}); the peer's {a.steps} steps: "
+            f"{catch_up['peer_train_s']:.1f} s"
+        )
 
 
 def main() -> None:
@@ -261,7 +312,9 @@ def main() -> None:
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--aux", type=float, default=1 / 32, help="AuxK coefficient")
-    p.add_argument("--dead-after", type=int, default=20_000, help="examples without firing before a latent is dead")
+    p.add_argument(
+        "--dead-after", type=int, default=20_000, help="examples without firing before a latent is dead"
+    )
     p.add_argument("--n-train", type=int, default=32_768)
     p.add_argument("--n-test", type=int, default=8192)
     p.add_argument("--seed", type=int, default=0)
@@ -272,7 +325,14 @@ def main() -> None:
         inside(a)
         return
     errors = ensure_venv(a.venv)
-    cmd = [str(a.venv / "bin" / "python"), __file__, *sys.argv[1:], "--inside", "--install-errors", json.dumps(errors)]
+    cmd = [
+        str(a.venv / "bin" / "python"),
+        __file__,
+        *sys.argv[1:],
+        "--inside",
+        "--install-errors",
+        json.dumps(errors),
+    ]
     sys.exit(subprocess.run(cmd).returncode)
 
 

@@ -6,5 +6,12 @@ from metasae.data.refs import DatasetRef, parse_ref
 from metasae.data.registry import list_datasets, load_dataset
 from metasae.data.types import ImageDataset, InputSpec
 
-__all__ = ["DatasetRef", "ImageDataset", "InputSpec", "list_datasets", "load_dataset", "parse_ref",
-           "to_input_spec"]
+__all__ = [
+    "DatasetRef",
+    "ImageDataset",
+    "InputSpec",
+    "list_datasets",
+    "load_dataset",
+    "parse_ref",
+    "to_input_spec",
+]

@@ -27,11 +27,14 @@ def to_input_spec(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
             w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
             images = (images * w).sum(dim=1, keepdim=True)
         else:
-            raise MetasaeError(f"images: cannot convert {c} channels to {spec.channels} "
-                               "(allowed: equal, 1->3 by repeat, 3->1 by luma)")
+            raise MetasaeError(
+                f"images: cannot convert {c} channels to {spec.channels} "
+                "(allowed: equal, 1->3 by repeat, 3->1 by luma)"
+            )
     if tuple(images.shape[2:]) != (spec.height, spec.width):
         if spec.height < 1 or spec.width < 1:
             raise MetasaeError(f"input spec: size must be positive, got {spec.height}x{spec.width}")
-        images = F.interpolate(images, size=(spec.height, spec.width), mode="bilinear",
-                               align_corners=False, antialias=True).clamp_(0.0, 1.0)
+        images = F.interpolate(
+            images, size=(spec.height, spec.width), mode="bilinear", align_corners=False, antialias=True
+        ).clamp_(0.0, 1.0)
     return images

@@ -19,8 +19,10 @@ from metasae.seeds import generator
 SPLITS = ("train", "test")
 SPLIT_SIZES = {"train": 1438, "test": 359}  # what `_stratified_split` gives; tests/test_config_door.py checks
 TEST_FRACTION = 0.2
-DESCRIPTION = ("embedded: scikit-learn's real handwritten digits (8x8, 0..16) upsampled to 20x20 and centred "
-               "in 28x28 like MNIST; seeded stratified 80/20 train/test split")
+DESCRIPTION = (
+    "embedded: scikit-learn's real handwritten digits (8x8, 0..16) upsampled to 20x20 and centred "
+    "in 28x28 like MNIST; seeded stratified 80/20 train/test split"
+)
 
 
 @lru_cache(maxsize=1)
@@ -54,6 +56,12 @@ def load(ref: DatasetRef) -> ImageDataset:
     rows = splits[ref.split]
     start, stop = slice_bounds(ref, len(rows))
     take = rows[start:stop]
-    return ImageDataset(ref=str(ref), images=images[take].clone(), labels=labels[take].clone(),
-                        label_names=[str(d) for d in range(10)], index=torch.arange(start, stop),
-                        is_real=False, description=DESCRIPTION)
+    return ImageDataset(
+        ref=str(ref),
+        images=images[take].clone(),
+        labels=labels[take].clone(),
+        label_names=[str(d) for d in range(10)],
+        index=torch.arange(start, stop),
+        is_real=False,
+        description=DESCRIPTION,
+    )

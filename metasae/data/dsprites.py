@@ -44,8 +44,11 @@ def read_rows(path: Path, rows: torch.Tensor) -> np.ndarray:
     try:
         with zipfile.ZipFile(path) as zf, zf.open("imgs.npy") as fh:
             version = np.lib.format.read_magic(fh)
-            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                                     else np.lib.format.read_array_header_2_0(fh))
+            shape, fortran, dtype = (
+                np.lib.format.read_array_header_1_0(fh)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(fh)
+            )
             if fortran or dtype.hasobject or len(shape) != 3:
                 raise MetasaeError(f"{path}: imgs.npy has an unexpected layout {shape} {dtype}")
             row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
@@ -73,16 +76,26 @@ def load(ref: DatasetRef, data_dir: Path) -> ImageDataset:
     if path is None:
         raise missing_dataset(ref.name, data_dir, candidates(data_dir))
     if (blob := git_blob_sha1(path)) != GIT_BLOB_SHA1:
-        raise MetasaeError(f"{path}: checksum mismatch (git blob sha1 {blob}, expected {GIT_BLOB_SHA1}); "
-                           "the file is corrupt or not the official one — fetch it again")
+        raise MetasaeError(
+            f"{path}: checksum mismatch (git blob sha1 {blob}, expected {GIT_BLOB_SHA1}); "
+            "the file is corrupt or not the official one — fetch it again"
+        )
     index = grid.split_indices(ref)
     with np.load(path, allow_pickle=False) as npz:
         classes = npz["latents_classes"]
     if classes.shape != (grid.N_GRID, 6) or not np.array_equal(
-            grid.classes_of(torch.arange(grid.N_GRID)).numpy(), classes[:, 1:]):
+        grid.classes_of(torch.arange(grid.N_GRID)).numpy(), classes[:, 1:]
+    ):
         raise MetasaeError(f"{path}: latents_classes is not the canonical factor grid")
     factors = grid.factors_of(index)
     images = torch.from_numpy(read_rows(path, index)).to(torch.float32).unsqueeze(1)
-    return ImageDataset(ref=str(ref), images=images, labels=factors["shape"].clone(),
-                        label_names=list(grid.LABEL_NAMES), index=index, is_real=True,
-                        description=f"real dSprites, {ref.split} split (git-blob-verified)", factors=factors)
+    return ImageDataset(
+        ref=str(ref),
+        images=images,
+        labels=factors["shape"].clone(),
+        label_names=list(grid.LABEL_NAMES),
+        index=index,
+        is_real=True,
+        description=f"real dSprites, {ref.split} split (git-blob-verified)",
+        factors=factors,
+    )

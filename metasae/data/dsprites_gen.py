@@ -17,26 +17,40 @@ from metasae.data.types import ImageDataset
 SIZE = 64
 _HALF_EXTENT = 0.16  # sprite half-size at scale 1, as a fraction of the canvas (stays inside at any angle)
 _CHUNK = 2048
-DESCRIPTION = ("embedded stand-in: procedurally rendered dSprites replica (square, ellipse, heart; exact "
-               "factor grid 3x6x40x32x32, approximate shapes), 64x64 binary")
+DESCRIPTION = (
+    "embedded stand-in: procedurally rendered dSprites replica (square, ellipse, heart; exact "
+    "factor grid 3x6x40x32x32, approximate shapes), 64x64 binary"
+)
 
 
 def render(index: torch.Tensor) -> torch.Tensor:
     """Render grid indices [B] to float images [B, 1, 64, 64] with pixels in {0, 1}."""
     factors = grid.factors_of(index)
     out = torch.empty(len(index), 1, SIZE, SIZE, dtype=torch.float32)
-    centres = (torch.arange(SIZE, dtype=torch.float32) + 0.5)
+    centres = torch.arange(SIZE, dtype=torch.float32) + 0.5
     for lo in tqdm(range(0, len(index), _CHUNK), desc="render dsprites_gen", disable=None, leave=False):
         sl = slice(lo, lo + _CHUNK)
         out[sl, 0] = _render_chunk(
-            factors["shape"][sl], factors["scale_value"][sl].float(), factors["orientation_value"][sl].float(),
-            factors["posX_value"][sl].float(), factors["posY_value"][sl].float(), centres)
+            factors["shape"][sl],
+            factors["scale_value"][sl].float(),
+            factors["orientation_value"][sl].float(),
+            factors["posX_value"][sl].float(),
+            factors["posY_value"][sl].float(),
+            centres,
+        )
     return out
 
 
-def _render_chunk(shape: torch.Tensor, scale: torch.Tensor, theta: torch.Tensor, pos_x: torch.Tensor,
-                  pos_y: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Evaluate each sprite's implicit inside-test at every pixel centre (sprite-local, rotated coordinates)."""
+def _render_chunk(
+    shape: torch.Tensor,
+    scale: torch.Tensor,
+    theta: torch.Tensor,
+    pos_x: torch.Tensor,
+    pos_y: torch.Tensor,
+    centres: torch.Tensor,
+) -> torch.Tensor:
+    """Evaluate each sprite's implicit inside-test at every pixel centre (sprite-local, rotated
+    coordinates)."""
     col = lambda t: t.view(-1, 1, 1)  # noqa: E731 - broadcast a per-image value over the canvas
     cx = SIZE * (0.25 + 0.5 * col(pos_x))  # centres span the middle half, as in the official renders
     cy = SIZE * (0.25 + 0.5 * col(pos_y))
@@ -58,6 +72,13 @@ def _render_chunk(shape: torch.Tensor, scale: torch.Tensor, theta: torch.Tensor,
 def load(ref: DatasetRef) -> ImageDataset:
     index = grid.split_indices(ref)
     factors = grid.factors_of(index)
-    return ImageDataset(ref=str(ref), images=render(index), labels=factors["shape"].clone(),
-                        label_names=list(grid.LABEL_NAMES), index=index, is_real=False,
-                        description=DESCRIPTION, factors=factors)
+    return ImageDataset(
+        ref=str(ref),
+        images=render(index),
+        labels=factors["shape"].clone(),
+        label_names=list(grid.LABEL_NAMES),
+        index=index,
+        is_real=False,
+        description=DESCRIPTION,
+        factors=factors,
+    )

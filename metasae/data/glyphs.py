@@ -27,14 +27,29 @@ SPLITS = tuple(PER_CLASS)
 MERGED = set("cijklmopsuvwxyz")
 LABEL_NAMES = list(string.digits + string.ascii_uppercase) + list("abdefghnqrt")
 SPLIT_SIZES = {split: n * len(LABEL_NAMES) for split, n in PER_CLASS.items()}  # classes are interleaved
-FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf",
-         "DejaVuSerif.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-Bold.ttf", "STIXGeneral.ttf",
-         "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf",
-         "cmti10.ttf", "cmb10.ttf")
+FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmti10.ttf",
+    "cmb10.ttf",
+)
 CANVAS, BOX, OUT = 64, 44, 28  # render size, glyph box (20/28 of the canvas, as MNIST), output size
-DESCRIPTION = ("embedded stand-in: letters and digits rendered from matplotlib's fonts with random affine, "
-               "stroke and elastic distortion, 28x28, EMNIST-balanced 47 labels, "
-               f"{PER_CLASS['train']}/{PER_CLASS['test']} per class train/test")
+DESCRIPTION = (
+    "embedded stand-in: letters and digits rendered from matplotlib's fonts with random affine, "
+    "stroke and elastic distortion, 28x28, EMNIST-balanced 47 labels, "
+    f"{PER_CLASS['train']}/{PER_CLASS['test']} per class train/test"
+)
 
 
 def _chars(label: str) -> str:
@@ -63,7 +78,7 @@ def _base(font: int, char: str) -> torch.Tensor:
     im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.Resampling.LANCZOS)
     canvas = np.zeros((CANVAS, CANVAS), dtype=np.float32)
     top, left = (CANVAS - im.height) // 2, (CANVAS - im.width) // 2
-    canvas[top: top + im.height, left: left + im.width] = np.asarray(im, dtype=np.float32) / 255.0
+    canvas[top : top + im.height, left : left + im.width] = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy(canvas)
 
 
@@ -75,7 +90,7 @@ def _stroke(x: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
         if sel.any():
             xs = x[sel]
             k = 2 * abs(w) + 1
-            out[sel] = (-F.max_pool2d(-xs, k, 1, abs(w)) if w < 0 else F.max_pool2d(xs, k, 1, w))
+            out[sel] = -F.max_pool2d(-xs, k, 1, abs(w)) if w < 0 else F.max_pool2d(xs, k, 1, w)
     return out
 
 
@@ -91,8 +106,9 @@ def _warp(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, [n, 1, CANVAS, CANVAS], align_corners=False)
     coarse = torch.randn(n, 2, 5, 5, generator=g) * u(0.0, 0.05).view(n, 1, 1, 1)
     field = F.interpolate(coarse, size=(CANVAS, CANVAS), mode="bicubic", align_corners=False)
-    return F.grid_sample(x, grid + field.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
+    return F.grid_sample(
+        x, grid + field.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
 
 
 @lru_cache(maxsize=len(SPLITS))
@@ -115,5 +131,3 @@ def _generate(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def load(ref: DatasetRef) -> ImageDataset:
     images, labels = _generate(ref.split)
     return embedded_split(ref, images, labels, LABEL_NAMES, DESCRIPTION)
-
-

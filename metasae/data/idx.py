@@ -6,8 +6,14 @@ import numpy as np
 
 from metasae.errors import MetasaeError
 
-_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-           0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def parse_idx(data: bytes, source: str) -> np.ndarray:
@@ -21,6 +27,8 @@ def parse_idx(data: bytes, source: str) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
-        raise MetasaeError(f"{source}: IDX size {len(data)} bytes does not match its header {shape} "
-                           f"({expected} bytes); the file is truncated or corrupt")
+        raise MetasaeError(
+            f"{source}: IDX size {len(data)} bytes does not match its header {shape} "
+            f"({expected} bytes); the file is truncated or corrupt"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))

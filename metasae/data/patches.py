@@ -27,8 +27,10 @@ SPLITS = tuple(PER_CLASS)
 SPLIT_SIZES = {split: n * len(LABEL_NAMES) for split, n in PER_CLASS.items()}
 PATCH = 32
 TRAIN_FRACTION = 0.75
-DESCRIPTION = ("embedded stand-in: 32x32 RGB patches of scikit-learn's sample photos (china.jpg, flower.jpg, "
-               "halved); label = photo x quadrant (8 classes); train/test from disjoint column bands")
+DESCRIPTION = (
+    "embedded stand-in: 32x32 RGB patches of scikit-learn's sample photos (china.jpg, flower.jpg, "
+    "halved); label = photo x quadrant (8 classes); train/test from disjoint column bands"
+)
 
 
 @lru_cache(maxsize=1)
@@ -63,9 +65,14 @@ def _generate(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         ny, nx = rh - PATCH + 1, rw - PATCH + 1
         pos = torch.randperm(ny * nx, generator=g)[:k]
         photo = photos[label // len(QUADRANTS)]
-        per_class.append(torch.stack([
-            photo[:, top + y: top + y + PATCH, left + x: left + x + PATCH]
-            for y, x in zip((pos // nx).tolist(), (pos % nx).tolist(), strict=True)]))
+        per_class.append(
+            torch.stack(
+                [
+                    photo[:, top + y : top + y + PATCH, left + x : left + x + PATCH]
+                    for y, x in zip((pos // nx).tolist(), (pos % nx).tolist(), strict=True)
+                ]
+            )
+        )
     images = torch.stack(per_class, dim=1).reshape(k * n_cls, 3, PATCH, PATCH)  # interleave classes
     labels = torch.arange(k * n_cls) % n_cls
     return images.contiguous(), labels

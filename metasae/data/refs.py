@@ -34,15 +34,19 @@ def parse_ref(ref: str) -> DatasetRef:
     if m is None:
         raise MetasaeError(f"bad dataset reference {ref!r}: expected {GRAMMAR}")
     name, split, start, stop = m.groups()
-    return DatasetRef(name, split or DEFAULT_SPLIT,
-                      int(start) if start else None, int(stop) if stop else None)
+    return DatasetRef(
+        name, split or DEFAULT_SPLIT, int(start) if start else None, int(stop) if stop else None
+    )
 
 
 def slice_bounds(ref: DatasetRef, n: int) -> tuple[int, int]:
-    """Resolve the slice against a split of `n` images; out-of-range or empty slices are errors, not clamped."""
+    """Resolve the slice against a split of `n` images; out-of-range or empty slices are errors, not
+    clamped."""
     start = 0 if ref.start is None else ref.start
     stop = n if ref.stop is None else ref.stop
     if stop > n or start >= stop:
-        raise MetasaeError(f"dataset reference {str(ref)!r}: slice [{start}:{stop}] is empty or out of range "
-                           f"for split {ref.split!r} with {n} images (allowed 0 <= start < stop <= {n})")
+        raise MetasaeError(
+            f"dataset reference {str(ref)!r}: slice [{start}:{stop}] is empty or out of range "
+            f"for split {ref.split!r} with {n} images (allowed 0 <= start < stop <= {n})"
+        )
     return start, stop

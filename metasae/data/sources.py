@@ -70,14 +70,18 @@ def read_official(spec: OfficialFile, folder: Path) -> tuple[bytes, bool]:
             return raw, True
         unverified = raw if unverified is None else unverified
     if unverified is None:
-        raise MetasaeError(f"{spec.name}: not found (looked for {', '.join(map(str, spec.candidates(folder)))})")
+        raise MetasaeError(
+            f"{spec.name}: not found (looked for {', '.join(map(str, spec.candidates(folder)))})"
+        )
     return unverified, False
 
 
 def _read_archive_member(spec: OfficialFile, path: Path) -> tuple[bytes, bool] | None:
     if spec.archive_md5 and file_md5(path) != spec.archive_md5:
-        raise MetasaeError(f"{path}: checksum mismatch (md5 {file_md5(path)}, expected {spec.archive_md5}); "
-                           "the archive is corrupt or not the official one — fetch it again")
+        raise MetasaeError(
+            f"{path}: checksum mismatch (md5 {file_md5(path)}, expected {spec.archive_md5}); "
+            "the archive is corrupt or not the official one — fetch it again"
+        )
     with zipfile.ZipFile(path) as zf:
         if spec.member not in zf.namelist():
             return None
@@ -93,12 +97,16 @@ def _read_file(spec: OfficialFile, path: Path) -> tuple[bytes, bool]:
     raw = _gunzip(packed, path) if is_gz else packed
     if spec.raw_md5:
         if md5(raw) != spec.raw_md5:
-            raise MetasaeError(f"{path}: checksum mismatch (md5 of decompressed bytes {md5(raw)}, expected "
-                               f"{spec.raw_md5}); the file is corrupt or not the official one — fetch it again")
+            raise MetasaeError(
+                f"{path}: checksum mismatch (md5 of decompressed bytes {md5(raw)}, expected "
+                f"{spec.raw_md5}); the file is corrupt or not the official one — fetch it again"
+            )
         return raw, True
     if is_gz and spec.gz_md5:
-        raise MetasaeError(f"{path}: checksum mismatch (md5 {md5(packed)}, expected {spec.gz_md5}); "
-                           "the file is corrupt or not the official one — fetch it again")
+        raise MetasaeError(
+            f"{path}: checksum mismatch (md5 {md5(packed)}, expected {spec.gz_md5}); "
+            "the file is corrupt or not the official one — fetch it again"
+        )
     return raw, False
 
 
@@ -110,16 +118,24 @@ def _gunzip(packed: bytes, path: Path) -> bytes:
 
 
 def fetch_hint(name: str, data_dir: Path) -> str:
-    return (f"on a machine with a network run `metasae fetch-data --dataset {name} --data-dir {data_dir}` and "
-            "copy that folder here, then pass --data-dir (or set METASAE_DATA_DIR)")
+    return (
+        f"on a machine with a network run `metasae fetch-data --dataset {name} --data-dir {data_dir}` and "
+        "copy that folder here, then pass --data-dir (or set METASAE_DATA_DIR)"
+    )
 
 
 def missing_dataset(name: str, data_dir: Path, looked: list[Path]) -> MetasaeError:
-    return MetasaeError(f"dataset {name!r} not found under {data_dir} (looked for "
-                        f"{', '.join(map(str, looked))}); {fetch_hint(name, data_dir)}")
+    return MetasaeError(
+        f"dataset {name!r} not found under {data_dir} (looked for "
+        f"{', '.join(map(str, looked))}); {fetch_hint(name, data_dir)}"
+    )
 
 
-def missing_split(name: str, split: str, data_dir: Path, looked: list[Path], available: list[str]) -> MetasaeError:
-    return MetasaeError(f"dataset {name!r}: split {split!r} is missing from the local copy under {data_dir} "
-                        f"(looked for {', '.join(map(str, looked))}); splits present: "
-                        f"{', '.join(available) or 'none'}; {fetch_hint(name, data_dir)}")
+def missing_split(
+    name: str, split: str, data_dir: Path, looked: list[Path], available: list[str]
+) -> MetasaeError:
+    return MetasaeError(
+        f"dataset {name!r}: split {split!r} is missing from the local copy under {data_dir} "
+        f"(looked for {', '.join(map(str, looked))}); splits present: "
+        f"{', '.join(available) or 'none'}; {fetch_hint(name, data_dir)}"
+    )

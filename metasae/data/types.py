@@ -45,12 +45,19 @@ def uint8_to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32).div_(255.0)
 
 
-def embedded_split(ref, images: torch.Tensor, labels: torch.Tensor, label_names: list[str],
-                   description: str) -> ImageDataset:
+def embedded_split(
+    ref, images: torch.Tensor, labels: torch.Tensor, label_names: list[str], description: str
+) -> ImageDataset:
     """The `[start:stop]` slice of one generated split, its rows indexed by their position in the split."""
     from metasae.data.refs import slice_bounds
 
     start, stop = slice_bounds(ref, len(labels))
-    return ImageDataset(ref=str(ref), images=images[start:stop].clone(), labels=labels[start:stop].clone(),
-                        label_names=list(label_names), index=torch.arange(start, stop), is_real=False,
-                        description=description)
+    return ImageDataset(
+        ref=str(ref),
+        images=images[start:stop].clone(),
+        labels=labels[start:stop].clone(),
+        label_names=list(label_names),
+        index=torch.arange(start, stop),
+        is_real=False,
+        description=description,
+    )

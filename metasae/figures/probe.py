@@ -13,15 +13,23 @@ import pandas as pd
 
 from metasae.figures import save
 
-TASKS = [("shape", "accuracy"), ("scale", "accuracy"), ("orientation", "accuracy"), ("orientation", "r2_sincos"),
-         ("posX", "r2"), ("posY", "r2")]
+TASKS = [
+    ("shape", "accuracy"),
+    ("scale", "accuracy"),
+    ("orientation", "accuracy"),
+    ("orientation", "r2_sincos"),
+    ("posX", "r2"),
+    ("posY", "r2"),
+]
 
 
 def _layer_order(layers: pd.Series) -> list[str]:
     """embed first, then block0, block1, ... (numeric, not lexicographic)."""
+
     def key(name: str) -> tuple[int, str]:
         stage = name.split(".")[0]
         return (-1 if stage == "embed" else int(stage.removeprefix("block")), name)
+
     return sorted(layers.unique(), key=key)
 
 
@@ -43,14 +51,24 @@ def score_vs_layer(table: pd.DataFrame, probe: str, trained: str, path: Path) ->
         for i, (factor, metric) in enumerate(TASKS):
             color = f"C{i}"
             for rows, style, label in ((final, "-", f"{factor} {metric}"), (init, "--", None)):
-                sel = rows[rows["layer"].str.endswith(f".{pooling}") & (rows["factor"] == factor)
-                           & (rows["metric"] == metric)]
+                sel = rows[
+                    rows["layer"].str.endswith(f".{pooling}")
+                    & (rows["factor"] == factor)
+                    & (rows["metric"] == metric)
+                ]
                 if sel.empty:
                     continue
                 order = _layer_order(sel["layer"])
                 values = sel.set_index("layer").loc[order, "value"]
-                ax.plot([o.split(".")[0] for o in order], values.to_numpy(), style, marker="o", color=color,
-                        label=label, markersize=3)
+                ax.plot(
+                    [o.split(".")[0] for o in order],
+                    values.to_numpy(),
+                    style,
+                    marker="o",
+                    color=color,
+                    label=label,
+                    markersize=3,
+                )
             _reference(ax, pixels, factor, metric, color, ":")
         _reference(ax, ceiling, "orientation", "accuracy", "C2", "-.")
         ax.set_title(f"{pooling} pooling")
@@ -58,10 +76,20 @@ def score_vs_layer(table: pd.DataFrame, probe: str, trained: str, path: Path) ->
         ax.set_ylim(-0.1, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{probe} probe score (accuracy / R²)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 1.12))
-    fig.suptitle(f"ViT trained on {trained}, last checkpoint (solid); random init (dashed); raw pixels (dotted); "
-                 "orientation ceiling (dash-dot)", y=1.18, fontsize=9)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="upper center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.12),
+    )
+    fig.suptitle(
+        f"ViT trained on {trained}, last checkpoint (solid); random init (dashed); raw pixels (dotted); "
+        "orientation ceiling (dash-dot)",
+        y=1.18,
+        fontsize=9,
+    )
     save(fig, path)
 
 
@@ -77,8 +105,14 @@ def score_vs_step(table: pd.DataFrame, probe: str, trained: str, path: Path) -> 
             continue
         layer = at_last.loc[at_last["value"].idxmax(), "layer"]
         curve = sel[sel["layer"] == layer].sort_values("step")
-        ax.plot(curve["step"] + 1, curve["value"], marker="o", color=f"C{i}", markersize=3,
-                label=f"{factor} {metric} ({layer})")
+        ax.plot(
+            curve["step"] + 1,
+            curve["value"],
+            marker="o",
+            color=f"C{i}",
+            markersize=3,
+            label=f"{factor} {metric} ({layer})",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("training step + 1 (log scale; 1 = random init)")
     ax.set_ylabel(f"{probe} probe score")

@@ -40,8 +40,15 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
     axes[0][0].set_ylabel(label)
     handles, labels = axes[0][-1].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, 1.08),
-                   frameon=False, fontsize=8)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            ncol=min(4, len(labels)),
+            bbox_to_anchor=(0.5, 1.08),
+            frameon=False,
+            fontsize=8,
+        )
     fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max)", y=1.15, fontsize=10)
     save(fig, path)
 

@@ -16,7 +16,9 @@ CLASSIFIERS: dict[str, type[Classifier]] = {"mlp": MLP, "cnn": CNN}
 WEIGHTS = "model.safetensors"
 
 
-def build_classifier(name: str, num_classes: int, input_shape: tuple[int, int, int] | None = None) -> Classifier:
+def build_classifier(
+    name: str, num_classes: int, input_shape: tuple[int, int, int] | None = None
+) -> Classifier:
     if name not in CLASSIFIERS:
         raise MetasaeError(f"unknown model {name!r}; choose one of {sorted(CLASSIFIERS)}")
     cls = CLASSIFIERS[name]
@@ -51,5 +53,7 @@ def load_classifier(model_dir: str | Path, device: str = "cpu") -> tuple[Classif
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise MetasaeError(f"{Path(model_dir) / WEIGHTS}: weights do not match cfg.json ({str(exc).splitlines()[0]})") from None
+        raise MetasaeError(
+            f"{Path(model_dir) / WEIGHTS}: weights do not match cfg.json ({str(exc).splitlines()[0]})"
+        ) from None
     return model.to(device).eval(), cfg

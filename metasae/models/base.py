@@ -15,8 +15,15 @@ class Classifier(nn.Module):
 
     layer_names: tuple[str, ...] = ()
 
-    def __init__(self, num_classes: int, channels: int, height: int, width: int,
-                 mean: float = 0.1307, std: float = 0.3081) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        channels: int,
+        height: int,
+        width: int,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.input_shape = (channels, height, width)
@@ -25,6 +32,8 @@ class Classifier(nn.Module):
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         if tuple(images.shape[1:]) != self.input_shape:
-            raise ValueError(f"expected images of shape [N, {', '.join(map(str, self.input_shape))}], "
-                             f"got {list(images.shape)}")
+            raise ValueError(
+                f"expected images of shape [N, {', '.join(map(str, self.input_shape))}], "
+                f"got {list(images.shape)}"
+            )
         return (images - self.input_mean) / self.input_std

@@ -11,8 +11,14 @@ from metasae.models.base import Classifier
 class CNN(Classifier):
     layer_names = ("conv1", "conv2", "fc1", "fc2")
 
-    def __init__(self, num_classes: int = 10, channels: int = 1, height: int = 28, width: int = 28,
-                 widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 1,
+        height: int = 28,
+        width: int = 28,
+        widths: tuple[int, int, int] = (32, 64, 128),
+    ) -> None:
         super().__init__(num_classes, channels, height, width)
         self.conv1 = nn.Sequential(nn.Conv2d(channels, widths[0], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
         self.conv2 = nn.Sequential(nn.Conv2d(widths[0], widths[1], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))

@@ -15,8 +15,14 @@ from metasae.models.base import Classifier
 class MLP(Classifier):
     layer_names = ("fc1", "fc2", "fc3")
 
-    def __init__(self, num_classes: int = 10, channels: int = 3, height: int = 28, width: int = 28,
-                 hidden: tuple[int, int] = (256, 128)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 3,
+        height: int = 28,
+        width: int = 28,
+        hidden: tuple[int, int] = (256, 128),
+    ) -> None:
         super().__init__(num_classes, channels, height, width)
         d_in = channels * height * width
         self.fc1 = nn.Sequential(nn.Linear(d_in, hidden[0]), nn.ReLU())

@@ -39,8 +39,10 @@ class ViTConfig:
             if getattr(self, key) < 1:
                 raise MetasaeError(f"vit.{key}={getattr(self, key)}: must be >= 1")
         if min(c, h, w) < 1 or h % self.patch or w % self.patch:
-            raise MetasaeError(f"vit.input_shape={list(self.input_shape)}: height and width must be positive "
-                               f"multiples of vit.patch={self.patch}")
+            raise MetasaeError(
+                f"vit.input_shape={list(self.input_shape)}: height and width must be positive "
+                f"multiples of vit.patch={self.patch}"
+            )
         if self.width % self.heads:
             raise MetasaeError(f"vit.width={self.width} must be divisible by vit.heads={self.heads}")
 
@@ -129,6 +131,7 @@ def load_vit(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise MetasaeError(f"{Path(model_dir) / WEIGHTS}: weights do not match cfg.json "
-                           f"({str(exc).splitlines()[0]})") from None
+        raise MetasaeError(
+            f"{Path(model_dir) / WEIGHTS}: weights do not match cfg.json ({str(exc).splitlines()[0]})"
+        ) from None
     return model.to(device).eval(), cfg

@@ -87,22 +87,43 @@ class LossParts:
     x_hat: Tensor  # detached reconstruction, for batch FVU
 
     @classmethod
-    def from_selection(cls, total: Tensor, mse: Tensor, sparsity: Tensor, aux: Tensor, sel: Selection, d_sae: int,
-                       x_hat: Tensor) -> LossParts:
+    def from_selection(
+        cls,
+        total: Tensor,
+        mse: Tensor,
+        sparsity: Tensor,
+        aux: Tensor,
+        sel: Selection,
+        d_sae: int,
+        x_hat: Tensor,
+    ) -> LossParts:
         """The statistics of codes given as selected pairs (sparse ops)."""
         live = sel.vals > 0
         # index_add, not fired[idx[live]] = True: a boolean mask makes a GPU wait for the host
         fired = torch.zeros(d_sae, device=x_hat.device).index_add_(0, sel.idx, live.float()) > 0
-        return cls(total=total, mse=mse.detach(), sparsity=sparsity.detach(), aux=aux.detach(),
-                   l0=live.sum() / sel.batch, fired=fired, x_hat=x_hat.detach())
+        return cls(
+            total=total,
+            mse=mse.detach(),
+            sparsity=sparsity.detach(),
+            aux=aux.detach(),
+            l0=live.sum() / sel.batch,
+            fired=fired,
+            x_hat=x_hat.detach(),
+        )
 
     @classmethod
     def penalised(cls, mse: Tensor, sparsity: Tensor, z: Tensor, x_hat: Tensor) -> LossParts:
         """MSE + a sparsity penalty on dense codes z, no auxiliary loss (relu, jumprelu)."""
         active = z > 0
-        return cls(total=mse + sparsity, mse=mse.detach(), sparsity=sparsity.detach(),
-                   aux=torch.zeros((), device=z.device), l0=active.sum() / len(z),
-                   fired=active.any(0), x_hat=x_hat.detach())
+        return cls(
+            total=mse + sparsity,
+            mse=mse.detach(),
+            sparsity=sparsity.detach(),
+            aux=torch.zeros((), device=z.device),
+            l0=active.sum() / len(z),
+            fired=active.any(0),
+            x_hat=x_hat.detach(),
+        )
 
 
 class SAE(nn.Module):

@@ -29,7 +29,11 @@ class BatchTopKSAE(TopKSAE):
     @torch.no_grad()
     def after_selection(self, sel: Selection) -> None:
         """EMA of the smallest kept activation (its first value taken as is); branch-free, so no GPU sync."""
-        smallest = torch.where(sel.vals > 0, sel.vals, torch.inf).amin() if sel.vals.numel() else torch.tensor(torch.inf)
+        smallest = (
+            torch.where(sel.vals > 0, sel.vals, torch.inf).amin()
+            if sel.vals.numel()
+            else torch.tensor(torch.inf)
+        )
         m = self.cfg.threshold_momentum
         updated = torch.where(self.threshold > 0, m * self.threshold + (1 - m) * smallest, smallest)
         self.threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.threshold))

@@ -45,9 +45,14 @@ def _saelens_keys(sae: Any) -> dict[str, Any]:
 
 
 def save_sae(sae: Any, out_dir: str | Path, extra_cfg: dict | None = None) -> None:
-    """Write weights (state_dict names: W_enc, W_dec, b_enc, b_dec, + threshold/log_threshold) and cfg.json."""
-    cfg = {**_saelens_keys(sae), "metasae_architecture": sae.cfg.architecture, "sae_cfg": sae.cfg.to_dict(),
-           **(extra_cfg or {})}
+    """Write weights (state_dict names: W_enc, W_dec, b_enc, b_dec, + threshold/log_threshold) and
+    cfg.json."""
+    cfg = {
+        **_saelens_keys(sae),
+        "metasae_architecture": sae.cfg.architecture,
+        "sae_cfg": sae.cfg.to_dict(),
+        **(extra_cfg or {}),
+    }
     save_checkpoint(out_dir, SAE_WEIGHTS, dict(sae.state_dict()), cfg)
 
 
@@ -65,7 +70,9 @@ def load_sae(sae_dir: str | Path, device: str = "cpu", cfg: dict | None = None) 
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
-        raise MetasaeError(f"{sae_dir / SAE_WEIGHTS}: tensors {found} do not match cfg.json, which implies {expected}")
+        raise MetasaeError(
+            f"{sae_dir / SAE_WEIGHTS}: tensors {found} do not match cfg.json, which implies {expected}"
+        )
     sae.load_state_dict(tensors)
     return sae.to(device)
 
@@ -78,5 +85,7 @@ def export_saelens(sae_dir: str | Path, out_dir: str | Path) -> Path:
     if sae.saelens_architecture == "jumprelu":
         tensors["threshold"] = sae.threshold.detach().expand(sae.cfg.d_sae).clone()
     out_dir = Path(out_dir)
-    save_checkpoint(out_dir, SAELENS_WEIGHTS, tensors, {**_saelens_keys(sae), "metadata": {"exported_from": str(sae_dir)}})
+    save_checkpoint(
+        out_dir, SAELENS_WEIGHTS, tensors, {**_saelens_keys(sae), "metadata": {"exported_from": str(sae_dir)}}
+    )
     return out_dir

@@ -1,8 +1,8 @@
 """The encoder product (x - b_dec) @ W_enc + b_enc that every architecture starts with, autocast-aware.
 
 Under autocast the product runs in autocast's dtype (bf16 on AMX or tensor cores: several times faster);
-`encoder_product` (the sparse encoder's, whose selection wants full precision) adds the bias in and returns full
-precision, the dense encoder returns autocast's dtype as autocast's addmm would. The dense encoder's
+`encoder_product` (the sparse encoder's, whose selection wants full precision) adds the bias in and returns
+full precision, the dense encoder returns autocast's dtype as autocast's addmm would. The dense encoder's
 backward takes b_dec's gradient from b_enc's, -W_enc @ sum_b g (a mat-vec), where autograd would push a
 [batch, d_in] gradient back through x - b_dec with a second full-size matmul.
 """
@@ -24,8 +24,9 @@ def encoder_weight(W_enc: Tensor) -> Tensor:
     return W_enc if low is None else W_enc.to(low)
 
 
-def encoder_product(x: Tensor, W: Tensor, b_enc: Tensor, out: Tensor | None = None,
-             low_out: Tensor | None = None) -> Tensor:
+def encoder_product(
+    x: Tensor, W: Tensor, b_enc: Tensor, out: Tensor | None = None, low_out: Tensor | None = None
+) -> Tensor:
     """x @ W + b_enc in b_enc's dtype, into `out` (and `low_out` for a low-precision product) when given."""
     if W.dtype == b_enc.dtype:
         return torch.mm(x, W, out=out).add_(b_enc)
@@ -62,5 +63,6 @@ class _DenseEncode(torch.autograd.Function):
 
 
 def dense_encode(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor) -> Tensor:
-    """(x - b_dec) @ W_enc + b_enc, [batch, d_sae], differentiable in all four (b_dec None: no subtraction)."""
+    """(x - b_dec) @ W_enc + b_enc, [batch, d_sae], differentiable in all four (b_dec None: no
+    subtraction)."""
     return _DenseEncode.apply(x, b_dec, W_enc, b_enc)

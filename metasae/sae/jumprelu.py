@@ -29,7 +29,9 @@ class _JumpReLUWithL0(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_z: Tensor, g_l0: Tensor):
         x, theta, active = ctx.saved_tensors
-        window = ((x - theta).abs_() < 0.5 * ctx.eps).to(x.dtype)  # K((x - theta)/eps) with K = 1 on |u| < 1/2
+        window = ((x - theta).abs_() < 0.5 * ctx.eps).to(
+            x.dtype
+        )  # K((x - theta)/eps) with K = 1 on |u| < 1/2
         grad_theta = theta * (g_z * window).sum(0)
         if g_l0 is not None:
             grad_theta += g_l0 @ window
@@ -53,7 +55,8 @@ class JumpReLUSAE(SAE):
 
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
         with torch.autocast(x.device.type, enabled=False):
-            # float32 even under autocast: the threshold's gradient window (bandwidth ~1e-3) is finer than bf16
+            # float32 even under autocast: the threshold's gradient window (bandwidth ~1e-3) is finer
+            # than bf16
             pre = self.pre_acts(x).relu_()
         z, row_l0 = _JumpReLUWithL0.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
         x_hat = self.decode(z)

@@ -38,11 +38,16 @@ class ReLUSAE(SAE):
         b_dec = self.b_dec if self.cfg.pre_encoder_bias else None
         sel = sparse_encode(x, b_dec, self.W_enc, self.b_enc, [Positive(SPARSE_MAX_DENSITY)])[0]
         x_hat = sparse_decode(sel, self.W_dec) + self.b_dec
-        l1 = sel.vals.sum() if self.cfg.l1_reduction == "sum" else (sel.vals @ self.W_dec.norm(dim=1)[sel.idx]) / len(x)
+        l1 = (
+            sel.vals.sum()
+            if self.cfg.l1_reduction == "sum"
+            else (sel.vals @ self.W_dec.norm(dim=1)[sel.idx]) / len(x)
+        )
         sparsity = self.cfg.l1_coeff * sparsity_scale * l1
         mse = self._mse(x, x_hat)
-        return LossParts.from_selection(mse + sparsity, mse, sparsity, torch.zeros((), device=x.device), sel,
-                                        self.cfg.d_sae, x_hat)
+        return LossParts.from_selection(
+            mse + sparsity, mse, sparsity, torch.zeros((), device=x.device), sel, self.cfg.d_sae, x_hat
+        )
 
     def _mse(self, x: Tensor, x_hat: Tensor) -> Tensor:
         """The research log's mean over every element (l1_reduction sum), else the sum over dimensions."""

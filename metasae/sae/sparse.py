@@ -80,11 +80,13 @@ class Selector:
     the batch's full [B, d_sae] pre-activations never exist at once; `pairs` then returns them row-major."""
 
     def take(self, pre: Tensor) -> None:
-        """The next rows' pre-activations. On a CPU `pre` is a buffer reused by the next chunk: keep copies."""
+        """The next rows' pre-activations. On a CPU `pre` is a buffer reused by the next chunk: keep
+        copies."""
         raise NotImplementedError
 
     def pairs(self, full_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """(rows ascending, latents, pre-activations); `full_rows(r)` recomputes the pre-activations of rows r."""
+        """(rows ascending, latents, pre-activations); `full_rows(r)` recomputes the pre-activations of
+        rows r."""
         raise NotImplementedError
 
     def per_row(self) -> int | None:
@@ -131,8 +133,8 @@ def _block_maxima(pre: Tensor) -> Tensor | None:
 
 
 def _floor_for(pre: Tensor, maxima: Tensor | None, n: int) -> float:
-    """A value with at least n of `pre` at or above it, found cheaply: the n-th largest block maximum (n blocks
-    each hold a value >= it), which overshoots n by only ~10% at SAE sparsities."""
+    """A value with at least n of `pre` at or above it, found cheaply: the n-th largest block maximum (n
+    blocks each hold a value >= it), which overshoots n by only ~10% at SAE sparsities."""
     if n > pre.numel():
         return -math.inf
     return float(_kth_largest(pre if maxima is None or n > maxima.numel() else maxima, n))
@@ -178,15 +180,19 @@ class _PoolingSelector(Selector):
         return self.pools[-1].start + self.pools[-1].n_rows if self.pools else 0
 
     def _checked_maxima(self, pre: Tensor) -> Tensor | None:
-        """The chunk's block maxima, refusing NaN: a floor would silently drop it, where topk or relu keep it."""
+        """The chunk's block maxima, refusing NaN: a floor would silently drop it, where topk or relu keep
+        it."""
         maxima = _block_maxima(pre)
         if bool((pre if maxima is None else maxima).isnan().any()):
-            raise MetasaeError(f"{type(self).__name__}: NaN pre-activations (the encoder's weights or inputs "
-                               "are not finite)")
+            raise MetasaeError(
+                f"{type(self).__name__}: NaN pre-activations (the encoder's weights or inputs are not finite)"
+            )
         return maxima
 
     def _pooled(self) -> tuple[Tensor, Tensor, Tensor]:
-        return tuple(torch.cat([getattr(pool, name) for pool in self.pools]) for name in ("rows", "idx", "vals"))
+        return tuple(
+            torch.cat([getattr(pool, name) for pool in self.pools]) for name in ("rows", "idx", "vals")
+        )
 
 
 class TooDense(Exception):
@@ -243,8 +249,14 @@ class BatchTopK(_PoolingSelector):
         start, maxima = self._next_rows(), self._checked_maxima(pre)
         want, (low, high) = self.k * len(pre), self.POOL_BAND
         pool = _Pool.above(pre, start, self.pools[-1].floor, maxima) if self.pools else None
-        if pool is None or not (low * want <= len(pool.vals) or pool.floor == 0) or len(pool.vals) > high * want:
-            pool = _Pool.above(pre, start, _floor_for(pre, maxima, math.ceil(self.POOL_MARGIN * want)), maxima)
+        if (
+            pool is None
+            or not (low * want <= len(pool.vals) or pool.floor == 0)
+            or len(pool.vals) > high * want
+        ):
+            pool = _Pool.above(
+                pre, start, _floor_for(pre, maxima, math.ceil(self.POOL_MARGIN * want)), maxima
+            )
         self.pools.append(pool)
 
     def _flat_pairs(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -270,7 +282,9 @@ class BatchTopK(_PoolingSelector):
         n_keep = self.k * batch
         tau = self._tau(n_keep)
         if any(pool.floor > tau for pool in self.pools):
-            self.pools = [pool if pool.floor <= tau else self._recomputed(pool, tau, full_rows) for pool in self.pools]
+            self.pools = [
+                pool if pool.floor <= tau else self._recomputed(pool, tau, full_rows) for pool in self.pools
+            ]
             tau = self._tau(n_keep)
         rows, idx, vals = self._pooled()
         kept = (vals >= tau).nonzero().view(-1)
@@ -285,7 +299,9 @@ def group_by_latent(idx: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
     return order, torch.searchsorted(sorted_idx, torch.arange(d_sae, device=idx.device))
 
 
-def _per_latent_sum(by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tensor, source: Tensor) -> Tensor:
+def _per_latent_sum(
+    by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tensor, source: Tensor
+) -> Tensor:
     """out[j] = sum over pairs (r, j) of weights * source[r]  -> [d_sae, source.shape[1]], without an
     [nnz, d] intermediate: the pairs, grouped by latent, are summed as embedding bags."""
     order, offsets = by_latent
@@ -307,9 +323,11 @@ class _SparseEncode(torch.autograd.Function):
         buffer = x_c.new_empty(min(step, len(x_c)), W.shape[1])  # one warm buffer for every chunk
         low_buffer = None if W is W_enc else torch.empty_like(buffer, dtype=W.dtype)
         for start in range(0, len(x_c), step):
-            chunk = x_c[start:start + step]
+            chunk = x_c[start : start + step]
             used = slice(0, len(chunk))
-            pre = encoder_product(chunk, W, b_enc, buffer[used], None if low_buffer is None else low_buffer[used])
+            pre = encoder_product(
+                chunk, W, b_enc, buffer[used], None if low_buffer is None else low_buffer[used]
+            )
             for selector in selectors:
                 selector.take(pre)  # selectors copy what they keep
         outs: list[Tensor] = []
@@ -326,8 +344,12 @@ class _SparseEncode(torch.autograd.Function):
         x_c, W_enc, *outs = ctx.saved_tensors
         n = _PER_SELECTION
         rows, idx, vals = (torch.cat(outs[i::n]) for i in range(3))
-        g = torch.cat([gr if gr is not None else torch.zeros_like(v)
-                       for gr, v in zip(grads[2::n], outs[2::n], strict=True)])
+        g = torch.cat(
+            [
+                gr if gr is not None else torch.zeros_like(v)
+                for gr, v in zip(grads[2::n], outs[2::n], strict=True)
+            ]
+        )
         g = g * (vals > 0)
         d_sae = W_enc.shape[1]
         grad_b_enc = torch.zeros(d_sae, dtype=g.dtype, device=g.device).index_add_(0, idx, g)
@@ -344,14 +366,19 @@ class _SparseEncode(torch.autograd.Function):
         return grad_x, grad_b_dec, grad_W_enc, grad_b_enc, None
 
 
-def sparse_encode(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor,
-                  selectors: list[Selector]) -> list[Selection]:
+def sparse_encode(
+    x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, selectors: list[Selector]
+) -> list[Selection]:
     """One encoder matmul, one Selection per selector (e.g. the main codes and the AuxK codes); each selector
     is used once."""
     outs = _SparseEncode.apply(x, b_dec, W_enc, b_enc, tuple(selectors))
     n = _PER_SELECTION
-    return [Selection(*outs[n * i:n * i + 3], x.shape[0], selector.per_row(), (outs[n * i + 3], outs[n * i + 4]))
-            for i, selector in enumerate(selectors)]
+    return [
+        Selection(
+            *outs[n * i : n * i + 3], x.shape[0], selector.per_row(), (outs[n * i + 3], outs[n * i + 4])
+        )
+        for i, selector in enumerate(selectors)
+    ]
 
 
 # A GPU gathers the pairs' rows in pieces of this many values (256 MiB in fp32 per gathered operand), so
@@ -365,7 +392,9 @@ def _gathered_pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tens
     step = max(1, GPU_PAIR_CHUNK_ELEMENTS // W_dec.shape[1])
     for start in range(0, len(idx), step):
         part = slice(start, start + step)
-        torch.sum(W_dec.index_select(0, idx[part]).mul_(grad_out.index_select(0, rows[part])), 1, out=out[part])
+        torch.sum(
+            W_dec.index_select(0, idx[part]).mul_(grad_out.index_select(0, rows[part])), 1, out=out[part]
+        )
     return out
 
 
@@ -378,8 +407,9 @@ def _pair_dots(W_dec: Tensor, idx: Tensor, grad_out: Tensor, rows: Tensor, offse
     crow = torch.cat([offsets, offsets.new_tensor([len(idx)])])
     with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
         warnings.simplefilter("ignore", UserWarning)
-        pattern = torch.sparse_csr_tensor(crow, idx, W_dec.new_zeros(len(idx)), (len(grad_out), len(W_dec)),
-                                          check_invariants=False)  # true by construction; checking costs a pass
+        pattern = torch.sparse_csr_tensor(
+            crow, idx, W_dec.new_zeros(len(idx)), (len(grad_out), len(W_dec)), check_invariants=False
+        )  # true by construction; checking costs a pass
         return torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t(), beta=0.0).values()
 
 

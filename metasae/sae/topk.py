@@ -55,4 +55,6 @@ class TopKSAE(SAE):
             aux = cfg.aux_coeff * self.sum_dims_mse((x - x_hat).detach(), aux_recon)
         if self.training:
             self.after_selection(main)
-        return LossParts.from_selection(mse + aux, mse, torch.zeros((), device=x.device), aux, main, cfg.d_sae, x_hat)
+        return LossParts.from_selection(
+            mse + aux, mse, torch.zeros((), device=x.device), aux, main, cfg.d_sae, x_hat
+        )

@@ -67,13 +67,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON round-trips give lists
         if (self.epochs is None) == (self.steps is None):
-            raise MetasaeError(f"train: set exactly one of epochs / steps (got epochs={self.epochs}, steps={self.steps})")
+            raise MetasaeError(
+                f"train: set exactly one of epochs / steps (got epochs={self.epochs}, steps={self.steps})"
+            )
         if (self.epochs or self.steps or 0) < 1:
             raise MetasaeError("train.epochs / train.steps must be >= 1")
         if self.sampling not in SAMPLINGS:
             raise MetasaeError(f"train.sampling={self.sampling!r}; allowed: {', '.join(SAMPLINGS)}")
         if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
-            raise MetasaeError(f"train.autocast={self.autocast!r}; allowed: {', '.join(AUTOCAST_DTYPES)} or null")
+            raise MetasaeError(
+                f"train.autocast={self.autocast!r}; allowed: {', '.join(AUTOCAST_DTYPES)} or null"
+            )
         if self.b_dec_init not in B_DEC_INITS:
             raise MetasaeError(f"train.b_dec_init={self.b_dec_init!r}; allowed: {', '.join(B_DEC_INITS)}")
         for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size"):
@@ -123,8 +127,11 @@ class _Batches:
             return torch.randint(self.n, (cfg.batch_size,), generator=generator(cfg.seed, "sae-batch", step))
         epoch, pos = divmod(step, self.per_epoch)
         if epoch != self._epoch:
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator(cfg.seed, "sae-epoch", epoch))
-        return self._perm[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+            self._epoch, self._perm = (
+                epoch,
+                torch.randperm(self.n, generator=generator(cfg.seed, "sae-epoch", epoch)),
+            )
+        return self._perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
 
 
 def _fingerprint(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig) -> str:
@@ -134,7 +141,8 @@ def _fingerprint(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig) -> st
 
 
 def _save_checkpoint(ckpt: Path, sae: SAE, opt: Adam, since_fired: Tensor, progress: dict) -> None:
-    """state.safetensors (weights, Adam moments, counters), then state.json naming its sha256 (commit mark)."""
+    """state.safetensors (weights, Adam moments, counters), then state.json naming its sha256 (commit
+    mark)."""
     tensors = {f"model.{k}": v for k, v in sae.state_dict().items()}
     tensors["since_fired"] = since_fired
     params = list(sae.parameters())
@@ -142,24 +150,35 @@ def _save_checkpoint(ckpt: Path, sae: SAE, opt: Adam, since_fired: Tensor, progr
         for key, value in opt.state.get(p, {}).items():
             tensors[f"opt.{i}.{key}"] = torch.as_tensor(value)
     save_tensors(ckpt / "state.safetensors", tensors)
-    write_json(ckpt / "state.json", {**progress, "sha256": sha256_file(ckpt / "state.safetensors"),
-                                     "param_groups": [{k: v for k, v in g.items() if k != "params"}
-                                                      for g in opt.param_groups]})
+    write_json(
+        ckpt / "state.json",
+        {
+            **progress,
+            "sha256": sha256_file(ckpt / "state.safetensors"),
+            "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups],
+        },
+    )
 
 
-def _load_checkpoint(ckpt: Path, sae: SAE, opt: Adam, fingerprint: str,
-                     device: torch.device) -> tuple[dict, Tensor] | None:
+def _load_checkpoint(
+    ckpt: Path, sae: SAE, opt: Adam, fingerprint: str, device: torch.device
+) -> tuple[dict, Tensor] | None:
     """(progress, since_fired) of a valid checkpoint of this very run, loading weights and Adam state."""
     state_path = ckpt / "state.json"
     if not state_path.is_file():
         return None
     state = read_json(state_path)
     if state.get("fingerprint") != fingerprint:
-        print(f"metasae train-sae: {ckpt} holds a run with other data or config; starting afresh", file=sys.stderr)
+        print(
+            f"metasae train-sae: {ckpt} holds a run with other data or config; starting afresh",
+            file=sys.stderr,
+        )
         return None
     if sha256_file(ckpt / "state.safetensors") != state["sha256"]:
-        print(f"metasae train-sae: {ckpt}/state.safetensors does not match state.json; starting afresh",
-              file=sys.stderr)
+        print(
+            f"metasae train-sae: {ckpt}/state.safetensors does not match state.json; starting afresh",
+            file=sys.stderr,
+        )
         return None
     tensors = load_tensors(ckpt / "state.safetensors", device=str(device))
     sae.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
@@ -182,8 +201,16 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
-def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir: str | Path, device: str = "cpu",
-              resume: bool = True, eval_data: Tensor | None = None, extra_cfg: dict | None = None) -> SAE:
+def train_sae(
+    data: Tensor,
+    sae_cfg: SAEConfig,
+    train_cfg: TrainConfig,
+    out_dir: str | Path,
+    device: str = "cpu",
+    resume: bool = True,
+    eval_data: Tensor | None = None,
+    extra_cfg: dict | None = None,
+) -> SAE:
     """Train, then write out_dir/{sae.safetensors, cfg.json, metrics.json, train_log.csv}.
 
     `data` stays on the CPU (batches move to `device`). Checkpoints go to out_dir/checkpoint/ every
@@ -193,7 +220,9 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
     dev = resolve_device(device)
     data = data.detach().to("cpu", torch.float32)
     if data.ndim != 2 or data.shape[1] != sae_cfg.d_in or len(data) == 0:
-        raise MetasaeError(f"training data has shape {list(data.shape)}; expected [N >= 1, d_in={sae_cfg.d_in}]")
+        raise MetasaeError(
+            f"training data has shape {list(data.shape)}; expected [N >= 1, d_in={sae_cfg.d_in}]"
+        )
     bad = (~torch.isfinite(data)).any(1).nonzero()
     if len(bad):
         raise MetasaeError(f"training data row {int(bad[0])} contains NaN/inf ({len(bad)} bad rows)")
@@ -203,9 +232,13 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
 
     sae = build_sae(sae_cfg, generator(train_cfg.seed, "sae-init")).to(dev)
     with torch.no_grad():
-        sample = data[torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]] / scale
+        sample = (
+            data[torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]] / scale
+        )
         if train_cfg.b_dec_init != "zeros":
-            sae.b_dec.copy_(geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0))
+            sae.b_dec.copy_(
+                geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0)
+            )
     opt = Adam(sae.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
     total = train_cfg.total_steps(len(data))
     fingerprint = _fingerprint(data, sae_cfg, train_cfg)
@@ -219,25 +252,38 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
 
     batches = _Batches(len(data), train_cfg)
     source = stage_on(dev, data)
-    precision = (torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[train_cfg.autocast]) if train_cfg.autocast
-                 else contextlib.nullcontext())
+    precision = (
+        torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[train_cfg.autocast])
+        if train_cfg.autocast
+        else contextlib.nullcontext()
+    )
     sae.train()
-    for step in tqdm(range(start, total), desc=f"train {sae_cfg.architecture} SAE", initial=start, total=total,
-                     disable=None, leave=False):
+    for step in tqdm(
+        range(start, total),
+        desc=f"train {sae_cfg.architecture} SAE",
+        initial=start,
+        total=total,
+        disable=None,
+        leave=False,
+    ):
         x = source[batches(step).to(source.device)].to(dev) / scale
         lr = train_cfg.lr_at(step, total)
         for group in opt.param_groups:
             group["lr"] = lr
         dead = since_fired >= train_cfg.dead_after_examples
-        sparsity_scale = min(1.0, (step + 1) / train_cfg.sparsity_warmup_steps) if train_cfg.sparsity_warmup_steps else 1.0
+        sparsity_scale = (
+            min(1.0, (step + 1) / train_cfg.sparsity_warmup_steps) if train_cfg.sparsity_warmup_steps else 1.0
+        )
         try:
             with precision:
                 parts = sae.loss(x, dead=dead, sparsity_scale=sparsity_scale)
         except MetasaeError as e:
             raise MetasaeError(f"step {step}: {e}") from e
         if not torch.isfinite(parts.total):
-            raise MetasaeError(f"step {step}: loss is {float(parts.total.detach())} (mse={float(parts.mse)}, "
-                               f"sparsity={float(parts.sparsity)}, aux={float(parts.aux)}); lower train.lr")
+            raise MetasaeError(
+                f"step {step}: loss is {float(parts.total.detach())} (mse={float(parts.mse)}, "
+                f"sparsity={float(parts.sparsity)}, aux={float(parts.aux)}); lower train.lr"
+            )
         opt.zero_grad(set_to_none=True)
         parts.total.backward()
         if sae_cfg.normalize_decoder:
@@ -250,10 +296,20 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
         progress["examples"] += len(x)
         if step % train_cfg.log_every == 0 or step == total - 1:
             var = (x - x.mean(0)).pow(2).sum()
-            log_rows.append({"step": step, "examples": progress["examples"], "lr": lr, "total": float(parts.total.detach()),
-                             "mse": float(parts.mse), "sparsity": float(parts.sparsity), "aux": float(parts.aux),
-                             "l0": float(parts.l0), "fvu": float((x - parts.x_hat).pow(2).sum() / var) if var > 0 else float("nan"),
-                             "dead_fraction": float(dead.float().mean())})
+            log_rows.append(
+                {
+                    "step": step,
+                    "examples": progress["examples"],
+                    "lr": lr,
+                    "total": float(parts.total.detach()),
+                    "mse": float(parts.mse),
+                    "sparsity": float(parts.sparsity),
+                    "aux": float(parts.aux),
+                    "l0": float(parts.l0),
+                    "fvu": float((x - parts.x_hat).pow(2).sum() / var) if var > 0 else float("nan"),
+                    "dead_fraction": float(dead.float().mean()),
+                }
+            )
         if (step + 1) % train_cfg.checkpoint_every == 0 and step + 1 < total:
             progress["step"] = step + 1
             _save_checkpoint(ckpt, sae, opt, since_fired, progress)
@@ -262,13 +318,19 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
         raise MetasaeError(f"eval data has shape {list(eval_data.shape)}; expected [N, d_in={sae_cfg.d_in}]")
     sae.fold_input_scale(scale)
     sae.eval()
-    metrics = sae_metrics(sae, data if eval_data is None else eval_data.to(torch.float32),
-                          train_cfg.eval_batch_size, dev)
+    metrics = sae_metrics(
+        sae, data if eval_data is None else eval_data.to(torch.float32), train_cfg.eval_batch_size, dev
+    )
     metrics["train_dead_fraction"] = float((since_fired >= train_cfg.dead_after_examples).float().mean())
     metrics["evaluated_on"] = "train" if eval_data is None else "eval"
-    record = {"train_cfg": train_cfg.to_dict(), "input_scale": scale, "n_train": len(data), "steps": total,
-              "provenance": provenance({"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict()}, train_cfg.seed),
-              **(extra_cfg or {})}
+    record = {
+        "train_cfg": train_cfg.to_dict(),
+        "input_scale": scale,
+        "n_train": len(data),
+        "steps": total,
+        "provenance": provenance({"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict()}, train_cfg.seed),
+        **(extra_cfg or {}),
+    }
     save_sae(sae, out_dir, record)
     write_json(out_dir / METRICS_FILE, metrics)
     _write_log(out_dir / TRAIN_LOG_FILE, log_rows)
@@ -276,11 +338,16 @@ def train_sae(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig, out_dir:
     return sae
 
 
-def spec_to_configs(spec: dict, d_in: int, d_sae: int, seed: int, where: str = "sae spec") -> tuple[SAEConfig, TrainConfig]:
-    """Split one settings dict (a config block or CLI flags, see `metasae.settings.SAESpec`) into the SAE's and
-    the trainer's configs; `width` is the caller's (depth 1 or a schedule), so it is not part of either."""
+def spec_to_configs(
+    spec: dict, d_in: int, d_sae: int, seed: int, where: str = "sae spec"
+) -> tuple[SAEConfig, TrainConfig]:
+    """Split one settings dict (a config block or CLI flags, see `metasae.settings.SAESpec`) into the SAE's
+    and the trainer's configs; `width` is the caller's (depth 1 or a schedule), so it is not part of
+    either."""
     settings = SAESpec.from_dict(spec, where)
     if settings.architecture is None:
         raise MetasaeError(f"{where}: missing key 'architecture'")
-    return (SAEConfig(d_in=d_in, d_sae=d_sae, **settings.sae_settings()),
-            TrainConfig(seed=seed, **settings.train_settings()))
+    return (
+        SAEConfig(d_in=d_in, d_sae=d_sae, **settings.sae_settings()),
+        TrainConfig(seed=seed, **settings.train_settings()),
+    )

@@ -7,7 +7,6 @@ beside them, and the study config. Output CSVs are sorted and rounded so that re
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,23 @@ import pandas as pd
 
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path, git_commit, read_json, write_json
+from metasae.layout import parse_summary_path
 from metasae.stack import Depth
 
 GROUP = ["model", "dataset", "layer", "sae", "mode"]
-_PATH = re.compile(r"analysis/(?P<model>[a-z0-9_]+)/seed(?P<seed>\d+)/(?P<dataset>[a-z0-9_]+)/(?P<layer>[a-z0-9_]+)/"
-                   r"(?P<sae>[a-z0-9_]+)/(?:(?P<mode>decoder|activations)/)?depth(?P<depth>\d+)/summary\.json$")
-SUMMARY_FIELDS = ["alive_latents", "dead_fraction", "purity_mean", "purity_median", "entropy_mean",
-                  "count_all_top10_nonzero", "mean_active_per_image", "stack_fvu", "spliced_accuracy",
-                  "clean_accuracy", "loss_recovered"]
+SUMMARY_FIELDS = [
+    "alive_latents",
+    "dead_fraction",
+    "purity_mean",
+    "purity_median",
+    "entropy_mean",
+    "count_all_top10_nonzero",
+    "mean_active_per_image",
+    "stack_fvu",
+    "spliced_accuracy",
+    "clean_accuracy",
+    "loss_recovered",
+]
 SAE_FIELDS = ["fvu", "l0"]
 CRITERIA = {  # criterion -> (column, maximise?)
     "max_purity": ("purity_mean", True),
@@ -31,22 +39,21 @@ CRITERIA = {  # criterion -> (column, maximise?)
 }
 N_BOOT = 2000
 TREND_CLAIMS = [  # (column, the log's claim, the log's own number, what the column is, where it comes from)
-    ("mean_active_per_image", "The average number of activations increases the deeper you go",
-     "stated in the log (2024-11-09); its own numbers fall after depth 2 (EMNIST L0 0.4, 18.4, 3.1, 0.3)",
-     "mean active latents per image", "trained depths of every run and seed"),
-    ("purity_mean", "Latents become more atomic (purer in label) the deeper the stack goes",
-     "the log's hypothesis; its own purity fell: Fashion-MNIST 6.60/10 at depth 1, 5.21 at depth 2",
-     "mean label purity of alive latents", "top-10 label purity from latents.parquet"),
+    (
+        "mean_active_per_image",
+        "The average number of activations increases the deeper you go",
+        "stated in the log (2024-11-09); its own numbers fall after depth 2 (EMNIST L0 0.4, 18.4, 3.1, 0.3)",
+        "mean active latents per image",
+        "trained depths of every run and seed",
+    ),
+    (
+        "purity_mean",
+        "Latents become more atomic (purer in label) the deeper the stack goes",
+        "the log's hypothesis; its own purity fell: Fashion-MNIST 6.60/10 at depth 1, 5.21 at depth 2",
+        "mean label purity of alive latents",
+        "top-10 label purity from latents.parquet",
+    ),
 ]
-
-
-def parse_summary_path(path: str | Path) -> dict:
-    match = _PATH.search(Path(path).as_posix())
-    if not match:
-        raise MetasaeError(f"{path}: not an analysis summary path (analysis/<model>/seed<N>/<probe>/<layer>/"
-                           "<sae>/[<mode>/]depth<d>/summary.json)")
-    fields = match.groupdict()
-    return {**fields, "seed": int(fields["seed"]), "depth": int(fields["depth"])}
 
 
 def depth_rows(summary_paths: list[str | Path], config: dict) -> pd.DataFrame:
@@ -62,23 +69,47 @@ def depth_rows(summary_paths: list[str | Path], config: dict) -> pd.DataFrame:
             "train_dataset": config["classifiers"][where["model"]]["train"],
             "dataset_ref": config["probes"][where["dataset"]],
             "architecture": _architecture(config, where),
-            "status": sae_metrics.get("status", "trained") if summary.get("status") != "collapsed" else "collapsed",
+            "status": sae_metrics.get("status", "trained")
+            if summary.get("status") != "collapsed"
+            else "collapsed",
             "stop_reason": sae_metrics.get("stop_reason"),
             "d_sae": sae_metrics.get("d_sae"),
             "is_real": summary.get("dataset_is_real", False),
             **{k: summary.get(k) for k in SUMMARY_FIELDS},
             **{k: sae_metrics.get(k) for k in SAE_FIELDS},
         }
-        for mode in ([where["mode"]] if where["mode"] else modes):
+        for mode in [where["mode"]] if where["mode"] else modes:
             rows.append({**base, "mode": mode})
     if not rows:
         raise MetasaeError("aggregate: no analysis summaries given")
     table = pd.DataFrame(rows)
     table["explained_variance"] = 1 - table["fvu"].astype(float)
-    order = ["model", "train_dataset", "dataset", "dataset_ref", "layer", "sae", "mode", "architecture", "seed",
-             "depth", "status", "stop_reason", "d_sae", "is_real", "fvu", "explained_variance", "stack_fvu", "l0",
-             *[f for f in SUMMARY_FIELDS if f != "stack_fvu"]]
-    return table[order].sort_values(["model", "dataset", "layer", "sae", "mode", "seed", "depth"]).reset_index(drop=True)
+    order = [
+        "model",
+        "train_dataset",
+        "dataset",
+        "dataset_ref",
+        "layer",
+        "sae",
+        "mode",
+        "architecture",
+        "seed",
+        "depth",
+        "status",
+        "stop_reason",
+        "d_sae",
+        "is_real",
+        "fvu",
+        "explained_variance",
+        "stack_fvu",
+        "l0",
+        *[f for f in SUMMARY_FIELDS if f != "stack_fvu"],
+    ]
+    return (
+        table[order]
+        .sort_values(["model", "dataset", "layer", "sae", "mode", "seed", "depth"])
+        .reset_index(drop=True)
+    )
 
 
 def _architecture(config: dict, where: dict) -> str:
@@ -132,10 +163,19 @@ def optimal_depths(depths: pd.DataFrame) -> pd.DataFrame:
                 continue
             lo, hi = bootstrap_median_ci(optima)
             best = float(np.median(optima))
-            rows.append({**dict(zip(GROUP, key, strict=True)), "architecture": _stack_architecture(group),
-                         "criterion": criterion, "optimal_depth": best,
-                         "ci_low": lo, "ci_high": hi, "n_seeds": len(optima),
-                         "per_seed": " ".join(map(str, optima)), "log_claim_depth2_holds": best == 2})
+            rows.append(
+                {
+                    **dict(zip(GROUP, key, strict=True)),
+                    "architecture": _stack_architecture(group),
+                    "criterion": criterion,
+                    "optimal_depth": best,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_seeds": len(optima),
+                    "per_seed": " ".join(map(str, optima)),
+                    "log_claim_depth2_holds": best == 2,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -159,23 +199,41 @@ def claims(depths: pd.DataFrame, optimal: pd.DataFrame) -> pd.DataFrame:
     counts = optimal[optimal["criterion"] == "max_activation_count"]
     if not counts.empty:
         share = float(counts["log_claim_depth2_holds"].mean())
-        out.append(("Depth 2 is optimal for the most activations (count of latents whose top-10 are all non-zero)",
-                    "depth 2 (EMNIST 2304/2304, Fashion-MNIST 2304/2304 latents at depth 2)",
-                    f"median optimal depth = 2 in {share:.0%} of {len(counts)} (dataset, mode) groups; "
-                    f"optima: {', '.join(sorted(set(f'{d:g}' for d in counts['optimal_depth'])))}",
-                    "holds" if share > 0.5 else "fails", "criterion max_activation_count in optimal_depth.csv"))
+        out.append(
+            (
+                "Depth 2 is optimal for the most activations "
+                "(count of latents whose top-10 are all non-zero)",
+                "depth 2 (EMNIST 2304/2304, Fashion-MNIST 2304/2304 latents at depth 2)",
+                f"median optimal depth = 2 in {share:.0%} of {len(counts)} (dataset, mode) groups; "
+                f"optima: {', '.join(sorted(set(f'{d:g}' for d in counts['optimal_depth'])))}",
+                "holds" if share > 0.5 else "fails",
+                "criterion max_activation_count in optimal_depth.csv",
+            )
+        )
     for mode in sorted(depths["mode"].unique()):
         for column, claim, log_value, what, note in TREND_CLAIMS:
             rho = _trend(depths, column, mode)
-            out.append((f"{claim} ({mode} mode)", log_value, f"Spearman(depth, {what}) = {rho:.2f}",
-                        "untested" if np.isnan(rho) else ("holds" if rho > 0.3 else "fails"), note))
+            out.append(
+                (
+                    f"{claim} ({mode} mode)",
+                    log_value,
+                    f"Spearman(depth, {what}) = {rho:.2f}",
+                    "untested" if np.isnan(rho) else ("holds" if rho > 0.3 else "fails"),
+                    note,
+                )
+            )
     deep = depths[depths["depth"] == depths["depth"].max()]
     if not deep.empty:
         collapsed = float((deep["status"] != "trained").mean() + 0.0)
-        out.append(("Deep stacks collapse: codes go dead (loss 3.6e-44 at depths 7-10 in the log)",
-                    "all latents dead from depth 6-7 (ReLU, L1 summed over the batch)",
-                    f"{collapsed:.0%} of runs stopped or collapsed by depth {int(deep['depth'].iloc[0])}",
-                    "holds" if collapsed > 0.5 else "fails", "stop reasons in depths.csv"))
+        out.append(
+            (
+                "Deep stacks collapse: codes go dead (loss 3.6e-44 at depths 7-10 in the log)",
+                "all latents dead from depth 6-7 (ReLU, L1 summed over the batch)",
+                f"{collapsed:.0%} of runs stopped or collapsed by depth {int(deep['depth'].iloc[0])}",
+                "holds" if collapsed > 0.5 else "fails",
+                "stop reasons in depths.csv",
+            )
+        )
     return pd.DataFrame(out, columns=["claim", "log_value", "our_value", "verdict", "note"])
 
 
@@ -196,13 +254,18 @@ def aggregate(summary_paths: list[str | Path], config: dict, out_dir: str | Path
     _write_csv(claim_table, out_dir / "claims.csv")
     plot_metrics_vs_depth(depths, out_dir / "figures")
     first = parse_summary_path(sorted(map(str, summary_paths))[0])
-    write_json(out_dir / "study.json", {
-        "config": config,
-        "headline": bool(config.get("headline", False)),
-        "headline_run": f"{first['model']}/seed{first['seed']}/{first['dataset']}/{first['layer']}/{first['sae']}",
-        "datasets": _datasets(depths),
-        "git_commit": git_commit(),
-    })
+    write_json(
+        out_dir / "study.json",
+        {
+            "config": config,
+            "headline": bool(config.get("headline", False)),
+            "headline_run": (
+                f"{first['model']}/seed{first['seed']}/{first['dataset']}/{first['layer']}/{first['sae']}"
+            ),
+            "datasets": _datasets(depths),
+            "git_commit": git_commit(),
+        },
+    )
     return {"depths": depths, "optimal_depth": optimal, "claims": claim_table}
 
 

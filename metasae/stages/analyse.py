@@ -42,10 +42,14 @@ def _load_probe(cache: ActivationCache, data_dir: str | Path | None, device: str
     manifest = cache.manifest
     data = load_dataset(manifest["dataset"], data_dir)
     if len(data) != len(cache.labels) or not torch.equal(data.index, cache.index):
-        raise MetasaeError(f"dataset {manifest['dataset']!r} does not match its activation cache row for row "
-                           f"({len(data)} images vs {len(cache.labels)} cached); re-cache the activations")
+        raise MetasaeError(
+            f"dataset {manifest['dataset']!r} does not match its activation cache row for row "
+            f"({len(data)} images vs {len(cache.labels)} cached); re-cache the activations"
+        )
     model, model_cfg = load_classifier(manifest["source_model"], device=device)
-    return Probe(cache, list(manifest["label_names"]), data.images, model, list(model_cfg.get("label_names", [])))
+    return Probe(
+        cache, list(manifest["label_names"]), data.images, model, list(model_cfg.get("label_names", []))
+    )
 
 
 @torch.no_grad()
@@ -62,20 +66,38 @@ def _write_table(path: Path, table: pa.Table) -> None:
         pq.write_table(table, tmp)
 
 
-def analyse(depth_dir: str | Path, out_dir: str | Path, data_dir: str | Path | None = None, top_n: int = 10,
-            n_grid: int = 8, feature_viz: bool = True, device: str = "cpu",
-            viz_cfg: FeatureVizConfig = DEFAULT_VIZ) -> dict:
+def analyse(
+    depth_dir: str | Path,
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    top_n: int = 10,
+    n_grid: int = 8,
+    feature_viz: bool = True,
+    device: str = "cpu",
+    viz_cfg: FeatureVizConfig = DEFAULT_VIZ,
+) -> dict:
     """Analyse one depth folder into out_dir; returns the summary it wrote."""
     depth_dir, out_dir = Path(depth_dir), Path(out_dir)
     device = str(resolve_device(device))
     depth = Depth.load(depth_dir)
-    settings = {"depth_dir": str(depth_dir), "top_n": top_n, "n_grid": n_grid, "feature_viz": feature_viz,
-                "viz": vars(viz_cfg)}
+    settings = {
+        "depth_dir": str(depth_dir),
+        "top_n": top_n,
+        "n_grid": n_grid,
+        "feature_viz": feature_viz,
+        "viz": vars(viz_cfg),
+    }
     if depth.stopped:
         _write_table(out_dir / LATENTS_FILE, SCHEMA.empty_table())
-        summary = {"status": "stopped", "stop_reason": depth.metrics.get("stop_reason"),
-                   "depth": depth.metrics.get("depth"), "mode": depth.metrics.get("mode"), "n_latents": 0,
-                   "figures": [], "provenance": provenance(settings)}
+        summary = {
+            "status": "stopped",
+            "stop_reason": depth.metrics.get("stop_reason"),
+            "depth": depth.metrics.get("depth"),
+            "mode": depth.metrics.get("mode"),
+            "n_latents": 0,
+            "figures": [],
+            "provenance": provenance(settings),
+        }
         write_json(out_dir / SUMMARY_FILE, summary)
         return summary
 
@@ -92,11 +114,23 @@ def analyse(depth_dir: str | Path, out_dir: str | Path, data_dir: str | Path | N
     if not collapsed:
         from metasae.figures.depth import write_depth_figures
 
-        figures = write_depth_figures(analysis, depth, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg, device)
+        figures = write_depth_figures(
+            analysis, depth, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg, device
+        )
         images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
-        stack = depth.splice_metrics(probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images,
-                                     *_splice_labels(probe, images))
-    summary = {**analysis.summary(), **stack, "stop_reason": None, "figures": figures,
-               "provenance": provenance(settings)}
+        stack = depth.splice_metrics(
+            probe.classifier.cpu(),
+            cache.manifest["layer"],
+            cache.acts,
+            images,
+            *_splice_labels(probe, images),
+        )
+    summary = {
+        **analysis.summary(),
+        **stack,
+        "stop_reason": None,
+        "figures": figures,
+        "provenance": provenance(settings),
+    }
     write_json(out_dir / SUMMARY_FILE, summary)
     return summary

@@ -43,7 +43,8 @@ class Row:
 
     @property
     def spread(self) -> float:
-        """Largest relative deviation of one run's ratio from the median (the noise the tolerance must cover)."""
+        """Largest relative deviation of one run's ratio from the median (the noise the tolerance must
+        cover)."""
         return max(abs(r / self.ratio - 1) for r in self.ratios)
 
     @property
@@ -54,8 +55,22 @@ class Row:
 
 
 def _run_suite(suite: Path, device: str, quick: bool, json_path: Path) -> None:
-    cmd = [sys.executable, "-m", "pytest", str(suite), "--benchmark-only", f"--benchmark-json={json_path}",
-           "-o", "addopts=", "-p", "no:cacheprovider", "-q", "--device", device, *(["--quick"] if quick else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(suite),
+        "--benchmark-only",
+        f"--benchmark-json={json_path}",
+        "-o",
+        "addopts=",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--device",
+        device,
+        *(["--quick"] if quick else []),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
@@ -67,15 +82,24 @@ def _read_runs(raw: list[dict]) -> list[Row]:
     for run in raw:
         for b in run["benchmarks"]:
             if "ratio" not in b["extra_info"]:
-                raise MetasaeError(f"benchmark {b['name']}: no ratio in extra_info (time it with the `compare` fixture)")
+                raise MetasaeError(
+                    f"benchmark {b['name']}: no ratio in extra_info (time it with the `compare` fixture)"
+                )
             by_name.setdefault(b["name"], []).append(b)
     rows = []
     for name, runs in by_name.items():
         info = [b["extra_info"] for b in runs]
         extra_keys = [k for k in info[0] if k.startswith("vs_") or k == "items_per_s"]
-        rows.append(Row(name, [i["ratio"] for i in info], statistics.median(b["stats"]["median"] for b in runs),
-                        info[0]["floor"], statistics.median(i["floor_median_s"] for i in info),
-                        {k: statistics.median(i[k] for i in info) for k in extra_keys}))
+        rows.append(
+            Row(
+                name,
+                [i["ratio"] for i in info],
+                statistics.median(b["stats"]["median"] for b in runs),
+                info[0]["floor"],
+                statistics.median(i["floor_median_s"] for i in info),
+                {k: statistics.median(i[k] for i in info) for k in extra_keys},
+            )
+        )
     return rows
 
 
@@ -88,24 +112,37 @@ def _check(rows: list[Row], baseline: dict, device: str, tolerance: float) -> No
 
 
 def table(rows: list[Row], device: str, tolerance: float) -> str:
-    """A Markdown table: one row per benchmark, ours and floor medians, the ratio and what the baseline allows."""
-    lines = [f"Benchmarks on {device}; ratio = median(ours) / median(floor) over the runs; limit = baseline x "
-             f"(1 + {tolerance:g}).", "",
-             "| benchmark | ours ms | floor | floor ms | ratio | spread | baseline | limit | vs torch addmm | vs dense "
-             "| items/s | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """A Markdown table: one row per benchmark, ours and floor medians, the ratio and what the baseline
+    allows."""
+    lines = [
+        f"Benchmarks on {device}; ratio = median(ours) / median(floor) over the runs; limit = baseline x "
+        f"(1 + {tolerance:g}).",
+        "",
+        "| benchmark | ours ms | floor | floor ms | ratio | spread | baseline | limit | "
+        "vs torch addmm | vs dense | items/s | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     for r in rows:
-        lines.append(f"| {r.name} | {r.ours_s * 1e3:.1f} | {r.floor} | {r.floor_s * 1e3:.2f} | {r.ratio:.3g} | "
-                     f"{r.spread:.1%} | {fmt(r.baseline, '.3g')} | {fmt(r.limit, '.3g')} | "
-                     f"{fmt(r.extra.get('vs_torch_addmm'), '.2f')} | {fmt(r.extra.get('vs_dense'), '.2f')} | {fmt(r.extra.get('items_per_s'), ',.0f')} | "
-                     f"{r.status} |")
+        lines.append(
+            f"| {r.name} | {r.ours_s * 1e3:.1f} | {r.floor} | {r.floor_s * 1e3:.2f} | {r.ratio:.3g} | "
+            f"{r.spread:.1%} | {fmt(r.baseline, '.3g')} | {fmt(r.limit, '.3g')} | "
+            f"{fmt(r.extra.get('vs_torch_addmm'), '.2f')} | {fmt(r.extra.get('vs_dense'), '.2f')} | "
+            f"{fmt(r.extra.get('items_per_s'), ',.0f')} | {r.status} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def run_bench(out_dir: str | Path, device: str = "cpu", quick: bool = False, repeat: int = 1,
-              baseline_path: str | Path = BASELINE, tolerance: float | None = None, update_baseline: bool = False,
-              suite: str | Path = SUITE) -> list[Row]:
+def run_bench(
+    out_dir: str | Path,
+    device: str = "cpu",
+    quick: bool = False,
+    repeat: int = 1,
+    baseline_path: str | Path = BASELINE,
+    tolerance: float | None = None,
+    update_baseline: bool = False,
+    suite: str | Path = SUITE,
+) -> list[Row]:
     """Run the suite `repeat` times; write out_dir/{name}.json, {name}.raw.json and {name}.md (name = device,
     plus `-quick`); then either store the median ratios as the baseline, or fail on a regressed ratio."""
     if repeat < 1:
@@ -127,18 +164,40 @@ def run_bench(out_dir: str | Path, device: str = "cpu", quick: bool = False, rep
         if device.startswith("cuda") and not torch.cuda.is_available():
             print(f"metasae bench: --device {device}: CUDA is not available here; every benchmark skipped")
             return []
-        raise MetasaeError(f"benchmark suite {suite} ran no benchmark on {device} (all deselected or skipped)")
+        raise MetasaeError(
+            f"benchmark suite {suite} ran no benchmark on {device} (all deselected or skipped)"
+        )
     _check(rows, baseline, device.split(":")[0], tol)
     name = device.replace(":", "") + ("-quick" if quick else "")
     text = table(rows, device, tol)
     write_json(out_dir / f"{name}.raw.json", raw)
-    write_json(out_dir / f"{name}.json", {
-        "device": device, "quick": quick, "repeat": repeat, "tolerance": tol, "baseline": str(baseline_path),
-        "benchmarks": [{"name": r.name, "ratio": r.ratio, "ratios": r.ratios, "spread": r.spread, "ours_s": r.ours_s,
-                        "floor": r.floor, "floor_s": r.floor_s, **r.extra, "baseline": r.baseline,
-                        "limit": r.limit, "status": r.status} for r in rows],
-        "provenance": provenance({"device": device, "quick": quick, "repeat": repeat}),
-    })
+    write_json(
+        out_dir / f"{name}.json",
+        {
+            "device": device,
+            "quick": quick,
+            "repeat": repeat,
+            "tolerance": tol,
+            "baseline": str(baseline_path),
+            "benchmarks": [
+                {
+                    "name": r.name,
+                    "ratio": r.ratio,
+                    "ratios": r.ratios,
+                    "spread": r.spread,
+                    "ours_s": r.ours_s,
+                    "floor": r.floor,
+                    "floor_s": r.floor_s,
+                    **r.extra,
+                    "baseline": r.baseline,
+                    "limit": r.limit,
+                    "status": r.status,
+                }
+                for r in rows
+            ],
+            "provenance": provenance({"device": device, "quick": quick, "repeat": repeat}),
+        },
+    )
     write_text(out_dir / f"{name}.md", text)
     print(text, end="")
     if update_baseline:
@@ -149,8 +208,12 @@ def run_bench(out_dir: str | Path, device: str = "cpu", quick: bool = False, rep
         return rows
     regressed = [r for r in rows if r.status == "REGRESSED"]
     if regressed:
-        worst = ", ".join(f"{r.name} ratio {r.ratio:.3g} > limit {r.limit:.3g} (baseline {r.baseline:.3g})"
-                          for r in regressed)
-        raise MetasaeError(f"{len(regressed)} benchmark(s) regressed beyond tolerance {tol:g} of {baseline_path}: "
-                           f"{worst}; table: {out_dir / (name + '.md')}")
+        worst = ", ".join(
+            f"{r.name} ratio {r.ratio:.3g} > limit {r.limit:.3g} (baseline {r.baseline:.3g})"
+            for r in regressed
+        )
+        raise MetasaeError(
+            f"{len(regressed)} benchmark(s) regressed beyond tolerance {tol:g} of {baseline_path}: "
+            f"{worst}; table: {out_dir / (name + '.md')}"
+        )
     return rows

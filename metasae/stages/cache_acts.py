@@ -27,7 +27,8 @@ class _LayerReached(Exception):
 
 
 class _Capture:
-    """Forward hook that copies one layer's output into a preallocated [N, dim] buffer, then stops the pass."""
+    """Forward hook that copies one layer's output into a preallocated [N, dim] buffer, then stops the
+    pass."""
 
     def __init__(self, out: torch.Tensor) -> None:
         self.out, self.filled, self.expected_rows = out, 0, 0
@@ -35,20 +36,29 @@ class _Capture:
     def __call__(self, _module, _inputs, output: torch.Tensor) -> None:
         rows = output.flatten(1)
         if rows.shape[0] != self.expected_rows:
-            raise MetasaeError(f"layer produced {rows.shape[0]} rows for a batch of {self.expected_rows} images; "
-                               "a cache must hold exactly one row per image")
+            raise MetasaeError(
+                f"layer produced {rows.shape[0]} rows for a batch of {self.expected_rows} images; "
+                "a cache must hold exactly one row per image"
+            )
         # a sum is NaN/inf if any element is (or if finite values overflow: then the exact check clears it)
         if not bool(torch.isfinite(rows.sum())) and not bool(torch.isfinite(rows).all()):
             bad = self.filled + int((~torch.isfinite(rows)).any(1).nonzero()[0])
             raise MetasaeError(f"NaN/inf activation at image {bad} (dataset order)")
-        self.out[self.filled:self.filled + rows.shape[0]] = rows.detach().to("cpu", torch.float32)
+        self.out[self.filled : self.filled + rows.shape[0]] = rows.detach().to("cpu", torch.float32)
         self.filled += rows.shape[0]
         raise _LayerReached
 
 
 @torch.no_grad()
-def cache_activations(model_dir: str | Path, dataset: str, layer: str, out_dir: str | Path, batch_size: int = 512,
-                      data_dir: str | Path | None = None, device: str = "cpu") -> ActivationCache:
+def cache_activations(
+    model_dir: str | Path,
+    dataset: str,
+    layer: str,
+    out_dir: str | Path,
+    batch_size: int = 512,
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> ActivationCache:
     dev = resolve_device(device)
     model, model_cfg = load_classifier(model_dir, device=str(dev))
     module = check_layer(model, layer, where=str(model_dir))
@@ -68,13 +78,14 @@ def cache_activations(model_dir: str | Path, dataset: str, layer: str, out_dir: 
         with stream_tensors(out_dir / ACTS_FILE, layout) as stream:
             stream.write("labels", data.labels.to(torch.int64))
             stream.write("index", data.index.to(torch.int64))
-            for start in tqdm(range(0, n, batch_size), desc=f"cache {layer} on {dataset}", disable=None,
-                              leave=False):
-                batch = images[start:start + batch_size]
+            for start in tqdm(
+                range(0, n, batch_size), desc=f"cache {layer} on {dataset}", disable=None, leave=False
+            ):
+                batch = images[start : start + batch_size]
                 probe.expected_rows = len(batch)
                 with contextlib.suppress(_LayerReached):
                     model(batch.to(dev))
-                stream.write("acts", acts[start:probe.filled])
+                stream.write("acts", acts[start : probe.filled])
     finally:
         handle.remove()
 
@@ -91,8 +102,10 @@ def cache_activations(model_dir: str | Path, dataset: str, layer: str, out_dir: 
         "dataset_description": data.description,
         "label_names": list(data.label_names),
         "layer": layer,
-        "provenance": provenance({"model_dir": str(model_dir), "dataset": dataset, "layer": layer,
-                                  "batch_size": batch_size}, model_cfg.get("train_config", {}).get("seed")),
+        "provenance": provenance(
+            {"model_dir": str(model_dir), "dataset": dataset, "layer": layer, "batch_size": batch_size},
+            model_cfg.get("train_config", {}).get("seed"),
+        ),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)
     return ActivationCache(acts, data.labels, data.index, manifest)

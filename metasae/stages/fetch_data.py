@@ -24,8 +24,9 @@ def fetch_data(name: str, data_dir: str | Path) -> Path:
     try:
         _download(name, root)
     except (OSError, RuntimeError) as exc:  # urllib errors are OSErrors; torchvision raises RuntimeError
-        raise MetasaeError(f"fetch-data {name}: download into {root} failed ({exc}); "
-                           "this needs a network connection") from None
+        raise MetasaeError(
+            f"fetch-data {name}: download into {root} failed ({exc}); this needs a network connection"
+        ) from None
     return root
 
 
@@ -34,7 +35,9 @@ def _download(name: str, root: Path) -> None:
     from torchvision.datasets.utils import download_url
 
     if name in ("mnist", "fashion_mnist", "kmnist"):
-        cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "kmnist": datasets.KMNIST}[name]
+        cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST, "kmnist": datasets.KMNIST}[
+            name
+        ]
         cls(str(root), train=True, download=True)  # downloads both splits' .gz files and keeps them
     elif name == "qmnist":
         for what in ("train", "test"):
@@ -48,5 +51,7 @@ def _download(name: str, root: Path) -> None:
         download_url(dsprites.URL, str(root / "dsprites"), filename=dsprites.FILENAME)
         found = dsprites.git_blob_sha1(root / "dsprites" / dsprites.FILENAME)
         if found != dsprites.GIT_BLOB_SHA1:
-            raise MetasaeError(f"{root / 'dsprites' / dsprites.FILENAME}: downloaded file has git blob sha1 "
-                               f"{found}, expected {dsprites.GIT_BLOB_SHA1}")
+            raise MetasaeError(
+                f"{root / 'dsprites' / dsprites.FILENAME}: downloaded file has git blob sha1 "
+                f"{found}, expected {dsprites.GIT_BLOB_SHA1}"
+            )

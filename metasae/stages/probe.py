@@ -32,7 +32,10 @@ from metasae.probes import (
 )
 from metasae.seeds import derive_seed
 
-MLP_AT = ("ends", "all")  # ends: MLP probes only at step 0 and the last checkpoint (they cost ~10x a linear one)
+MLP_AT = (
+    "ends",
+    "all",
+)  # ends: MLP probes only at step 0 and the last checkpoint (they cost ~10x a linear one)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +56,16 @@ class ProbeConfig:
             raise MetasaeError(f"probes.mlp_at={self.mlp_at!r}; allowed {', '.join(MLP_AT)}")
 
 
-def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: ProbeConfig = ProbeConfig(),
-               data_dir: str | Path | None = None, device: str = "cpu") -> pd.DataFrame:
-    """Write out_dir/probes.csv, out_dir/probes.json (inputs, split, controls, provenance), out_dir/figures/."""
+def run_probes(
+    vit_dir: str | Path,
+    dataset: str,
+    out_dir: str | Path,
+    cfg: ProbeConfig = ProbeConfig(),
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Write out_dir/probes.csv, out_dir/probes.json (inputs, split, controls, provenance),
+    out_dir/figures/."""
     from tqdm.auto import tqdm
 
     vit_dir, out_dir, dev = Path(vit_dir), Path(out_dir), resolve_device(device)
@@ -63,14 +73,22 @@ def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: Prob
     first, first_cfg = load_vit(vit_dir / ckpts[0]["dir"])
     ds, images, stats = probe_images(dataset, InputSpec(*first.cfg.input_shape), data_dir)
     tasks = dsprites_tasks(ds.factors)
-    strata = (ds.factors["shape"] * 6 + ds.factors["scale"]).numpy()  # every shape x scale cell in both halves
+    strata = (
+        ds.factors["shape"] * 6 + ds.factors["scale"]
+    ).numpy()  # every shape x scale cell in both halves
     train, test = stratified_split(strata, cfg.test_fraction, derive_seed(cfg.seed, "probe-split"))
-    kw = dict(seed=derive_seed(cfg.seed, "probe"), n_boot=cfg.bootstrap, mlp_hidden=cfg.mlp_hidden,
-              mlp_iter=cfg.mlp_iter)
+    kw = dict(
+        seed=derive_seed(cfg.seed, "probe"),
+        n_boot=cfg.bootstrap,
+        mlp_hidden=cfg.mlp_hidden,
+        mlp_iter=cfg.mlp_iter,
+    )
     rows: list[dict] = []
 
     def add(x: np.ndarray, probes: tuple[str, ...], standardise: bool = True, **ids) -> None:
-        rows.extend({**ids, **r} for r in probe_features(x, tasks, train, test, probes, standardise=standardise, **kw))
+        rows.extend(
+            {**ids, **r} for r in probe_features(x, tasks, train, test, probes, standardise=standardise, **kw)
+        )
 
     last = ckpts[-1]["step"]
     for ck in tqdm(ckpts, desc="probe checkpoints", disable=None, leave=False):
@@ -79,12 +97,33 @@ def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: Prob
         train_set = "random_init" if ck["step"] == 0 else mcfg["train_dataset"]
         for layer, x in layer_features(model, model.layer_names, images, device=dev).items():
             add(x.numpy(), probes, train_set=train_set, checkpoint=ck["dir"], step=ck["step"], layer=layer)
-    add(images.flatten(1).numpy(), cfg.probes, standardise=False, train_set="pixels", checkpoint="-", step=0,
-        layer="pixels")
-    ceil = orientation_ceilings(tasks[0].target[test], tasks[2].target[test],
-                                ds.factors["orientation_value"].numpy()[test])
-    rows += [{"train_set": "symmetry_ceiling", "checkpoint": "-", "step": 0, "layer": "-", "factor": "orientation",
-              "probe": "bayes", "metric": m, "value": v, "ci_low": v, "ci_high": v} for m, v in ceil.items()]
+    add(
+        images.flatten(1).numpy(),
+        cfg.probes,
+        standardise=False,
+        train_set="pixels",
+        checkpoint="-",
+        step=0,
+        layer="pixels",
+    )
+    ceil = orientation_ceilings(
+        tasks[0].target[test], tasks[2].target[test], ds.factors["orientation_value"].numpy()[test]
+    )
+    rows += [
+        {
+            "train_set": "symmetry_ceiling",
+            "checkpoint": "-",
+            "step": 0,
+            "layer": "-",
+            "factor": "orientation",
+            "probe": "bayes",
+            "metric": m,
+            "value": v,
+            "ci_low": v,
+            "ci_high": v,
+        }
+        for m, v in ceil.items()
+    ]
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(out_dir / "probes.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -96,12 +135,24 @@ def run_probes(vit_dir: str | Path, dataset: str, out_dir: str | Path, cfg: Prob
     score_vs_step(table, "linear", trained, out_dir / "figures" / "score_vs_step_linear.png")
     controls = control_summary(table)
     for c in controls:
-        print(f"{c['factor']} {c['metric']} ({c['probe']}): trained {c['trained']:.3f} at {c['trained_layer']} "
-              f"vs random-init {c['random_init']:.3f}, pixels {c['pixels']:.3f}, ceiling {c['ceiling']}")
-    write_json(out_dir / "probes.json", {
-        "vit_dir": str(vit_dir), "dataset": ds.ref, "n_train": len(train), "n_test": len(test),
-        "inputs": stats, "symmetry_ceiling": ceil, "trained_on": trained, "controls": controls,
-        "provenance": provenance(dataclasses.asdict(cfg), cfg.seed)})
+        print(
+            f"{c['factor']} {c['metric']} ({c['probe']}): trained {c['trained']:.3f} at {c['trained_layer']} "
+            f"vs random-init {c['random_init']:.3f}, pixels {c['pixels']:.3f}, ceiling {c['ceiling']}"
+        )
+    write_json(
+        out_dir / "probes.json",
+        {
+            "vit_dir": str(vit_dir),
+            "dataset": ds.ref,
+            "n_train": len(train),
+            "n_test": len(test),
+            "inputs": stats,
+            "symmetry_ceiling": ceil,
+            "trained_on": trained,
+            "controls": controls,
+            "provenance": provenance(dataclasses.asdict(cfg), cfg.seed),
+        },
+    )
     return table
 
 
@@ -119,9 +170,20 @@ def control_summary(table: pd.DataFrame) -> list[dict]:
         random_init = table[same & (table["train_set"] == "random_init")]["value"].max()
         pixels = table[same & (table["train_set"] == "pixels")]["value"].max()
         cap = float(ceiling[metric]) if factor == "orientation" and metric in ceiling else None
-        out.append({"factor": factor, "metric": metric, "probe": probe, "step": int(best["step"]),
-                    "trained": float(best["value"]), "trained_ci": [float(best["ci_low"]), float(best["ci_high"])],
-                    "trained_layer": str(best["layer"]), "random_init": float(random_init), "pixels": float(pixels),
-                    "beats_random_init": bool(best["ci_low"] > random_init), "ceiling": cap,
-                    "within_ceiling": None if cap is None else bool(best["value"] <= cap)})
+        out.append(
+            {
+                "factor": factor,
+                "metric": metric,
+                "probe": probe,
+                "step": int(best["step"]),
+                "trained": float(best["value"]),
+                "trained_ci": [float(best["ci_low"]), float(best["ci_high"])],
+                "trained_layer": str(best["layer"]),
+                "random_init": float(random_init),
+                "pixels": float(pixels),
+                "beats_random_init": bool(best["ci_low"] > random_init),
+                "ceiling": cap,
+                "within_ceiling": None if cap is None else bool(best["value"] <= cap),
+            }
+        )
     return out

@@ -51,7 +51,7 @@ def execute_cells(source: str, params: dict[str, object], origin: str) -> tuple[
             namespace.update(params)
         if printed.getvalue() and options.get("output") != "asis":
             raise MetasaeError(f"{origin}: cell {i} prints output but lacks '#| output: asis'")
-        pieces += [source[pos:match.start()], printed.getvalue()]
+        pieces += [source[pos : match.start()], printed.getvalue()]
         pos = match.end()
     pieces.append(source[pos:])
     return "".join(pieces), namespace
@@ -65,8 +65,9 @@ def _run(cmd: list[str], cwd: Path) -> None:
     if fetch:
         raise MetasaeError(f"{Path(cmd[0]).name}: output would not be self-contained: {fetch[0].strip()}")
     if proc.returncode != 0:
-        raise MetasaeError(f"{Path(cmd[0]).name} failed ({proc.returncode}): "
-                           f"{lines[-1] if lines else 'no message'}")
+        raise MetasaeError(
+            f"{Path(cmd[0]).name} failed ({proc.returncode}): {lines[-1] if lines else 'no message'}"
+        )
 
 
 def _render_pandoc(build: Path) -> None:
@@ -74,8 +75,22 @@ def _render_pandoc(build: Path) -> None:
     import typst
 
     pandoc = pypandoc.get_pandoc_path()
-    _run([pandoc, "source.md", "-f", "markdown", "-t", "html5", "-s", "--embed-resources", "--mathml",
-          "-o", "index.html"], build)
+    _run(
+        [
+            pandoc,
+            "source.md",
+            "-f",
+            "markdown",
+            "-t",
+            "html5",
+            "-s",
+            "--embed-resources",
+            "--mathml",
+            "-o",
+            "index.html",
+        ],
+        build,
+    )
     _run([pandoc, "source.md", "-f", "markdown", "-t", GFM, "--wrap=none", "-o", "index.md"], build)
     _run([pandoc, "source.md", "-f", "markdown", "-t", "typst", "-s", "-o", "index.typ"], build)
     try:  # embedded fonts only, so the PDF looks the same on every machine
@@ -91,8 +106,9 @@ def _render_quarto(build: Path, project: Path) -> None:
         _run(["quarto", "render", "source.md", "--to", fmt, "--output", name], build)
 
 
-def render_report(results: str | Path, out: str | Path, template: str | Path = DEFAULT_TEMPLATE,
-                  renderer: str = "auto") -> dict[str, Path]:
+def render_report(
+    results: str | Path, out: str | Path, template: str | Path = DEFAULT_TEMPLATE, renderer: str = "auto"
+) -> dict[str, Path]:
     """Render `template` against `results` into `out` (index.html, index.pdf, index.md, figures/)."""
     results, out, template = Path(results), Path(out), Path(template)
     if renderer not in RENDERERS:
@@ -120,8 +136,12 @@ def render_report(results: str | Path, out: str | Path, template: str | Path = D
             with atomic_path(out / name) as dest:
                 shutil.copyfile(build / name, dest)
     inputs = sorted({p for v in namespace.values() if isinstance(v, ReportData) for p in v.inputs})
-    config = {"results": str(results), "template": str(template), "template_sha256": sha256_file(template),
-              "renderer": renderer,
-              "inputs": {p.relative_to(results.resolve()).as_posix(): sha256_file(p) for p in inputs}}
+    config = {
+        "results": str(results),
+        "template": str(template),
+        "template_sha256": sha256_file(template),
+        "renderer": renderer,
+        "inputs": {p.relative_to(results.resolve()).as_posix(): sha256_file(p) for p in inputs},
+    }
     write_json(out / "provenance.json", provenance(config=config))
     return {name: out / name for name in OUTPUTS}

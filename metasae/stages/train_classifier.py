@@ -32,8 +32,9 @@ class ClassifierTrainConfig:
     input_shape: tuple[int, int, int] | None = None
 
 
-def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: str | Path | None = None,
-                     device: str = "cpu") -> dict:
+def train_classifier(
+    cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: str | Path | None = None, device: str = "cpu"
+) -> dict:
     """Train `cfg.model` on `cfg.train`, report accuracy on `cfg.test`; returns the metrics it wrote."""
     started = time.time()
     dev = resolve_device(device)
@@ -51,9 +52,14 @@ def train_classifier(cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: 
         model.train()
         order = torch.randperm(len(x_train), generator=shuffle)
         total = 0.0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None, leave=False)
+        bar = tqdm(
+            range(0, len(order), cfg.batch_size),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=None,
+            leave=False,
+        )
         for start in bar:
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             loss = F.cross_entropy(model(x_train[idx].to(dev)), train.labels[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()

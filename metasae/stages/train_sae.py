@@ -58,7 +58,7 @@ def split_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def _encode(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Codes of many rows, in batches, as a sparse tensor (keeps memory near O(batch) + non-zeros)."""
-    parts = [sae.encode(x[i:i + batch_size]).to_sparse() for i in range(0, len(x), batch_size)]
+    parts = [sae.encode(x[i : i + batch_size]).to_sparse() for i in range(0, len(x), batch_size)]
     return torch.cat(parts).coalesce() if parts else torch.zeros(0, sae.cfg.d_sae).to_sparse()
 
 
@@ -68,7 +68,9 @@ def _alive(codes: torch.Tensor) -> torch.Tensor:
     return alive
 
 
-def _finish(out_dir: Path, sae: SAE, codes: torch.Tensor, train_metrics: dict, cfg: dict, extra: dict) -> dict:
+def _finish(
+    out_dir: Path, sae: SAE, codes: torch.Tensor, train_metrics: dict, cfg: dict, extra: dict
+) -> dict:
     """Write codes, then cfg + metrics (metrics last: its presence means the depth is complete)."""
     save_codes(out_dir / CODES_FILE, codes)
     alive = _alive(codes)
@@ -88,20 +90,38 @@ def _finish(out_dir: Path, sae: SAE, codes: torch.Tensor, train_metrics: dict, c
 
 
 def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, parent: Path | None) -> dict:
-    return {"depth": depth, "mode": mode, "spec": spec, "run_seed": seed, "seed": depth_seed(seed, depth, mode),
-            "acts_dir": str(acts_dir), "parent": str(parent) if parent else None}
+    return {
+        "depth": depth,
+        "mode": mode,
+        "spec": spec,
+        "run_seed": seed,
+        "seed": depth_seed(seed, depth, mode),
+        "acts_dir": str(acts_dir),
+        "parent": str(parent) if parent else None,
+    }
 
 
-def train_base(acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu",
-               resume: bool = True) -> dict:
+def train_base(
+    acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu", resume: bool = True
+) -> dict:
     """Depth 1: an SAE of `spec["width"]` latents on the cached activations (train split), codes of all."""
     acts_dir, out_dir = Path(acts_dir), Path(out_dir)
     cache = load_activations(acts_dir)
     train_idx, eval_idx = split_rows(len(cache.acts), seed)
     run_cfg = _run_cfg(1, "base", spec, seed, acts_dir, None)
-    sae_cfg, train_cfg = spec_to_configs(spec, d_in=cache.acts.shape[1], d_sae=spec["width"], seed=run_cfg["seed"])
-    sae = train_sae(cache.acts[train_idx], sae_cfg, train_cfg, out_dir, device=device, resume=resume,
-                    eval_data=cache.acts[eval_idx], extra_cfg=run_cfg)
+    sae_cfg, train_cfg = spec_to_configs(
+        spec, d_in=cache.acts.shape[1], d_sae=spec["width"], seed=run_cfg["seed"]
+    )
+    sae = train_sae(
+        cache.acts[train_idx],
+        sae_cfg,
+        train_cfg,
+        out_dir,
+        device=device,
+        resume=resume,
+        eval_data=cache.acts[eval_idx],
+        extra_cfg=run_cfg,
+    )
     sae = sae.cpu().eval()
     return _finish(out_dir, sae, _encode(sae, cache.acts), read_json(out_dir / METRICS_FILE), run_cfg, {})
 
@@ -122,8 +142,17 @@ def stop_reason(parent_depth: Depth, width: int, min_width: int, rules: StopRule
     return None
 
 
-def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_dir: str | Path, seed: int,
-               rules: StopRules = StopRules(), device: str = "cpu", resume: bool = True) -> dict:
+def train_meta(
+    parent_dir: str | Path,
+    mode: str,
+    depth: int,
+    spec: dict,
+    out_dir: str | Path,
+    seed: int,
+    rules: StopRules = StopRules(),
+    device: str = "cpu",
+    resume: bool = True,
+) -> dict:
     """Depth d >= 2 in `mode`; a depth that must stop writes metrics.json with the reason and nothing else."""
     if mode not in MODES:
         raise MetasaeError(f"--mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -132,15 +161,23 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
     schedule = spec.get("width")
     if not isinstance(schedule, dict) or {"factor", "min"} - set(schedule):
-        raise MetasaeError(f"depth {depth}: width must be a schedule {{factor, min}} (flags --width-factor and "
-                           f"--width-min), got {schedule!r}")
+        raise MetasaeError(
+            f"depth {depth}: width must be a schedule {{factor, min}} (flags --width-factor and "
+            f"--width-min), got {schedule!r}"
+        )
     parent = Depth.load(parent_dir)
     parent_width = parent.d_sae
     width = int(round(parent_width * schedule["factor"]))
     reason = stop_reason(parent, width, schedule["min"], rules)
     if reason:
-        stopped = {"status": "stopped", "stop_reason": reason, "depth": depth, "mode": mode, "d_sae": width,
-                   "provenance": provenance(spec, seed)}
+        stopped = {
+            "status": "stopped",
+            "stop_reason": reason,
+            "depth": depth,
+            "mode": mode,
+            "d_sae": width,
+            "provenance": provenance(spec, seed),
+        }
         write_json(out_dir / METRICS_FILE, stopped)
         print(f"depth {depth} ({mode}) stopped: {reason}")
         return stopped
@@ -150,8 +187,9 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
     if mode == "decoder":
         rows = parent.decoder_rows()
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], d_sae=width, seed=run_cfg["seed"])
-        sae = train_sae(rows, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=rows,
-                        extra_cfg=run_cfg)
+        sae = train_sae(
+            rows, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=rows, extra_cfg=run_cfg
+        )
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, rows)
         codes = torch.sparse.mm(parent_codes, meta_codes.to_dense()).to_sparse()
@@ -159,30 +197,48 @@ def train_meta(parent_dir: str | Path, mode: str, depth: int, spec: dict, out_di
         dense = parent_codes.to_dense()
         train_idx, eval_idx = split_rows(len(dense), seed)
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], d_sae=width, seed=run_cfg["seed"])
-        sae = train_sae(dense[train_idx], sae_cfg, train_cfg, out_dir, device=device, resume=resume,
-                        eval_data=dense[eval_idx], extra_cfg=run_cfg)
+        sae = train_sae(
+            dense[train_idx],
+            sae_cfg,
+            train_cfg,
+            out_dir,
+            device=device,
+            resume=resume,
+            eval_data=dense[eval_idx],
+            extra_cfg=run_cfg,
+        )
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, torch.diag(_mean_active(dense)))
         codes = _encode(sae, dense)
     save_codes(out_dir / META_CODES_FILE, meta_codes)
     write_lineage(out_dir / LINEAGE_FILE, meta_codes)
     decomposed = int((meta_codes.to_dense() != 0).any(1).sum())
-    return _finish(out_dir, sae, codes, read_json(out_dir / METRICS_FILE), run_cfg,
-                   {"parent_latents_decomposed": decomposed, "parent_d_sae": parent_width})
+    return _finish(
+        out_dir,
+        sae,
+        codes,
+        read_json(out_dir / METRICS_FILE),
+        run_cfg,
+        {"parent_latents_decomposed": decomposed, "parent_d_sae": parent_width},
+    )
 
 
 def _mean_active(codes: torch.Tensor) -> torch.Tensor:
-    """Each latent's mean value where it fires (1.0 for a latent that never fires, to keep its row defined)."""
+    """Each latent's mean value where it fires (1.0 for a latent that never fires, to keep its row
+    defined)."""
     fires = codes > 0
     count = fires.sum(0)
-    return torch.where(count > 0, codes.sum(0) / count.clamp_min(1), torch.ones_like(count, dtype=codes.dtype))
+    return torch.where(
+        count > 0, codes.sum(0) / count.clamp_min(1), torch.ones_like(count, dtype=codes.dtype)
+    )
 
 
 def write_lineage(path: Path, meta_codes: torch.Tensor) -> None:
     """One row per (parent latent, meta-latent) pair with a non-zero weight; sorted for stable bytes."""
     mc = meta_codes.coalesce()
     parent, meta = mc.indices()
-    table = pd.DataFrame({"parent_latent": parent.numpy(), "meta_latent": meta.numpy(),
-                          "weight": mc.values().numpy()}).sort_values(["parent_latent", "meta_latent"])
+    table = pd.DataFrame(
+        {"parent_latent": parent.numpy(), "meta_latent": meta.numpy(), "weight": mc.values().numpy()}
+    ).sort_values(["parent_latent", "meta_latent"])
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)

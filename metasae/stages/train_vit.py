@@ -47,14 +47,18 @@ class ViTTrainConfig:
             if getattr(self, key) < 1:
                 raise MetasaeError(f"train-vit: {key}={getattr(self, key)} must be >= 1")
         if self.label not in (DATASET_LABEL, *FACTORS):
-            raise MetasaeError(f"train-vit: label={self.label!r}; allowed: {DATASET_LABEL}, {', '.join(FACTORS)}")
+            raise MetasaeError(
+                f"train-vit: label={self.label!r}; allowed: {DATASET_LABEL}, {', '.join(FACTORS)}"
+            )
 
 
 def checkpoint_steps(total: int, n: int) -> list[int]:
     """Step 0 plus up to n - 1 log-spaced steps ending at `total` (fewer where rounding merges them)."""
     if n < 2:
         return [total]
-    spaced = np.unique(np.round(np.geomspace(1, total, n - 1)).astype(int)) if total > 1 else np.array([total])
+    spaced = (
+        np.unique(np.round(np.geomspace(1, total, n - 1)).astype(int)) if total > 1 else np.array([total])
+    )
     return [0, *(int(s) for s in spaced)]
 
 
@@ -63,7 +67,9 @@ def labels_of(ds: ImageDataset, label: str) -> tuple[torch.Tensor, list[str]]:
     if label == DATASET_LABEL:
         return ds.labels, list(ds.label_names)
     if not ds.factors or label not in ds.factors:
-        raise MetasaeError(f"dataset {ds.ref}: has no factor {label!r} (label={label!r} needs a dSprites dataset)")
+        raise MetasaeError(
+            f"dataset {ds.ref}: has no factor {label!r} (label={label!r} needs a dSprites dataset)"
+        )
     names = LABEL_NAMES if label == "shape" else [str(i) for i in range(SIZES[FACTORS.index(label)])]
     return ds.factors[label], list(names)
 
@@ -76,8 +82,13 @@ def _lr_scale(step: int, cfg: ViTTrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / rest))
 
 
-def train_vit(cfg: ViTTrainConfig, vit: dict, out_dir: str | Path, data_dir: str | Path | None = None,
-              device: str = "cpu") -> dict:
+def train_vit(
+    cfg: ViTTrainConfig,
+    vit: dict,
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> dict:
     """Train; write out_dir/step{s}/{model.safetensors, cfg.json} per checkpoint and out_dir/metrics.json."""
     started = time.time()
     dev = resolve_device(device)
@@ -97,9 +108,15 @@ def train_vit(cfg: ViTTrainConfig, vit: dict, out_dir: str | Path, data_dir: str
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_scale(s, cfg))
     shuffle = generator(cfg.seed, "vit-shuffle")
     saves = checkpoint_steps(cfg.steps, cfg.checkpoints)
-    record = {"model": "vit", "label": cfg.label, "label_names": names, "train_dataset": train.ref,
-              "test_dataset": test.ref, "train_config": dataclasses.asdict(cfg),
-              "provenance": provenance({"train": dataclasses.asdict(cfg), "vit": vit}, cfg.seed)}
+    record = {
+        "model": "vit",
+        "label": cfg.label,
+        "label_names": names,
+        "train_dataset": train.ref,
+        "test_dataset": test.ref,
+        "train_config": dataclasses.asdict(cfg),
+        "provenance": provenance({"train": dataclasses.asdict(cfg), "vit": vit}, cfg.seed),
+    }
     checkpoints, order, pos, losses = [], torch.empty(0, dtype=torch.long), 0, []
 
     def save(step: int) -> None:
@@ -114,7 +131,7 @@ def train_vit(cfg: ViTTrainConfig, vit: dict, out_dir: str | Path, data_dir: str
     for step in tqdm(range(cfg.steps), desc="train ViT", disable=None, leave=False):
         if pos + cfg.batch_size > len(order):  # a fresh permutation per epoch; the ragged tail is dropped
             order, pos = torch.randperm(len(x_train), generator=shuffle), 0
-        idx = order[pos:pos + cfg.batch_size]
+        idx = order[pos : pos + cfg.batch_size]
         pos += cfg.batch_size
         loss = F.cross_entropy(model(x_train[idx].to(dev)), y_train[idx].to(dev))
         opt.zero_grad(set_to_none=True)
@@ -124,9 +141,14 @@ def train_vit(cfg: ViTTrainConfig, vit: dict, out_dir: str | Path, data_dir: str
         losses.append(float(loss.detach()))
         if step + 1 in saves:
             save(step + 1)
-    metrics = {"checkpoints": checkpoints, "final_step": cfg.steps,
-               "test_accuracy": checkpoints[-1]["test_accuracy"], "train_loss_last_50": float(np.mean(losses[-50:])),
-               "wall_seconds": round(time.time() - started, 2), "provenance": record["provenance"]}
+    metrics = {
+        "checkpoints": checkpoints,
+        "final_step": cfg.steps,
+        "test_accuracy": checkpoints[-1]["test_accuracy"],
+        "train_loss_last_50": float(np.mean(losses[-50:])),
+        "wall_seconds": round(time.time() - started, 2),
+        "provenance": record["provenance"],
+    }
     write_json(out_dir / METRICS_FILE, metrics)
     print(f"ViT on {train.ref} ({cfg.label}): test accuracy {metrics['test_accuracy']:.4f} on {test.ref}")
     return metrics

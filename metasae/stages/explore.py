@@ -1,0 +1,18 @@
+"""Stage `explore`: the study's interactive explorer, one self-contained HTML file (`metasae.explorer`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metasae.explorer import build_explorer
+
+
+def explore(
+    results: str | Path,
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    max_latents_per_depth: int | None = None,
+) -> Path:
+    """Write the explorer of a results folder's analysed depths to `out`; returns its path."""
+    data_dir = Path(data_dir) if data_dir else None
+    return build_explorer(Path(results), Path(out), data_dir, max_latents_per_depth)

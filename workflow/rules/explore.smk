@@ -1,0 +1,20 @@
+rule explore:
+    """The interactive explorer: one self-contained HTML file over every analysed depth."""
+    conda:
+        "../envs/metasae.yaml"
+    input:
+        summaries=all_analysis_summaries(),
+    output:
+        html=report(f"{R}/explorer/index.html", category="Explorer"),
+    params:
+        flags=flags(data_dir=config.get("data_dir")),
+    log:
+        f"{R}/logs/explore.log",
+    benchmark:
+        f"{R}/benchmarks/explore.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    shell:
+        "metasae --threads {threads} explore --results {R:q} --out {output.html:q} {params.flags} > {log} 2>&1"
