@@ -10,7 +10,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from metasae import study
+from metasae import runlock, study
 from metasae.errors import MetasaeError
 
 min_version("8.0")
@@ -32,6 +32,17 @@ except MetasaeError as exc:
     sys.exit(f"metasae: config error: {exc}")
 
 R = config["results"]
+
+
+onstart:
+    # One run per results folder (the profiles run without Snakemake's own lock, which SIGKILL leaves stale).
+    if workflow.is_main_process:
+        try:
+            runlock.lock_results(R)
+        except MetasaeError as exc:
+            sys.exit(f"metasae: {exc}")
+
+
 RUNS = study.runs(config)
 
 

@@ -7,6 +7,7 @@ imported only when their command runs, so `metasae --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -497,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except MetasaeError as exc:
         print(f"metasae {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `metasae datasets | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # read-only folder, full disk, ...: one line naming the path, not a traceback
+        where = exc.filename or "output"
+        print(f"metasae {args.stage}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 

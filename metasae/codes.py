@@ -14,10 +14,11 @@ from metasae.errors import MetasaeError
 from metasae.io import load_tensors, save_tensors
 
 
-def save_codes(path: str | Path, codes: torch.Tensor) -> None:
-    """Write a dense or sparse [n_images, n_latents] code matrix as COO (indices, values, shape)."""
+def save_codes(path: str | Path, codes: torch.Tensor) -> str:
+    """Write a dense or sparse [n_images, n_latents] code matrix as COO (indices, values, shape); returns the
+    file's sha256 (the depth's metrics.json records it)."""
     sparse = (codes if codes.is_sparse else codes.to_sparse()).coalesce().cpu()
-    save_tensors(
+    return save_tensors(
         path,
         {
             "indices": sparse.indices().to(torch.int64),
@@ -27,9 +28,10 @@ def save_codes(path: str | Path, codes: torch.Tensor) -> None:
     )
 
 
-def load_codes(path: str | Path) -> torch.Tensor:
-    """Read codes back as a coalesced sparse COO tensor [n_images, n_latents]."""
-    t = load_tensors(path)
+def load_codes(path: str | Path, checksums: dict | None = None, producer: str | None = None) -> torch.Tensor:
+    """Read codes back as a coalesced sparse COO tensor [n_images, n_latents] (checked against `checksums`,
+    the {file: sha256} recorded when they were written, when `producer` is given)."""
+    t = load_tensors(path, checksums=checksums, producer=producer)
     try:
         indices, values, shape = t["indices"], t["values"], t["shape"].tolist()
     except KeyError as exc:

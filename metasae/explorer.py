@@ -188,7 +188,9 @@ def _run_key(where: dict) -> str:
 def collect(results: Path, data_dir: Path | None = None, max_latents_per_depth: int | None = None) -> dict:
     """Everything the page shows: runs with their depths, latents and lineage, and the image table."""
     results = Path(results)
-    paths = sorted((results / "analysis").rglob(SUMMARY_FILE))
+    root = results / "analysis"
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(root).parts)  # noqa: E731
+    paths = sorted(p for p in root.rglob(SUMMARY_FILE) if not hidden(p))  # not a killed stage's .partial/
     if not paths:
         raise MetasaeError(f"{results / 'analysis'}: no analysis summaries (run the analyse stage first)")
     images = ImageTable(data_dir)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
+import inspect
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -25,8 +28,9 @@ from safetensors.torch import load_file, save_file
 
 from metasae import __version__
 from metasae.errors import MetasaeError
-from metasae.layout import CFG_FILE
+from metasae.layout import CFG_FILE, SHA256_KEY
 
+T = TypeVar("T")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -45,6 +49,71 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_dir(
+    out_dir: str | os.PathLike, marker: str, resumable: bool = False, shared: bool = False
+) -> Iterator[Path]:
+    """All-or-nothing outputs of a stage: it writes into `.<name>.partial` beside `out_dir`, and only when it
+    succeeds do its entries move into `out_dir`, `marker` (the file readers require) last; the old marker goes
+    first, so readers never see old and new outputs as one complete set. On failure `out_dir` is left as it
+    was and the partial folder is removed, except for a `resumable` stage interrupted (Ctrl-C; SIGKILL runs
+    nothing), whose checkpoint a rerun resumes. `out_dir` is the stage's own: what an earlier run left there
+    goes, unless it is `shared` with another stage (then only the entries this stage writes are replaced)."""
+    out_dir = Path(out_dir)
+    partial = out_dir.parent / f".{out_dir.name}.partial"
+    if partial.exists() and not resumable:
+        shutil.rmtree(partial)  # left by a killed run
+    partial.mkdir(parents=True, exist_ok=True)
+    try:
+        yield partial
+    except (KeyboardInterrupt, SystemExit):
+        if not resumable:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    except OSError as exc:  # disk full, read-only, ...: name the output the user asked for, not our temp
+        shutil.rmtree(partial, ignore_errors=True)
+        where = str(exc.filename or out_dir).replace(str(partial), str(out_dir))
+        raise OSError(exc.errno, exc.strerror, where) from exc
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if not (partial / marker).is_file():
+        shutil.rmtree(partial, ignore_errors=True)
+        raise MetasaeError(f"{out_dir}: the stage finished without writing {marker}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / marker).unlink(missing_ok=True)
+    written = {entry.name for entry in partial.iterdir()}
+    for old in [] if shared else [e for e in out_dir.iterdir() if e.name not in written]:
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    for entry in sorted(partial.iterdir(), key=lambda e: e.name == marker):
+        target = out_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    partial.rmdir()
+
+
+def stage_output(
+    marker: str, arg: str = "out_dir", resumable: bool = False, shared: bool = False
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a stage function so that its output folder argument `arg` is staged (see `staged_dir`)."""
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> T:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with staged_dir(bound.arguments[arg], marker, resumable, shared) as partial:
+                bound.arguments[arg] = partial
+                return fn(*bound.args, **bound.kwargs)
+
+        return run
+
+    return decorate
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -80,14 +149,37 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_tensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
+) -> str:
+    """Write tensors as safetensors (atomically); returns the file's sha256, for the record beside it."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        digest = sha256_file(tmp)
+    return digest
 
 
-def load_tensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+def verify_file(path: str | os.PathLike, checksums: dict | None, producer: str) -> None:
+    """Refuse a file whose bytes differ from those recorded when it was written (`checksums`: the
+    {file name: sha256} of its folder's cfg.json or metrics.json), so a corrupt input never gives exit 0."""
     path = Path(path)
+    expected = (checksums or {}).get(path.name)
+    if not path.is_file():
+        raise MetasaeError(f"{path}: file not found; rerun `metasae {producer}`")
+    if expected is None:
+        raise MetasaeError(f"{path}: no sha256 recorded when it was written; rerun `metasae {producer}`")
+    if sha256_file(path) != expected:
+        raise MetasaeError(
+            f"{path}: bytes differ from those written (corrupt or replaced); rerun `metasae {producer}`"
+        )
+
+
+def load_tensors(
+    path: str | os.PathLike, device: str = "cpu", checksums: dict | None = None, producer: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; with `producer` given, first check it against its recorded sha256."""
+    path = Path(path)
+    if producer is not None:
+        verify_file(path, checksums, producer)
     if not path.is_file():
         raise MetasaeError(f"{path}: file not found")
     try:
@@ -97,20 +189,26 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torc
 
 
 def save_checkpoint(
-    directory: str | os.PathLike, weights_name: str, tensors: dict[str, torch.Tensor], cfg: dict
+    directory: str | os.PathLike,
+    weights_name: str,
+    tensors: dict[str, torch.Tensor],
+    cfg: dict,
+    record_sha256: bool = True,
 ) -> None:
-    """Weights as safetensors plus `cfg.json` beside them (SAELens style); cfg is written last."""
+    """Weights as safetensors plus `cfg.json` beside them (SAELens style), recording the weights' sha256;
+    cfg is written last."""
     directory = Path(directory)
-    save_tensors(directory / weights_name, tensors)
-    write_json(directory / CFG_FILE, cfg)
+    digest = save_tensors(directory / weights_name, tensors)
+    write_json(directory / CFG_FILE, {**cfg, SHA256_KEY: {weights_name: digest}} if record_sha256 else cfg)
 
 
 def load_checkpoint(
-    directory: str | os.PathLike, weights_name: str, device: str = "cpu"
+    directory: str | os.PathLike, weights_name: str, producer: str, device: str = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Weights and cfg.json of a folder written by save_checkpoint, the weights checked against the cfg."""
     directory = Path(directory)
     cfg = read_json(directory / CFG_FILE)
-    return load_tensors(directory / weights_name, device=device), cfg
+    return load_tensors(directory / weights_name, device, cfg.get(SHA256_KEY), producer), cfg
 
 
 def file_digest(

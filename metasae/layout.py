@@ -14,6 +14,7 @@ BASE_MODE = "base"  # the `mode` recorded by depth 1, which both modes share
 DEPTH_MODES = (BASE_MODE, *MODES)
 
 CFG_FILE = "cfg.json"  # beside every weights file: how it was made
+SHA256_KEY = "sha256"  # in cfg.json / metrics.json: {file name: sha256 of its bytes when written}
 METRICS_FILE = "metrics.json"  # written last: a folder without it is incomplete
 SAE_WEIGHTS = "sae.safetensors"
 TRAIN_LOG_FILE = "train_log.csv"

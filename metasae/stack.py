@@ -23,7 +23,7 @@ import torch
 
 from metasae.codes import load_codes
 from metasae.errors import MetasaeError
-from metasae.io import read_json
+from metasae.io import read_json, verify_file
 from metasae.layout import (
     BASE_MODE,
     CFG_FILE,
@@ -32,10 +32,12 @@ from metasae.layout import (
     LINEAGE_FILE,
     META_CODES_FILE,
     METRICS_FILE,
+    SHA256_KEY,
 )
 from metasae.sae import SAE, load_sae
 
 STATUSES = ("trained", "stopped")
+PRODUCER = "train-sae"  # the command that writes a depth folder (named when one of its files is corrupt)
 CFG_KEYS = ("depth", "mode", "acts_dir")  # and `parent` from depth 2
 LINEAGE_COLUMNS = ("parent_latent", "meta_latent", "weight")
 
@@ -89,6 +91,11 @@ class Depth:
         return int(self.metrics.get("d_sae") or 0)
 
     @property
+    def checksums(self) -> dict:
+        """{file: sha256} of the codes, meta-codes and lineage, recorded when they were written."""
+        return self.metrics.get(SHA256_KEY) or {}
+
+    @property
     def acts_dir(self) -> Path:
         return Path(self.cfg["acts_dir"])
 
@@ -105,13 +112,13 @@ class Depth:
     def codes(self) -> torch.Tensor:
         """Codes of the probe images, sparse COO [images, latents]."""
         self._trained("codes")
-        return load_codes(self.path / CODES_FILE)
+        return load_codes(self.path / CODES_FILE, self.checksums, PRODUCER)
 
     @cached_property
     def meta_codes(self) -> torch.Tensor:
         """C_d, dense [parent latents, latents] (depth >= 2)."""
         self._trained("meta-codes")
-        return load_codes(self.path / META_CODES_FILE).to_dense()
+        return load_codes(self.path / META_CODES_FILE, self.checksums, PRODUCER).to_dense()
 
     @cached_property
     def lineage(self) -> pd.DataFrame | None:
@@ -119,6 +126,7 @@ class Depth:
         path = self.path / LINEAGE_FILE
         if not path.is_file():
             return None
+        verify_file(path, self.checksums, PRODUCER)
         table = pd.read_parquet(path)
         missing = set(LINEAGE_COLUMNS) - set(table.columns)
         if missing:

@@ -6,41 +6,25 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from depth_folders import write_depth
 
 from metasae.activations import load_activations
 from metasae.analysis import SCHEMA
 from metasae.cli import main
-from metasae.codes import load_codes, save_codes
+from metasae.codes import load_codes
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.featviz import FeatureVizConfig
 from metasae.io import read_json, write_json
 from metasae.latent_stats import max_correlation_to_parent, max_cosine_to_parent
-from metasae.layout import CODES_FILE, LATENTS_FILE, LINEAGE_FILE, META_CODES_FILE, SUMMARY_FILE
+from metasae.layout import CODES_FILE, LATENTS_FILE, SUMMARY_FILE
 from metasae.models import build_classifier, load_classifier, save_classifier
-from metasae.sae import SAEConfig, build_sae, save_sae
+from metasae.sae import SAEConfig, build_sae
 from metasae.seeds import generator
 from metasae.stages.analyse import analyse as analyse_depth
 from metasae.stages.cache_acts import cache_activations
 
 DATASET = "digits:test[:60]"
 FAST_VIZ = FeatureVizConfig(steps=3)
-
-
-def _depth(path, sae, codes, depth, mode, acts_dir, parent=None):
-    save_sae(
-        sae,
-        path,
-        extra_cfg={
-            "depth": depth,
-            "mode": mode,
-            "acts_dir": str(acts_dir),
-            "parent": str(parent) if parent else None,
-            "seed": 0,
-        },
-    )
-    save_codes(path / CODES_FILE, codes)
-    write_json(path / "metrics.json", {"status": "trained", "stop_reason": None})
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -57,24 +41,19 @@ def run(tmp_path_factory):
         sae1 = build_sae(SAEConfig("relu", 256, 24), generator("test", 1))
         sae1.W_enc[:, 0] = -1.0  # activations are >= 0, so latent 0 never fires
         codes1 = sae1.encode(acts)
-        d1 = _depth(root / "depth1", sae1, codes1, 1, "base", root / "acts")
+        d1 = write_depth(root / "depth1", sae1, codes1, 1, "base", root / "acts")
 
         meta = build_sae(SAEConfig("relu", 256, 6), generator("test", 2))
         meta_codes = meta.encode(sae1.W_dec / sae1.W_dec.norm(dim=1, keepdim=True))
-        d2 = _depth(root / "depth2", meta, codes1 @ meta_codes, 2, "decoder", root / "acts", d1)
-        save_codes(d2 / META_CODES_FILE, meta_codes)
-        parent, child = meta_codes.nonzero(as_tuple=True)
-        pd.DataFrame(
-            {
-                "parent_latent": parent.numpy(),
-                "meta_latent": child.numpy(),
-                "weight": meta_codes[parent, child].numpy(),
-            }
-        ).to_parquet(d2 / LINEAGE_FILE)
+        d2 = write_depth(
+            root / "depth2", meta, codes1 @ meta_codes, 2, "decoder", root / "acts", d1, meta_codes=meta_codes
+        )
 
         act_sae = build_sae(SAEConfig("relu", 24, 5), generator("test", 3))
-        d2a = _depth(root / "depth2a", act_sae, act_sae.encode(codes1), 2, "activations", root / "acts", d1)
-        collapsed = _depth(
+        d2a = write_depth(
+            root / "depth2a", act_sae, act_sae.encode(codes1), 2, "activations", root / "acts", d1
+        )
+        collapsed = write_depth(
             root / "collapsed", act_sae, torch.zeros(len(acts), 5), 2, "activations", root / "acts", d1
         )
     stopped = root / "depth3"

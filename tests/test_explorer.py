@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from depth_folders import write_depth
 from PIL import Image
 
-from metasae.codes import save_codes
 from metasae.data import load_dataset
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
-from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE
+from metasae.layout import LINEAGE_FILE
 from metasae.models import build_classifier, save_classifier
-from metasae.sae import SAEConfig, build_sae, save_sae
+from metasae.sae import SAEConfig, build_sae
 from metasae.seeds import generator
 from metasae.stages.analyse import analyse
 from metasae.stages.cache_acts import cache_activations
@@ -32,34 +32,6 @@ RUN = "mlp/seed0/digits/fc1/relu"
 RUN1 = "mlp/seed1/digits/fc1/relu"  # depth 1 only, from its own copy of the activation cache
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 BLOB = re.compile(r'<script type="application/json" id="explorer-data">(.*?)</script>', re.S)
-
-
-def _depth(path: Path, sae, codes, depth: int, mode: str, acts_dir: Path, parent: Path | None = None) -> Path:
-    save_sae(
-        sae,
-        path,
-        extra_cfg={
-            "depth": depth,
-            "mode": mode,
-            "acts_dir": str(acts_dir),
-            "parent": str(parent) if parent else None,
-            "seed": 0,
-        },
-    )
-    save_codes(path / CODES_FILE, codes)
-    write_json(path / "metrics.json", {"status": "trained", "stop_reason": None})
-    return path
-
-
-def _lineage(path: Path, meta_codes: torch.Tensor) -> None:
-    parent, child = meta_codes.nonzero(as_tuple=True)
-    pd.DataFrame(
-        {
-            "parent_latent": parent.numpy(),
-            "meta_latent": child.numpy(),
-            "weight": meta_codes[parent, child].numpy(),
-        }
-    ).to_parquet(path / LINEAGE_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +50,14 @@ def results(tmp_path_factory) -> Path:
         sae1 = build_sae(SAEConfig("relu", 256, 24), generator("test", 1))
         sae1.W_enc[:, 0] = -1.0  # activations are >= 0, so latent 0 never fires
         codes1 = sae1.encode(acts)
-        d1 = _depth(sae_root / "depth1", sae1, codes1, 1, "base", acts_dir)
+        d1 = write_depth(sae_root / "depth1", sae1, codes1, 1, "base", acts_dir)
         meta = build_sae(SAEConfig("relu", 256, 6), generator("test", 2))
         meta_codes = meta.encode(sae1.W_dec / sae1.W_dec.norm(dim=1, keepdim=True))
-        d2 = _depth(sae_root / "decoder" / "depth2", meta, codes1 @ meta_codes, 2, "decoder", acts_dir, d1)
-        save_codes(d2 / META_CODES_FILE, meta_codes)
-        _lineage(d2, meta_codes)
+        d2 = write_depth(
+            sae_root / "decoder" / "depth2", meta, codes1 @ meta_codes, 2, "decoder", acts_dir, d1, meta_codes
+        )
         act_sae = build_sae(SAEConfig("relu", 24, 5), generator("test", 3))
-        d2a = _depth(
+        d2a = write_depth(
             sae_root / "activations" / "depth2",
             act_sae,
             act_sae.encode(codes1),
@@ -93,8 +65,8 @@ def results(tmp_path_factory) -> Path:
             "activations",
             acts_dir,
             d1,
+            act_sae.encode(torch.eye(24)),
         )
-        _lineage(d2a, act_sae.encode(torch.eye(24)))
     d3 = sae_root / "decoder" / "depth3"
     write_json(
         d3 / "metrics.json",

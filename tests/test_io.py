@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, load_checkpoint, provenance, read_json, save_checkpoint, write_json
+from metasae.io import (
+    atomic_path,
+    load_checkpoint,
+    provenance,
+    read_json,
+    save_checkpoint,
+    sha256_file,
+    staged_dir,
+    write_json,
+)
 from metasae.seeds import derive_seed, generator
 
 
@@ -29,8 +38,8 @@ def test_atomic_path_replaces_old_file_only_on_success(tmp_path):
 def test_checkpoint_roundtrip(tmp_path):
     tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
     save_checkpoint(tmp_path, "m.safetensors", tensors, {"a": 1})
-    loaded, cfg = load_checkpoint(tmp_path, "m.safetensors")
-    assert cfg == {"a": 1}
+    loaded, cfg = load_checkpoint(tmp_path, "m.safetensors", producer="test")
+    assert cfg == {"a": 1, "sha256": {"m.safetensors": sha256_file(tmp_path / "m.safetensors")}}
     assert torch.equal(loaded["w"], tensors["w"])
 
 
@@ -38,8 +47,25 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path, "m.safetensors", {"w": torch.ones(100)}, {})
     path = tmp_path / "m.safetensors"
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(MetasaeError, match="m.safetensors: corrupt or truncated"):
-        load_checkpoint(tmp_path, "m.safetensors")
+    with pytest.raises(MetasaeError, match="m.safetensors: bytes differ .* rerun `metasae test`"):
+        load_checkpoint(tmp_path, "m.safetensors", producer="test")
+
+
+def test_flipped_bytes_in_weights_are_refused(tmp_path):
+    save_checkpoint(tmp_path, "m.safetensors", {"w": torch.ones(1000)}, {})
+    path = tmp_path / "m.safetensors"
+    data = bytearray(path.read_bytes())
+    middle = slice(len(data) // 2, len(data) // 2 + 64)
+    data[middle] = bytes(b ^ 0xFF for b in data[middle])
+    path.write_bytes(bytes(data))
+    with pytest.raises(MetasaeError, match="m.safetensors: bytes differ"):
+        load_checkpoint(tmp_path, "m.safetensors", producer="test")
+
+
+def test_weights_without_a_recorded_sha256_are_refused(tmp_path):
+    save_checkpoint(tmp_path, "m.safetensors", {"w": torch.ones(10)}, {}, record_sha256=False)
+    with pytest.raises(MetasaeError, match="no sha256 recorded"):
+        load_checkpoint(tmp_path, "m.safetensors", producer="test")
 
 
 def test_corrupt_json_names_the_file(tmp_path):
@@ -66,3 +92,36 @@ def test_derived_seeds_differ_by_part_and_repeat_exactly():
     assert derive_seed(0, "depth", 1) != derive_seed(0, "depth", 2)
     assert derive_seed(0, "depth", 1) != derive_seed(1, "depth", 1)
     assert torch.equal(torch.rand(3, generator=generator(5, "x")), torch.rand(3, generator=generator(5, "x")))
+
+
+def test_staged_dir_publishes_all_or_nothing(tmp_path):
+    out = tmp_path / "depth2"
+    with staged_dir(out, "summary.json") as d:
+        (d / "latents.parquet").write_text("v1")
+        (d / "figures").mkdir()
+        (d / "figures" / "a.png").write_text("v1")
+        (d / "summary.json").write_text("v1")
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "latents.parquet", "summary.json"]
+    with pytest.raises(RuntimeError), staged_dir(out, "summary.json") as d:  # a failing second run
+        (d / "latents.parquet").write_text("v2")
+        raise RuntimeError("boom")
+    assert (out / "latents.parquet").read_text() == "v1" and (out / "summary.json").read_text() == "v1"
+    assert not (tmp_path / ".depth2.partial").exists()
+    with staged_dir(out, "summary.json") as d:  # a run that writes fewer files replaces the folder
+        (d / "summary.json").write_text("v3")
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+def test_staged_dir_keeps_a_resumable_partial_on_interrupt_and_shared_entries(tmp_path):
+    out = tmp_path / "probes"
+    out.mkdir()
+    (out / "probes.csv").write_text("other stage")
+    with pytest.raises(KeyboardInterrupt), staged_dir(out, "ksparse.json", resumable=True) as d:
+        (d / "checkpoint").mkdir()
+        raise KeyboardInterrupt
+    assert (tmp_path / ".probes.partial" / "checkpoint").is_dir()
+    with staged_dir(out, "ksparse.json", resumable=True, shared=True) as d:
+        assert (d / "checkpoint").is_dir()  # resumed
+        (d / "checkpoint").rmdir()
+        (d / "ksparse.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["ksparse.json", "probes.csv"]

@@ -3,12 +3,13 @@
 import pandas as pd
 import pytest
 import torch
+from depth_folders import write_depth
 
-from metasae.codes import load_codes, save_codes
+from metasae.codes import load_codes
 from metasae.errors import MetasaeError
-from metasae.io import read_json, write_json
+from metasae.io import read_json
 from metasae.layout import LINEAGE_FILE, META_CODES_FILE, MODES
-from metasae.sae import SAEConfig, build_sae, load_sae, save_sae
+from metasae.sae import SAEConfig, build_sae, load_sae
 from metasae.stages import train_sae as meta
 
 D_IN, N_ATOMS, N_LATENTS, N_IMAGES = 32, 8, 192, 60
@@ -24,15 +25,11 @@ def planted_parent(folder, seed=0):
     sae = build_sae(SAEConfig("topk", D_IN, N_LATENTS, k=4), g)
     with torch.no_grad():
         sae.W_dec.copy_(torch.nn.functional.normalize(rows, dim=1))
-    save_sae(sae, folder, {"depth": 1, "mode": "base", "acts_dir": str(folder / "acts")})
     codes = torch.rand(N_IMAGES, N_LATENTS, generator=g) * (
         torch.rand(N_IMAGES, N_LATENTS, generator=g) < 0.05
     )
-    save_codes(folder / "codes.safetensors", codes)
-    write_json(
-        folder / "metrics.json",
-        {"status": "trained", "d_sae": N_LATENTS, "fvu": 0.1, "alive_latents_images": N_LATENTS},
-    )
+    metrics = {"d_sae": N_LATENTS, "fvu": 0.1, "alive_latents_images": N_LATENTS}
+    write_depth(folder, sae, codes, 1, "base", folder / "acts", metrics=metrics)
     return atoms, codes
 
 

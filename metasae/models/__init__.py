@@ -45,7 +45,7 @@ def save_classifier(model: Classifier, out_dir: str | Path, cfg: dict) -> None:
 
 def load_classifier(model_dir: str | Path, device: str = "cpu") -> tuple[Classifier, dict]:
     """Rebuild a classifier from its cfg.json and load its weights; corrupt files raise MetasaeError."""
-    tensors, cfg = load_checkpoint(model_dir, WEIGHTS)
+    tensors, cfg = load_checkpoint(model_dir, WEIGHTS, producer="train-classifier")
     try:
         model = build_classifier(cfg["model"], cfg["num_classes"], tuple(cfg["input_shape"]))
     except KeyError as exc:

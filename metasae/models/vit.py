@@ -121,7 +121,7 @@ def save_vit(model: ViT, out_dir: str | Path, cfg: dict) -> None:
 
 def load_vit(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ViT, dict]:
     """Rebuild a ViT from its cfg.json and load its weights; corrupt files raise MetasaeError."""
-    tensors, cfg = load_checkpoint(model_dir, WEIGHTS)
+    tensors, cfg = load_checkpoint(model_dir, WEIGHTS, producer="train-vit")
     if not isinstance(cfg.get("vit"), dict):
         raise MetasaeError(f"{Path(model_dir) / 'cfg.json'}: missing key 'vit' (not a ViT checkpoint)")
     try:

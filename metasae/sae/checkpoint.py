@@ -8,7 +8,7 @@ from typing import Any
 
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, read_json, save_checkpoint
-from metasae.layout import CFG_FILE, SAE_WEIGHTS
+from metasae.layout import CFG_FILE, SAE_WEIGHTS, SHA256_KEY
 from metasae.sae.base import SAEConfig
 from metasae.sae.registry import build_sae
 
@@ -63,7 +63,7 @@ def load_sae(sae_dir: str | Path, device: str = "cpu", cfg: dict | None = None) 
     """
     sae_dir = Path(sae_dir)
     cfg = read_json(sae_dir / CFG_FILE) if cfg is None else cfg
-    tensors = load_tensors(sae_dir / SAE_WEIGHTS, device=device)
+    tensors = load_tensors(sae_dir / SAE_WEIGHTS, device, cfg.get(SHA256_KEY), producer="train-sae")
     if "sae_cfg" not in cfg:
         raise MetasaeError(f"{sae_dir / CFG_FILE}: missing key 'sae_cfg' (not written by metasae save_sae)")
     sae = build_sae(SAEConfig.from_dict(cfg["sae_cfg"], where=str(sae_dir / CFG_FILE)))
@@ -86,6 +86,10 @@ def export_saelens(sae_dir: str | Path, out_dir: str | Path) -> Path:
         tensors["threshold"] = sae.threshold.detach().expand(sae.cfg.d_sae).clone()
     out_dir = Path(out_dir)
     save_checkpoint(
-        out_dir, SAELENS_WEIGHTS, tensors, {**_saelens_keys(sae), "metadata": {"exported_from": str(sae_dir)}}
+        out_dir,
+        SAELENS_WEIGHTS,
+        tensors,
+        {**_saelens_keys(sae), "metadata": {"exported_from": str(sae_dir)}},
+        record_sha256=False,  # SAELens's own cfg.json keys only
     )
     return out_dir

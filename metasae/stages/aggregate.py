@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, git_commit, read_json, write_json
+from metasae.io import atomic_path, git_commit, read_json, stage_output, write_json
 from metasae.layout import parse_summary_path
 from metasae.stack import Depth
 
+STUDY_FILE = "study.json"  # written last
 GROUP = ["model", "dataset", "layer", "sae", "mode"]
 SUMMARY_FIELDS = [
     "alive_latents",
@@ -242,6 +243,7 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
 
+@stage_output(STUDY_FILE)
 def aggregate(summary_paths: list[str | Path], config: dict, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     from metasae.figures.summary import plot_metrics_vs_depth
 
@@ -255,7 +257,7 @@ def aggregate(summary_paths: list[str | Path], config: dict, out_dir: str | Path
     plot_metrics_vs_depth(depths, out_dir / "figures")
     first = parse_summary_path(sorted(map(str, summary_paths))[0])
     write_json(
-        out_dir / "study.json",
+        out_dir / STUDY_FILE,
         {
             "config": config,
             "headline": bool(config.get("headline", False)),

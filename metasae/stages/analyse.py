@@ -21,7 +21,7 @@ from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
 from metasae.featviz import DEFAULT_VIZ, FeatureVizConfig
-from metasae.io import atomic_path, provenance, write_json
+from metasae.io import atomic_path, provenance, stage_output, write_json
 from metasae.latent_stats import column_stats, max_correlation_to_parent, max_cosine_to_parent
 from metasae.layout import BASE_MODE, FIGURES_DIR, LATENTS_FILE, SUMMARY_FILE
 from metasae.models import load_classifier
@@ -66,6 +66,7 @@ def _write_table(path: Path, table: pa.Table) -> None:
         pq.write_table(table, tmp)
 
 
+@stage_output(SUMMARY_FILE)
 def analyse(
     depth_dir: str | Path,
     out_dir: str | Path,

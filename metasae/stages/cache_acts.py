@@ -16,7 +16,7 @@ from metasae.activations import ActivationCache
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
-from metasae.io import provenance, write_json
+from metasae.io import provenance, stage_output, write_json
 from metasae.layout import ACTS_FILE, MANIFEST_FILE
 from metasae.models import check_layer, load_classifier
 from metasae.tensor_stream import stream_tensors
@@ -49,6 +49,7 @@ class _Capture:
         raise _LayerReached
 
 
+@stage_output(MANIFEST_FILE)
 @torch.no_grad()
 def cache_activations(
     model_dir: str | Path,

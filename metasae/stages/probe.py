@@ -16,7 +16,7 @@ import pandas as pd
 from metasae.data import InputSpec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, provenance, write_json
+from metasae.io import atomic_path, provenance, stage_output, write_json
 from metasae.models.vit import load_vit
 from metasae.probes import (
     COLUMNS,
@@ -56,6 +56,7 @@ class ProbeConfig:
             raise MetasaeError(f"probes.mlp_at={self.mlp_at!r}; allowed {', '.join(MLP_AT)}")
 
 
+@stage_output("probes.json", shared=True)
 def run_probes(
     vit_dir: str | Path,
     dataset: str,

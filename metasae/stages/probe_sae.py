@@ -12,7 +12,7 @@ import torch
 from metasae.data import InputSpec
 from metasae.data.dsprites_grid import FACTORS
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, provenance, write_json
+from metasae.io import atomic_path, provenance, stage_output, write_json
 from metasae.metrics import k_sparse_probing
 from metasae.models.vit import load_vit
 from metasae.probes import COLUMNS, best_layer, layer_features, probe_images, vit_checkpoints
@@ -21,6 +21,7 @@ from metasae.seeds import derive_seed
 KSPARSE_COLUMNS = ["layer", "factor", "k", "accuracy", "all_latents_accuracy"]
 
 
+@stage_output("ksparse.json", shared=True)
 def run_ksparse(
     vit_dir: str | Path,
     probes_csv: str | Path,

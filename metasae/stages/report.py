@@ -13,16 +13,16 @@ import io
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, provenance, sha256_file, write_json
+from metasae.io import provenance, sha256_file, staged_dir, write_json
 from metasae.report_content import ReportData
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "index.qmd"
 RENDERERS = ("auto", "quarto", "pandoc")
 OUTPUTS = ("index.html", "index.pdf", "index.md")
+PROVENANCE_FILE = "provenance.json"  # written last
 GFM = "gfm-raw_html-tex_math_gfm+tex_math_dollars"  # LessWrong reads $...$ math, not GitHub's $`...`$
 _CELL = re.compile(r"^```\{python\}[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
@@ -119,9 +119,9 @@ def render_report(
         raise MetasaeError(f"{results}: results folder not found")
     if renderer == "auto":
         renderer = "quarto" if shutil.which("quarto") else "pandoc"
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".render-", dir=out) as tmp:
-        build = Path(tmp)
+    with staged_dir(out, PROVENANCE_FILE) as staged:  # all outputs or none; a killed render leaves nothing
+        build = staged / ".render"
+        build.mkdir()
         params = {"results": str(results.resolve()), "figures": str(build / "figures")}
         markdown, namespace = execute_cells(template.read_text(), params, str(template))
         (build / "source.md").write_text(markdown)
@@ -129,19 +129,18 @@ def render_report(
             _render_quarto(build, template.parent)
         else:
             _render_pandoc(build)
-        shutil.rmtree(out / "figures", ignore_errors=True)
         if (build / "figures").is_dir():
-            shutil.copytree(build / "figures", out / "figures")
+            shutil.copytree(build / "figures", staged / "figures")
         for name in OUTPUTS:
-            with atomic_path(out / name) as dest:
-                shutil.copyfile(build / name, dest)
-    inputs = sorted({p for v in namespace.values() if isinstance(v, ReportData) for p in v.inputs})
-    config = {
-        "results": str(results),
-        "template": str(template),
-        "template_sha256": sha256_file(template),
-        "renderer": renderer,
-        "inputs": {p.relative_to(results.resolve()).as_posix(): sha256_file(p) for p in inputs},
-    }
-    write_json(out / "provenance.json", provenance(config=config))
+            shutil.copyfile(build / name, staged / name)
+        shutil.rmtree(build)
+        inputs = sorted({p for v in namespace.values() if isinstance(v, ReportData) for p in v.inputs})
+        config = {
+            "results": str(results),
+            "template": str(template),
+            "template_sha256": sha256_file(template),
+            "renderer": renderer,
+            "inputs": {p.relative_to(results.resolve()).as_posix(): sha256_file(p) for p in inputs},
+        }
+        write_json(staged / PROVENANCE_FILE, provenance(config=config))
     return {name: out / name for name in OUTPUTS}

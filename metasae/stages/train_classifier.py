@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
-from metasae.io import provenance, write_json
+from metasae.io import provenance, stage_output, write_json
 from metasae.layout import METRICS_FILE
 from metasae.metrics import evaluate_classifier
 from metasae.models import build_classifier, default_input_shape, save_classifier
@@ -32,6 +32,7 @@ class ClassifierTrainConfig:
     input_shape: tuple[int, int, int] | None = None
 
 
+@stage_output(METRICS_FILE)
 def train_classifier(
     cfg: ClassifierTrainConfig, out_dir: str | Path, data_dir: str | Path | None = None, device: str = "cpu"
 ) -> dict:

@@ -20,8 +20,8 @@ import torch
 from metasae.activations import load_activations
 from metasae.codes import save_codes
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, provenance, read_json, write_json
-from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES
+from metasae.io import atomic_path, provenance, read_json, sha256_file, stage_output, write_json
+from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES, SHA256_KEY
 from metasae.sae import SAE
 from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
@@ -69,10 +69,17 @@ def _alive(codes: torch.Tensor) -> torch.Tensor:
 
 
 def _finish(
-    out_dir: Path, sae: SAE, codes: torch.Tensor, train_metrics: dict, cfg: dict, extra: dict
+    out_dir: Path,
+    sae: SAE,
+    codes: torch.Tensor,
+    train_metrics: dict,
+    cfg: dict,
+    extra: dict,
+    checksums: dict | None = None,
 ) -> dict:
-    """Write codes, then cfg + metrics (metrics last: its presence means the depth is complete)."""
-    save_codes(out_dir / CODES_FILE, codes)
+    """Write codes, then metrics (last: its presence means the depth is complete), which record the sha256 of
+    the codes and of the depth's other data files (`checksums`) so every reader can verify them."""
+    checksums = {**(checksums or {}), CODES_FILE: save_codes(out_dir / CODES_FILE, codes)}
     alive = _alive(codes)
     metrics = {
         **train_metrics,
@@ -84,6 +91,7 @@ def _finish(
         "d_sae": sae.cfg.d_sae,
         "alive_latents_images": int(alive.sum()),
         "l0_images": float(codes._nnz() / max(1, codes.shape[0])),
+        SHA256_KEY: dict(sorted(checksums.items())),
     }
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics
@@ -101,6 +109,7 @@ def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, paren
     }
 
 
+@stage_output(METRICS_FILE, resumable=True)
 def train_base(
     acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu", resume: bool = True
 ) -> dict:
@@ -142,6 +151,7 @@ def stop_reason(parent_depth: Depth, width: int, min_width: int, rules: StopRule
     return None
 
 
+@stage_output(METRICS_FILE, resumable=True)
 def train_meta(
     parent_dir: str | Path,
     mode: str,
@@ -210,8 +220,10 @@ def train_meta(
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, torch.diag(_mean_active(dense)))
         codes = _encode(sae, dense)
-    save_codes(out_dir / META_CODES_FILE, meta_codes)
-    write_lineage(out_dir / LINEAGE_FILE, meta_codes)
+    checksums = {
+        META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes),
+        LINEAGE_FILE: write_lineage(out_dir / LINEAGE_FILE, meta_codes),
+    }
     decomposed = int((meta_codes.to_dense() != 0).any(1).sum())
     return _finish(
         out_dir,
@@ -220,6 +232,7 @@ def train_meta(
         read_json(out_dir / METRICS_FILE),
         run_cfg,
         {"parent_latents_decomposed": decomposed, "parent_d_sae": parent_width},
+        checksums,
     )
 
 
@@ -233,8 +246,9 @@ def _mean_active(codes: torch.Tensor) -> torch.Tensor:
     )
 
 
-def write_lineage(path: Path, meta_codes: torch.Tensor) -> None:
-    """One row per (parent latent, meta-latent) pair with a non-zero weight; sorted for stable bytes."""
+def write_lineage(path: Path, meta_codes: torch.Tensor) -> str:
+    """One row per (parent latent, meta-latent) pair with a non-zero weight; sorted for stable bytes.
+    Returns the file's sha256."""
     mc = meta_codes.coalesce()
     parent, meta = mc.indices()
     table = pd.DataFrame(
@@ -242,3 +256,4 @@ def write_lineage(path: Path, meta_codes: torch.Tensor) -> None:
     ).sort_values(["parent_latent", "meta_latent"])
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
+        return sha256_file(tmp)

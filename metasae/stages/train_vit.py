@@ -20,7 +20,7 @@ from metasae.data import ImageDataset, InputSpec, load_dataset, to_input_spec
 from metasae.data.dsprites_grid import FACTORS, LABEL_NAMES, SIZES
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
-from metasae.io import provenance, write_json
+from metasae.io import provenance, stage_output, write_json
 from metasae.layout import METRICS_FILE
 from metasae.metrics import evaluate_classifier
 from metasae.models.vit import ViT, ViTConfig, save_vit
@@ -82,6 +82,7 @@ def _lr_scale(step: int, cfg: ViTTrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / rest))
 
 
+@stage_output(METRICS_FILE)
 def train_vit(
     cfg: ViTTrainConfig,
     vit: dict,
