@@ -18,7 +18,13 @@ def flags(**values):
     return " ".join(words)
 
 
+def device_flags():
+    """For stages that read no dataset (train-sae)."""
+    return flags(device=config.get("device", "cpu"))
+
+
 def common_flags():
+    """For stages that read datasets: the device and where real datasets live."""
     return flags(device=config.get("device", "cpu"), data_dir=config.get("data_dir"))
 
 

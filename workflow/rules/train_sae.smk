@@ -8,7 +8,7 @@ rule train_base_sae:
         metrics=f"{R}/sae/{RUN}/depth1/metrics.json",
     params:
         spec=lambda w: as_json(config["sae"][w.sae]),
-        common=common_flags(),
+        common=device_flags(),
         acts=lambda w, input: str(Path(input.manifest).parent),
         out=lambda w, output: str(Path(output.metrics).parent),
     log:
@@ -37,7 +37,7 @@ rule train_meta_sae:
     params:
         spec=lambda w: as_json(config["meta"]["modes"][w.mode]),
         stop=as_json(config["meta"].get("stop", {})),
-        common=common_flags(),
+        common=device_flags(),
         parent=lambda w, input: str(Path(input.parent).parent),
         out=lambda w, output: str(Path(output.metrics).parent),
     log:
