@@ -193,10 +193,21 @@ def test_shipped_configs_pass_the_door(name):
     door(_shipped()[name])
 
 
+@pytest.mark.slow  # seven snakemake start-ups; the fast suite checks the same door in-process above
 @pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
 def test_snakemake_dry_run_rejects_at_parse_time(tmp_path):
-    """Three bad configs through `snakemake -n`: it exits non-zero at parse time, printing the key."""
-    for case in ("sae_k_above_width", "unknown_split", "max_depth_2000"):
+    """The seven bad configs that used to reach a job or run, through `snakemake -n`: each exits non-zero at
+    parse time, printing the key."""
+    seven = (
+        "sae_k_above_width",
+        "meta_k_above_depth2_width",
+        "slice_reversed",
+        "slice_empty",
+        "unknown_split",
+        "width_growth",
+        "max_depth_2000",
+    )
+    for case in seven:
         key, config = bad_config(case)
         path = tmp_path / f"{case}.yaml"
         path.write_text(yaml.safe_dump(config))
