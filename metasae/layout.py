@@ -29,6 +29,20 @@ LATENTS_FILE = "latents.parquet"  # analysis: one row per latent
 SUMMARY_FILE = "summary.json"  # analysis: the depth's summary, written last
 FIGURES_DIR = "figures"
 
+# probes.csv of the dSprites branch (stage `probe`): one row per checkpoint x layer x factor x probe x metric
+PROBE_COLUMNS = [
+    "train_set",
+    "checkpoint",
+    "step",
+    "layer",
+    "factor",
+    "probe",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+]
+
 SUMMARY_PATH = re.compile(
     r"analysis/(?P<model>[a-z0-9_]+)/seed(?P<seed>\d+)/(?P<dataset>[a-z0-9_]+)/(?P<layer>[a-z0-9_]+)/"
     r"(?P<sae>[a-z0-9_]+)/(?:(?P<mode>decoder|activations)/)?depth(?P<depth>\d+)/summary\.json$"

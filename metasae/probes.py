@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
 from metasae.io import read_json
-from metasae.layout import METRICS_FILE
+from metasae.layout import METRICS_FILE, PROBE_COLUMNS
 
 CLASSIFY, REGRESS = "classification", "regression"
 PROBES = ("linear", "mlp")
@@ -261,18 +261,7 @@ def check_inputs(images: Tensor, where: str, min_variance: float = 1e-3) -> dict
 # -- probe tables and ViT checkpoints, shared by the `probe` and `probe-sae` stages --------------------------
 
 CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
-COLUMNS = [
-    "train_set",
-    "checkpoint",
-    "step",
-    "layer",
-    "factor",
-    "probe",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-]
+COLUMNS = PROBE_COLUMNS
 
 
 def vit_checkpoints(vit_dir: Path) -> list[dict]:

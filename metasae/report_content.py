@@ -19,6 +19,7 @@ import pandas as pd
 
 from metasae.errors import MetasaeError
 from metasae.io import read_json
+from metasae.layout import MODES, PROBE_COLUMNS
 
 ID_COLUMNS = ["model", "train_dataset", "dataset", "layer", "mode", "architecture"]
 OPTIONAL_ID_COLUMNS = ["sae"]  # written by `metasae aggregate` (the depth-1 SAE's config name)
@@ -54,19 +55,6 @@ OPTIMAL_COLUMNS = [
     "log_claim_depth2_holds",
 ]
 CLAIMS_COLUMNS = ["claim", "log_value", "our_value", "verdict", "note"]
-PROBES_COLUMNS = [
-    "train_set",
-    "checkpoint",
-    "step",
-    "layer",
-    "factor",
-    "probe",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-]
-MODES = ("decoder", "activations")
 VERDICTS = ("holds", "fails", "untested")
 
 # Summary figures each results section places (file stem: caption); any other one goes to the appendix.
@@ -534,7 +522,7 @@ class ReportData:
             return self._not_run("the dSprites probes", self.results / "probes")
         out = []
         for run in runs:
-            p = self._load(run / "probes.csv", PROBES_COLUMNS)
+            p = self._load(run / "probes.csv", PROBE_COLUMNS)
             key = ["train_set", "factor", "probe", "metric"]
             final = p.loc[p["step"] == p.groupby("train_set")["step"].transform("max")]
             by_layer = final.pivot_table(

@@ -16,7 +16,6 @@ import yaml
 from metasae.errors import MetasaeError
 
 SCHEMA = Path(__file__).resolve().parent / "schema.yaml"  # package data: works from a wheel
-MODES = ("decoder", "activations")
 MODEL_LAYERS = {"mlp": ("fc1", "fc2", "fc3"), "cnn": ("conv1", "conv2", "fc1", "fc2")}
 K_ARCHITECTURES = ("topk", "batchtopk")
 MAX_DEPTH = 64  # meta.max_depth; checked before any width schedule is built
@@ -123,6 +122,15 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
                     f"classifiers.{name}.probes",
                     f"unknown probe {_show(probe)}; defined probes: {_few(sorted(probes))}",
                 )
+        if (
+            config["meta"].get("stack_from") == "in_distribution"
+            and in_distribution_probe(config, name) is None
+        ):
+            _fail(
+                "meta.stack_from",
+                f"in_distribution: classifier {name} has no probe of its training dataset "
+                f"{_show(clf['train'].split(':')[0])} to train its stack on",
+            )
         for layer in clf["layers"]:
             if layer not in MODEL_LAYERS[clf["model"]]:
                 _fail(
@@ -300,11 +308,30 @@ def runs(config: dict) -> list[Run]:
     return [
         Run(clf_name, seed, probe, layer, sae_name)
         for clf_name, clf in config["classifiers"].items()
-        for seed in config["seeds"]
+        for seed in clf.get("seeds", config["seeds"])
         for probe in clf["probes"]
         for layer in clf["layers"]
         for sae_name in config["sae"]
     ]
+
+
+def in_distribution_probe(config: dict, classifier: str) -> str | None:
+    """The first of a classifier's probes drawn from its training dataset (any split), or None."""
+    clf = config["classifiers"][classifier]
+    trained_on = clf["train"].split(":", 1)[0]
+    same = [p for p in clf["probes"] if config["probes"].get(p, "").split(":", 1)[0] == trained_on]
+    return same[0] if same else None
+
+
+def stack_source(config: dict, run: Run) -> Run | None:
+    """The run whose stack `run` is encoded through instead of training its own, or None where the run
+    trains its own (`meta.stack_from: in_distribution`: its classifier's in-distribution probe's stack)."""
+    if config["meta"].get("stack_from", "own") == "own":
+        return None
+    source = in_distribution_probe(config, run.classifier)
+    if source is None or source == run.probe:
+        return None
+    return Run(run.classifier, run.seed, source, run.layer, run.sae)
 
 
 def depth_folders(config: dict, run: Run) -> list[str]:
