@@ -46,8 +46,8 @@ Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(eq=False)
 class Depth:
-    """A depth folder: its cfg and metrics (read at load), its SAE, codes, meta-codes, lineage and parent
-    (read on first use, once)."""
+    """A depth folder: its cfg and metrics (read at load, when its data files' recorded sha256 are checked
+    too), its SAE, codes, meta-codes, lineage and parent (read on first use, once)."""
 
     path: Path
     metrics: dict
@@ -72,7 +72,11 @@ class Depth:
             raise MetasaeError(f"{path / CFG_FILE}: mode={cfg['mode']!r}; allowed: {', '.join(DEPTH_MODES)}")
         if cfg["mode"] != BASE_MODE and not cfg.get("parent"):
             raise MetasaeError(f"{path / CFG_FILE}: mode={cfg['mode']!r} needs a parent depth folder")
-        return cls(path, metrics, cfg)
+        depth = cls(path, metrics, cfg)
+        for name in (CODES_FILE, META_CODES_FILE, LINEAGE_FILE):  # every data file, whoever reads which
+            if name in depth.checksums or (path / name).exists() or name == CODES_FILE:
+                verify_file(path / name, depth.checksums, PRODUCER)
+        return depth
 
     @property
     def stopped(self) -> bool:
@@ -112,13 +116,13 @@ class Depth:
     def codes(self) -> torch.Tensor:
         """Codes of the probe images, sparse COO [images, latents]."""
         self._trained("codes")
-        return load_codes(self.path / CODES_FILE, self.checksums, PRODUCER)
+        return load_codes(self.path / CODES_FILE)
 
     @cached_property
     def meta_codes(self) -> torch.Tensor:
         """C_d, dense [parent latents, latents] (depth >= 2)."""
         self._trained("meta-codes")
-        return load_codes(self.path / META_CODES_FILE, self.checksums, PRODUCER).to_dense()
+        return load_codes(self.path / META_CODES_FILE).to_dense()
 
     @cached_property
     def lineage(self) -> pd.DataFrame | None:
@@ -126,7 +130,6 @@ class Depth:
         path = self.path / LINEAGE_FILE
         if not path.is_file():
             return None
-        verify_file(path, self.checksums, PRODUCER)
         table = pd.read_parquet(path)
         missing = set(LINEAGE_COLUMNS) - set(table.columns)
         if missing:
