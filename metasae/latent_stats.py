@@ -171,7 +171,9 @@ def _column_moments(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     v = values.double()
     mean = torch.zeros(m, dtype=torch.float64).index_add_(0, cols, v) / n
     sq = torch.zeros(m, dtype=torch.float64).index_add_(0, cols, v * v) / n
-    return mean, (sq - mean * mean).clamp(min=0).sqrt()
+    sd = (sq - mean * mean).clamp(min=0).sqrt()
+    # a constant column's E[x^2] - E[x]^2 is rounding error (~1e-8 |mean|), not spread: call it 0
+    return mean, torch.where(sd <= 1e-6 * mean.abs(), torch.zeros_like(sd), sd)
 
 
 def max_correlation_to_parent(
@@ -203,6 +205,6 @@ def max_correlation_to_parent(
         cov = (xt @ y) / n - mx[:, None] * my[None, start:stop]
         corr = cov / (sx[:, None] * sy[None, start:stop])
         corr[:, sy[start:stop] == 0] = -math.inf
-        best = torch.maximum(best, corr.nan_to_num(nan=-math.inf, posinf=-math.inf).amax(1))
+        best = torch.maximum(best, corr.nan_to_num(nan=-math.inf, posinf=-math.inf, neginf=-math.inf).amax(1))
     best[(sx == 0) | torch.isinf(best)] = float("nan")
     return best.float()
