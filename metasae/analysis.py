@@ -26,6 +26,10 @@ from metasae.latent_stats import (
     top_activations,
 )
 
+# Which per-depth figures an analysis draws (`analysis.figures`, `metasae analyse --figures`): every one, the
+# ones the report embeds (metasae.figures.depth.REPORT_FIGURES), or none.
+FIGURE_SETS = ("all", "report", "none")
+
 # Column order and types of latents.parquet; a stopped depth writes zero rows of the same schema.
 SCHEMA = pa.schema(
     [
@@ -173,8 +177,10 @@ def analyse_codes(
     depth: int = 1,
     mode: str = "base",
     parent_similarity: torch.Tensor | None = None,
+    predict: bool = True,
 ) -> DepthAnalysis:
-    """Per-latent statistics of one depth's codes over the probe images (no files touched)."""
+    """Per-latent statistics of one depth's codes over the probe images (no files touched). `predict`:
+    classify each top image (False: `predicted` is all -1, for a figure that shows no predictions)."""
     if codes.shape[0] != len(probe.cache.labels):
         raise MetasaeError(
             f"codes have {codes.shape[0]} rows but the activation cache has "
@@ -190,6 +196,5 @@ def analyse_codes(
     similarity = (
         parent_similarity if parent_similarity is not None else torch.full((codes.shape[1],), math.nan)
     )
-    return DepthAnalysis(
-        depth, mode, stats, top, hist, purity, entropy, labels, similarity, _predict(probe, top.rows), probe
-    )
+    predicted = _predict(probe, top.rows) if predict else torch.full_like(top.rows, -1)
+    return DepthAnalysis(depth, mode, stats, top, hist, purity, entropy, labels, similarity, predicted, probe)

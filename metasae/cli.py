@@ -119,11 +119,24 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--renderer", default="auto", help="auto (quarto if on PATH, else pandoc + typst) | quarto | pandoc"
     )
+    p.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="a second study's results folder, set beside this one in the research log comparison "
+        "(e.g. the log preset's run; a config's compare_with)",
+    )
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.report import DEFAULT_TEMPLATE, render_report
 
-        render_report(a.results, a.out, template=a.template or DEFAULT_TEMPLATE, renderer=a.renderer)
+        render_report(
+            a.results,
+            a.out,
+            template=a.template or DEFAULT_TEMPLATE,
+            renderer=a.renderer,
+            compare=a.compare,
+        )
 
     p.set_defaults(func=run)
 
@@ -203,6 +216,12 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--depth", type=int, help="with --parent: the depth being trained (>= 2)")
     p.add_argument(
+        "--apply",
+        type=Path,
+        help="train nothing: copy this depth folder of a stack trained on another probe and encode --acts "
+        "(depth 1) or --parent's codes through it (a classifier's stack_from)",
+    )
+    p.add_argument(
         "--stop", type=_json_arg, default={}, help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}'
     )
     p.add_argument(
@@ -219,7 +238,12 @@ def _register_train_sae(sub: argparse._SubParsersAction) -> None:
         from metasae.stages import train_sae as stage
 
         spec = _spec(a)
-        if a.acts is not None:
+        if a.apply is not None:
+            if a.acts is not None:
+                stage.apply_base(a.acts, a.apply, a.out)
+            else:
+                stage.apply_meta(a.parent, a.apply, a.out)
+        elif a.acts is not None:
             if a.mode or a.depth not in (None, 1):
                 raise MetasaeError(
                     "--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths"
@@ -275,6 +299,12 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-n", type=int, default=10, help="top-activating images kept per latent")
     p.add_argument("--n-grid", type=int, default=8, help="latents shown in each top-image grid")
     p.add_argument("--no-feature-viz", action="store_true", help="skip feature visualisation by optimisation")
+    p.add_argument(
+        "--figures",
+        choices=("all", "report", "none"),
+        default="report",
+        help="per-depth figures: those the report embeds (default), all (with feature visualisation), none",
+    )
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
 
     def run(a: argparse.Namespace) -> None:
@@ -288,6 +318,7 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
             n_grid=a.n_grid,
             feature_viz=not a.no_feature_viz,
             device=a.device,
+            figures=a.figures,
         )
 
     p.set_defaults(func=run)
@@ -320,7 +351,9 @@ def _register_train_vit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--test", required=True, help="dataset reference for the test accuracy")
     p.add_argument(
-        "--label", default="label", help="label: the dataset's labels, or a dSprites factor (shape, ...)"
+        "--label",
+        default="label",
+        help="label: the dataset's labels, a dSprites factor (shape, ...), or factors (one head per factor)",
     )
     p.add_argument(
         "--vit", type=_json_arg, default={}, help='architecture JSON, e.g. {"patch": 8, "depth": 3}'
@@ -415,6 +448,22 @@ def _register_probe_sae(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_probe_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe-summary", help="every dSprites run's probes side by side: one table, one figure per question"
+    )
+    p.add_argument("probes_csvs", nargs="+", type=Path, help="probe outputs (the run is the folder's name)")
+    p.add_argument("--probe", default="linear", choices=("linear", "mlp"), help="the probe the figures show")
+    p.add_argument("--out", required=True, type=Path, help="output folder (probes.csv, figures, summary)")
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.stages.probe_summary import probe_summary
+
+        probe_summary(a.probes_csvs, a.out, a.probe)
+
+    p.set_defaults(func=run)
+
+
 def _register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time the hot paths against their floors; fail when a ratio regressed")
     p.add_argument(
@@ -449,6 +498,45 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _register_synth_acts(sub: argparse._SubParsersAction) -> None:
+    """The planted-hierarchy branch: synth-acts (the activations), score-synth (one depth against the
+    planted levels), synth-summary (criterion x true depth)."""
+    p = sub.add_parser("synth-acts", help="planted feature trees of known depth, as an activation cache")
+    p.add_argument("--tree", required=True, type=_json_arg, help="the tree's config entry, JSON")
+    p.add_argument("--out", required=True, type=Path)
+    _common(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from metasae.stages.synth_acts import synth_activations, tree_spec
+
+        synth_activations(tree_spec(a.tree, a.seed), a.out)
+
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("score-synth", help="score one depth of a synth stack against the planted levels")
+    p.add_argument("--depth-dir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="output folder (score.json)")
+
+    def run_score(a: argparse.Namespace) -> None:
+        from metasae.stages.score_synth import score_synth
+
+        score_synth(a.depth_dir, a.out)
+
+    p.set_defaults(func=run_score)
+
+    p = sub.add_parser("synth-summary", help="criterion x true depth tables of the planted-tree runs")
+    p.add_argument("scores", nargs="+", type=Path, help="score.json files of every synth run and depth")
+    p.add_argument("--config-json", required=True, type=_json_arg, help="the study config as JSON")
+    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/summary")
+
+    def run_summary(a: argparse.Namespace) -> None:
+        from metasae.stages.score_synth import synth_summary
+
+        synth_summary(a.scores, a.config_json, a.out)
+
+    p.set_defaults(func=run_summary)
+
+
 _STAGES: list[Register] = [
     _register_train_classifier,
     _register_cache_acts,
@@ -464,7 +552,9 @@ _STAGES: list[Register] = [
     _register_train_vit,
     _register_probe,
     _register_probe_sae,
+    _register_probe_summary,
     _register_bench,
+    _register_synth_acts,
 ]
 
 
@@ -487,9 +577,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+THEN = "--then"  # `metasae A ... --then B ...`: commands run one after another in one process
+
+
+def split_commands(argv: list[str]) -> list[list[str]]:
+    """`[--threads N] A ... --then B ... --then C ...` -> the argv of each command, in order."""
+    commands: list[list[str]] = [[]]
+    for word in argv:
+        if word == THEN:
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command, or several joined by `--then` (the workflow's chains of depths: one interpreter
+    start-up and one set of imports for all of them). Every command is parsed before the first runs; the
+    first that fails stops the rest and gives the exit status."""
+    parser = build_parser()
+    chain = [parser.parse_args(words) for words in split_commands(sys.argv[1:] if argv is None else argv)]
     tune_cpu_allocator()
+    for i, args in enumerate(chain, 1):
+        if len(chain) > 1:
+            out = f" --out {args.out}" if getattr(args, "out", None) else ""
+            print(f"metasae: command {i} of {len(chain)}: {args.stage}{out}", file=sys.stderr, flush=True)
+        status = _run(args)
+        if status:
+            return status
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.threads:
         import torch
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from metasae.errors import MetasaeError
 from metasae.io import read_json
-from metasae.layout import MODES, PROBE_COLUMNS
+from metasae.layout import MODES
 
 ID_COLUMNS = ["model", "train_dataset", "dataset", "layer", "mode", "architecture"]
 OPTIONAL_ID_COLUMNS = ["sae"]  # written by `metasae aggregate` (the depth-1 SAE's config name)
@@ -55,22 +55,29 @@ OPTIMAL_COLUMNS = [
     "log_claim_depth2_holds",
 ]
 CLAIMS_COLUMNS = ["claim", "log_value", "our_value", "verdict", "note"]
-VERDICTS = ("holds", "fails", "untested")
+VERDICTS = ("holds", "fails", "inconclusive", "untested")  # metasae.stages.aggregate.VERDICTS
 
 # Summary figures each results section places (file stem: caption); any other one goes to the appendix.
 # (metasae/summary_plots.py names them {metric}_vs_depth.png.)
 SECTION_FIGURES = {
     "reconstruction": {
-        "fvu_vs_depth": "FVU vs depth.",
-        "stack_fvu_vs_depth": "FVU of the layer through the stack.",
+        "stack_fvu_vs_depth": "FVU of the layer rebuilt from each depth (the headline reconstruction).",
+        "loss_recovered_vs_depth": "Loss recovered vs depth.",
+        "fvu_vs_depth": "FVU of each depth's own inputs (not comparable across depths).",
+        "dead_fraction_vs_depth": "Dead fraction vs depth.",
         "l0_vs_depth": "L0 vs depth.",
         "alive_latents_vs_depth": "Alive latents vs depth.",
         "spliced_accuracy_vs_depth": "Classifier accuracy with the stack spliced in.",
-        "loss_recovered_vs_depth": "Loss recovered vs depth.",
     },
     "activation_counts": {
+        "count_fraction_vs_depth": "Share of the dictionary whose top-10 activations are all non-zero.",
+        "mean_active_fraction_vs_depth": "Mean active latents per image as a share of the dictionary.",
         "count_all_top10_nonzero_vs_depth": "Latents whose top-10 activations are all non-zero.",
         "mean_active_per_image_vs_depth": "Mean active latents per image vs depth.",
+    },
+    "stability": {
+        "stability_mean_cosine_vs_depth": "Cross-seed stability: mean Hungarian-matched similarity.",
+        "decoder_fve_vs_depth": "Decoder FVE of each meta-SAE on its parent's decoder rows.",
     },
     "purity": {
         "purity_mean_vs_depth": "Mean label purity vs depth.",
@@ -79,6 +86,49 @@ SECTION_FIGURES = {
 }
 LINEAGE_FIGURES = ("lineage_card", "top_images")
 MAX_LINEAGE_DEPTHS = 3
+
+# The research log's own numbers (../shared/research/log-facts.md, read from the log's code repository
+# jain18ayush/mnist-sae at 9e786df): the ColoredMNISTModel's test accuracy (§1.1), the fc1 stack's test
+# loss per depth (§1.3, `log.txt` of `infinite_sae`), the count of latents whose top-10 activations are all
+# non-zero per depth (§1.5, tallied from `docs/neuron_{DS}_depth_{d}/`) and the EMNIST L0 per depth
+# (§1.5, `plots/saebench-metrics/EMNIST_l0_sparsity.png`; "~0" at depth 5 read as 0).
+LOG_SOURCE = "log-facts.md §1.1, §1.3, §1.5 (the log's repository jain18ayush/mnist-sae at 9e786df)"
+LOG_WIDTH = 2304
+LOG_NUMBERS = {  # (quantity, depth) -> the log's number; depth 0: not per depth
+    ("accuracy", 0): 0.9752,
+    **{
+        ("loss", d): v
+        for d, v in enumerate(
+            (34.04, 0.01775, 2.35e-4, 4.6e-7, 4.5e-10, 1.6e-20, 3.64e-44, 3.64e-44, 3.64e-44, 3.64e-44), 1
+        )
+    },
+    **{("alive", d): 0.0 for d in range(7, 11)},  # loss 3.64e-44: every code zero (§1.3, §1.5)
+    **{("emnist_count", d): float(v) for d, v in enumerate((961, 2304, 1756, 202, 15, 1, 0, 0, 0), 1)},
+    **{("emnist_l0", d): v for d, v in enumerate((0.4, 18.4, 3.1, 0.3, 0.0), 1)},
+    **{("fashion_count", d): float(v) for d, v in enumerate((463, 2304, 2115, 1339, 318, 26, 2, 0, 0), 1)},
+}
+LOG_QUANTITIES = {  # quantity -> (row label, the log's dataset, why ours may differ: a LOG_DIFFERENCES key)
+    "accuracy": ("MNIST test accuracy", "mnist", "accuracy"),
+    "loss": ("SAE loss (last batch)", "mnist", "loss"),
+    "alive": ("alive latents", "mnist", "loss"),
+    "emnist_count": ("top-10 count", "emnist", "emnist"),
+    "emnist_l0": ("L0", "emnist", "emnist"),
+    "fashion_count": ("top-10 count", "fashion_mnist", "fashion_mnist"),
+}
+LOG_DATASET_NAMES = {"mnist": "MNIST", "emnist": "EMNIST", "fashion_mnist": "Fashion-MNIST"}
+LOG_WIDTH_QUANTITIES = ("alive", "emnist_count", "fashion_count")  # shown as value/width
+# Why a number of ours can differ from the log's, per quantity (printed where the log preset misses it).
+LOG_DIFFERENCES = {
+    "accuracy": "one training run each, in another order of batches; the log reports a single run.",
+    "loss": "the log's loss is averaged over its 20% test split of 70,000 MNIST train+test activations; "
+    "ours is the last training batch of an SAE trained on the `mnist` probe only (fewer images, so fewer "
+    "steps in the one epoch).",
+    "emnist": "EMNIST is not available offline: `glyphs` (rendered letters and digits in 47 EMNIST-balanced "
+    "classes) stands in for it, with 2,820 images against the log's 112,800.",
+    "fashion_mnist": "the log cached Fashion-MNIST's train split (60,000 images) through random crops and "
+    "flips with CIFAR normalisation (log-facts §1.4, pitfalls 4 and 7); ours is the 10,000-image test "
+    "split, unaugmented, normalised as the classifier was trained.",
+}
 
 
 def not_run(what: str, missing: str) -> str:
@@ -183,11 +233,104 @@ def _as_bool(df: pd.DataFrame, path: Path, column: str) -> None:
     df[column] = df[column].map(spelled).astype(bool)
 
 
-class ReportData:
-    """The results folder as the report reads it; figures used are copied into `figures_dir`."""
+def _setup_label(study: dict) -> str:
+    """How the log comparison names a study: by the preset its config names, else as the fixed setup."""
+    preset = (study.get("config") or {}).get("preset")
+    return f"{preset} preset" if preset else "fixed setup"
 
-    def __init__(self, results: str | Path, figures_dir: str | Path = "figures") -> None:
+
+def _log_probe(depths: pd.DataFrame, dataset: str) -> tuple[str, bool] | None:
+    """Our probe (of one classifier's rows) for one of the log's datasets, and whether it is a stand-in:
+    real EMNIST where it was run, else `glyphs`."""
+    names = depths["dataset_ref"].map(_dataset_name) if "dataset_ref" in depths else depths["dataset"]
+    candidates = [("emnist", False), ("glyphs", True)] if dataset == "emnist" else [(dataset, False)]
+    for name, stand_in in candidates:
+        hit = depths.loc[names.str.startswith(name)]
+        if not hit.empty:
+            return str(hit["dataset"].iloc[0]), stand_in
+    return None
+
+
+def _reproduces(ours: float, log: float, quantity: str) -> bool:
+    """Within LOG_TOLERANCE: accuracy within 1 point, a loss within a factor of 10 (both below 1e-30 is the
+    same collapse), counts within 25% or 1 latent, L0 within 25% or 0.1."""
+    if quantity == "accuracy":
+        return abs(ours - log) <= 0.01
+    if quantity == "loss":
+        return (ours < 1e-30 and log < 1e-30) or (ours > 0 and log > 0 and abs(math.log10(ours / log)) <= 1)
+    floor = 0.1 if quantity == "emnist_l0" else 1.0
+    return abs(ours - log) <= max(0.25 * abs(log), floor)
+
+
+def _final_loss(results: Path, row: pd.Series) -> float:
+    """The last logged training loss (the setup's own loss function) of one trained depth, or NaN."""
+    folder = "depth1" if row["depth"] == 1 else f"{row['mode']}/depth{row['depth']}"
+    run = Path(row["model"], f"seed{row['seed']}", row["dataset"], row["layer"], row["sae"])
+    path = results / "sae" / run / folder / "train_log.csv"
+    if not path.is_file():
+        return float("nan")
+    log = pd.read_csv(path)
+    return float(log["total"].iloc[-1]) if len(log) else float("nan")
+
+
+def _log_cell(quantity: str, value: float, width: float | None = None) -> str:
+    if math.isnan(value):
+        return "–"
+    if quantity == "accuracy":
+        return f"{value:.2%}"
+    return f"{fmt(value)}/{fmt(width)}" if width is not None else fmt(value)
+
+
+def _headline_reconstruction(g: pd.DataFrame) -> str:
+    """The headline reconstruction: the layer rebuilt from the first and the deepest depth (stack FVU and
+    loss recovered), never each depth's own-input FVU, whose inputs differ from depth to depth."""
+    if "stack_fvu" not in g or g["stack_fvu"].isna().all():
+        return "no stack FVU in depths.csv"
+    fvu = g.groupby("depth")["stack_fvu"].median().dropna()
+    loss = g.groupby("depth")["loss_recovered"].median() if "loss_recovered" in g else pd.Series(dtype=float)
+
+    def at(depth: int) -> str:
+        recovered = f" and loss recovered {fmt(loss.get(depth))}" if depth in loss.index else ""
+        return f"median FVU {fmt(fvu.loc[depth])}{recovered}"
+
+    first, last = fvu.index[0], fvu.index[-1]
+    return f"the layer rebuilt from depth {first} has {at(first)}; from depth {last}, {at(last)}"
+
+
+def _dense_rows(g: pd.DataFrame) -> pd.Series:
+    """Rows whose decoder-mode routed codes are dense (their image-level statistics enter no verdict)."""
+    if "routed_codes_dense" not in g:
+        return pd.Series(False, index=g.index)
+    return g["routed_codes_dense"].astype(str).str.lower().eq("true")
+
+
+def _headline_count(g: pd.DataFrame) -> str:
+    if "count_fraction" in g and g["count_fraction"].notna().any():
+        share = g.loc[~_dense_rows(g)].groupby("depth")["count_fraction"].median().dropna()
+        if len(share) < 2:
+            where = f"beyond depth {share.index[0]}" if len(share) else "at every depth"
+            return f"routed codes are dense {where}, so no activation-count peak is reported"
+        return (
+            f"the share of the dictionary whose top-10 activations are all non-zero peaks at depth "
+            f"{share.idxmax()} (median {share.max():.0%}; depths with dense routed codes left out)"
+        )
+    count = g.groupby("depth")["count_all_top10_nonzero"].median()
+    return (
+        f"the count of latents whose top-10 activations are all non-zero peaks at depth {count.idxmax()} "
+        f"(median {fmt(count.max())})"
+    )
+
+
+class ReportData:
+    """The results folder as the report reads it; figures used are copied into `figures_dir`. `compare`: a
+    second study's results folder, set beside this one by the log comparison (`metasae report --compare`).
+    """
+
+    def __init__(
+        self, results: str | Path, figures_dir: str | Path = "figures", compare: str | Path | None = None
+    ) -> None:
         self.results = Path(results)
+        self.compare = Path(compare) if compare else None
         self.figures_dir = Path(figures_dir)
         self.inputs: set[Path] = set()
         self.placed: set[Path] = set()
@@ -287,19 +430,22 @@ class ReportData:
             f"depths {head['depth'].min()}–{head['depth'].max()}."
         ]
         for mode, g in head.groupby("mode"):
-            fvu = g.groupby("depth")["fvu"].median()
-            count = g.groupby("depth")["count_all_top10_nonzero"].median()
-            lines.append(
-                f"- **{mode} mode:** median FVU {fmt(fvu.iloc[0])} at depth {fvu.index[0]} and "
-                f"{fmt(fvu.iloc[-1])} at depth {fvu.index[-1]}; the count of latents whose top-10 "
-                f"activations are all non-zero peaks at depth {count.idxmax()} "
-                f"(median {fmt(count.max())})."
-            )
+            lines.append(f"- **{mode} mode:** {_headline_reconstruction(g)}; {_headline_count(g)}.")
+        if "dead_fraction" in head:
+            dead = head.loc[head["depth"] == 1].groupby("dataset")["dead_fraction"].median().dropna()
+            if len(dead):
+                lines.append(
+                    "- **Depth-1 dead latents** (never active on the probe images; the guard is under 10%): "
+                    + ", ".join(f"{name} {v:.0%}" for name, v in dead.items())
+                    + "."
+                )
         if self.optimal is not None:
             opt = self.optimal.loc[
                 self.optimal["dataset"].isin(head["dataset"].unique())
                 & self.optimal["model"].isin(head["model"].unique())
             ]
+            if "basis" in opt:  # criteria whose statistic is fixed by construction or dense give no optimum
+                opt = opt.loc[opt["basis"] == "measured"]
             for criterion, g in opt.groupby("criterion"):
                 depths = g["optimal_depth"]
                 lines.append(
@@ -307,16 +453,25 @@ class ReportData:
                     f"(range {fmt(depths.min())}–{fmt(depths.max())}) over {len(g)} configuration(s); "
                     f"depth 2 in {int((depths == 2).sum())} of {len(g)}."
                 )
-            lines.append(
-                f'- **The log\'s "depth 2 is optimal"** holds in '
-                f"{int(opt['log_claim_depth2_holds'].sum())} of {len(opt)} (configuration, criterion) pairs."
-            )
+            if "log_claim_depth2" in opt:
+                said = opt["log_claim_depth2"].value_counts()
+                lines.append(
+                    '- **The log\'s "depth 2 is optimal"**, judged by the CI of the optimal depth: '
+                    + ", ".join(f"{said.get(v, 0)} {v}" for v in VERDICTS)
+                    + f" of {len(opt)} measured (configuration, criterion) pairs."
+                )
+            else:
+                held = int(opt["log_claim_depth2_holds"].sum())
+                lines.append(
+                    f'- **The log\'s "depth 2 is optimal"** holds in '
+                    f"{held} of {len(opt)} (configuration, criterion) pairs."
+                )
         if self.claims_table is not None:
             counts = self.claims_table["verdict"].value_counts()
             lines.append(
                 f"- **Claims of the research log re-tested:** {counts.get('holds', 0)} hold, "
-                f"{counts.get('fails', 0)} fail, {counts.get('untested', 0)} untested "
-                f"(of {len(self.claims_table)})."
+                f"{counts.get('fails', 0)} fail, {counts.get('inconclusive', 0)} inconclusive, "
+                f"{counts.get('untested', 0)} untested (of {len(self.claims_table)})."
             )
         return "\n".join(lines) + "\n"
 
@@ -378,9 +533,22 @@ class ReportData:
         return "\n".join(parts)
 
     def _metric_tables(self, metrics: list[tuple[str, str]]) -> str:
-        """Tables over trained depths of the metrics this results folder has."""
-        d = self.trained
-        return "\n".join(depth_table(d, m, label) for m, label in metrics if m in d and d[m].notna().any())
+        """Tables over trained depths of the metrics this results folder has; image-level statistics of
+        dense routed codes are blanked (they measure the dictionary size, not the images)."""
+        d = self.trained.copy()
+        dense = _dense_rows(d)
+        image = [*self._rule("image_statistics", []), "stability_mean_cosine", "stability_fraction_matched"]
+        blanked = [m for m, _ in metrics if m in d and m in image and dense.any()]
+        on_codes = d["stability_basis"].eq("codes") if "stability_basis" in d else dense
+        for m in blanked:
+            d[m] = d[m].astype(float).where(~(dense & on_codes if m.startswith("stability") else dense))
+        tables = "\n".join(depth_table(d, m, label) for m, label in metrics if m in d and d[m].notna().any())
+        if blanked:
+            tables += (
+                "\n*Decoder-mode depths whose routed codes are dense are blanked (–) in the tables of "
+                f"{', '.join(f'`{m}`' for m in blanked)}.*\n"
+            )
+        return tables
 
     def _stops(self) -> str:
         """How many runs stopped or collapsed at each depth, and why (the stack's stop rules)."""
@@ -398,17 +566,121 @@ class ReportData:
             "they are left out of the tables above.",
         )
 
+    def method(self) -> str:
+        """One sentence per statistic, criterion and rule, with the thresholds the aggregate stage used."""
+        dense = self._rule("dense_routed_fraction", 0.5)
+        stable = self._rule("stable_cosine", 0.9)
+        boot = self._rule("n_boot", 2000)
+        level = self._rule("ci_level", 0.95)
+        few = self._rule("min_seeds", 5)
+        deep = self._rule("collapse_depth", 7)
+        fixed = self._rule("fixed_l0", {}) or {
+            "topk": "TopK keeps exactly k latents per input",
+            "batchtopk": "BatchTopK keeps k latents per input on average over its training inputs",
+        }
+        n_seeds = self.depths["seed"].nunique() if self.depths is not None else None
+        seeds = ""
+        if n_seeds:
+            seeds = f" This study has {n_seeds} seed(s) per configuration" + (
+                f", fewer than the {few} of a real study; each CI says so." if n_seeds < few else "."
+            )
+        lines = [
+            "**Statistics** (per depth; each count is also given as a share of that depth's dictionary, "
+            "because the width schedule changes the dictionary from depth to depth):",
+            "",
+            "- *Stack FVU*: the FVU of the layer's activations rebuilt from depth $d$ (activations mode: "
+            "encode down the stack and decode back up; decoder mode: the parent's codes applied to its "
+            "decoder rows as depth $d$ rebuilds them), the same input at every depth, so it is the headline "
+            "reconstruction; each depth's own-input FVU (depth 1 fits the layer, decoder-mode depths fit "
+            "decoder rows, activations-mode depths fit codes) is not comparable across depths.",
+            "- *Loss recovered*: $(CE_\\text{zero} - CE_\\text{spliced}) / (CE_\\text{zero} - "
+            "CE_\\text{clean})$ with the layer rebuilt from depth $d$ spliced into the classifier, against "
+            "the baseline of zero-ablating the layer (1 = as good as the clean model, 0 = no better than "
+            "zeros, negative = worse than zeros).",
+            "- *Spliced accuracy*: the classifier's accuracy with the stack spliced in; on an "
+            "out-of-distribution probe whose labels are not the classifier's classes it is the agreement "
+            "with the clean classifier's own predictions.",
+            "- *Density*: the share of probe images on which a latent is non-zero; a latent is *alive* when "
+            "its density is above 0 and *dead* otherwise (dead fraction = dead latents / dictionary size).",
+            "- *Mean active* (`mean_active_per_image`): the mean number of non-zero latents per probe image; "
+            "*L0* is the same on the SAE's own inputs.",
+            "- *Activation count* (`count_all_top10_nonzero`, the log's statistic): the number of latents "
+            "whose ten highest activations over the probe images are all non-zero; `count_fraction` divides "
+            "it by the dictionary size.",
+            "- *Purity*: the largest share of one label among a latent's top-10 images, averaged over alive "
+            "latents.",
+            "- *Lineage weight*: the meta-code value linking parent latent $j$ to meta-latent $i$ (decoder "
+            "mode: the meta-SAE's code of parent decoder row $j$; activations mode: its code of latent $j$ "
+            "firing alone at its mean active value); parents per meta-latent and meta-latents per parent "
+            "count the non-zero weights.",
+            "- *Decoder FVE*: the fraction of the variance of depth $d-1$'s unit-normed decoder rows that "
+            "depth $d$'s meta-SAE explains (decoder mode), SAEBench's `meta_structure` number "
+            "(`summary/meta_structure.json`).",
+            f"- *Stability*: each seed's alive latents are matched one-to-one with another seed's by the "
+            f"Hungarian algorithm on cosine similarity (of decoder rows where the seeds share the layer's "
+            f"space, else of the latents' centred activations over the same probe images, i.e. their "
+            f"Pearson correlation); a seed's stability is the mean matched similarity, and the share of "
+            f"matched pairs above {stable}, averaged over the other seeds.",
+            "",
+            "**Optimal-depth criteria** (each seed's best depth; their median; a percentile-bootstrap CI "
+            "over seeds):",
+            "",
+            "- `max_purity`: the depth of highest mean purity.",
+            "- `max_activation_count`: the depth of highest `count_fraction` (the log's criterion, as a "
+            "share of the dictionary).",
+            "- `max_mean_active`: the depth of highest mean active share of the dictionary.",
+            "- `max_stability`: the depth of highest cross-seed stability: a depth is real if it is "
+            "reproducible.",
+            "- `fvu_knee`: the knee of the stack-FVU curve, the depth farthest from the chord joining its "
+            "ends (Kneedle).",
+            "",
+            "**What never enters an optimum or a verdict:**",
+            "",
+            "- *Fixed by construction*: "
+            + "; ".join(f"{name}: {how}" for name, how in fixed.items())
+            + ", so where such an SAE produces the image codes (depth 1, every activations-mode depth) the "
+            "mean active count, its share and L0 are set by k and the width schedule, not by the data; in "
+            "decoder mode the meta-SAE's L0 (meta-latents per parent) is set the same way. ReLU and JumpReLU "
+            "SAEs let L0 vary and get a real test.",
+            f"- *Dense routed codes*: in decoder mode an image's depth-$d$ code is routed through the "
+            f"meta-codes; where more than {dense:.0%} of the dictionary is active per image on average, its "
+            "image-level statistics (alive, dead, counts, mean active, purity, entropy) measure the "
+            "dictionary size, not the images.",
+            "- *Raw counts*: only the shares of the dictionary are compared across depths.",
+            "",
+            f"**Verdicts** are given per (configuration, mode) from a statistic and a {level:.0%} "
+            f"percentile-bootstrap CI over seeds (seeds resampled with replacement, {boot} draws): *holds* "
+            "when the CI lies inside the region the claim asserts, *fails* when it lies outside, "
+            "*inconclusive* when it crosses the region's boundary (or fewer than 2 seeds give the "
+            "statistic), *untested* when the statistic is excluded at the depths the claim needs or the "
+            "study did not reach them. Regions: *depth 2 is optimal*: the CI of the median optimal depth "
+            "lies within (1.5, 2.5), which needs depths 1-3; *increases with depth*: the mean over seeds "
+            "of each seed's Spearman correlation of the statistic with depth has a CI above 0; *deep stacks "
+            "collapse*: the share of seeds whose stack collapsed (all latents dead, or the min_alive stop "
+            f"rule fired) by depth {deep} has a CI above 0.5." + seeds,
+        ]
+        return "\n".join(lines) + "\n"
+
     def reconstruction(self) -> str:
         if self.depths is None:
             return self._not_run("reconstruction and sparsity vs depth", self.summary / "depths.csv")
         tables = self._metric_tables(
             [
-                ("fvu", "Fraction of variance unexplained (FVU) of each depth's own inputs"),
-                ("stack_fvu", "FVU of the layer's activations through the stack"),
+                (
+                    "stack_fvu",
+                    "FVU of the layer rebuilt from each depth (the headline: one input at every depth)",
+                ),
+                ("loss_recovered", "Loss recovered with the layer rebuilt from each depth spliced in"),
+                ("spliced_accuracy", "Classifier accuracy with the stack spliced in"),
+                (
+                    "fvu",
+                    "FVU of each depth's own inputs (depth 1: the layer; decoder mode: the parent's decoder "
+                    "rows; activations mode: the parent's codes), not comparable across depths",
+                ),
                 ("l0", "L0 (mean active latents per input)"),
                 ("alive_latents", "Alive latents"),
-                ("spliced_accuracy", "Classifier accuracy with the stack spliced in"),
-                ("loss_recovered", "Loss recovered with the stack spliced in"),
+                ("alive_fraction", "Alive latents as a share of the dictionary"),
+                ("dead_fraction", "Dead fraction: latents never active on the probe images"),
             ]
         )
         return "\n".join([tables, self._stops(), self._summary_figures("reconstruction")])
@@ -419,13 +691,157 @@ class ReportData:
         tables = self._metric_tables(
             [
                 (
+                    "count_fraction",
+                    "Share of the dictionary whose top-10 activations are all non-zero (the log's count / "
+                    "dictionary size)",
+                ),
+                ("mean_active_fraction", "Mean active latents per image as a share of the dictionary"),
+                (
                     "count_all_top10_nonzero",
                     "Latents whose top-10 activations are all non-zero (the log's count)",
                 ),
                 ("mean_active_per_image", "Mean active latents per image"),
             ]
         )
-        return tables + "\n" + self._summary_figures("activation_counts")
+        parts = [tables, self._log_count_fractions(), self._exclusions()]
+        return "\n".join(p for p in parts if p) + "\n" + self._summary_figures("activation_counts")
+
+    def _log_count_fractions(self) -> str:
+        """The log's counts per depth (raw and as a share of its 2304 latents) beside ours (mean count and
+        mean share of the dictionary over seeds)."""
+        d = self.trained
+        if "count_fraction" not in d or d["count_fraction"].isna().all():
+            return ""
+        rows = []
+        for quantity, name in (("emnist_count", "EMNIST"), ("fashion_count", "Fashion-MNIST")):
+            counts = {depth: v for (q, depth), v in LOG_NUMBERS.items() if q == quantity}
+            rows.append(
+                {
+                    "source": f"research log: {name} ({LOG_WIDTH} latents)",
+                    **{f"d{k}": f"{v:.0f} ({v / LOG_WIDTH:.2f})" for k, v in sorted(counts.items())},
+                }
+            )
+        keys = _varying(d, ["model", "dataset", "layer", *OPTIONAL_ID_COLUMNS, "mode"]) or ["mode"]
+        for key, g in d.groupby(keys):
+            by_depth = g.groupby("depth")[["count_all_top10_nonzero", "count_fraction"]].mean()
+            label = " / ".join(map(str, key if isinstance(key, tuple) else (key,)))
+            rows.append(
+                {
+                    "source": f"ours: {label}",
+                    **{f"d{k}": f"{fmt(c)} ({f:.2f})" for k, (c, f) in by_depth.iterrows()},
+                }
+            )
+        table = pd.DataFrame(rows).fillna("–")
+        columns = ["source", *sorted((c for c in table.columns if c != "source"), key=lambda c: int(c[1:]))]
+        return md_table(
+            table[columns],
+            "Latents whose top-10 activations are all non-zero: the log's raw count (its share of 2304 "
+            "latents) beside ours (mean over seeds; share of that depth's dictionary). Raw counts fall "
+            "wherever the width schedule shrinks the dictionary; compare the shares.",
+            right=columns[1:],
+        )
+
+    def _exclusions(self) -> str:
+        """Per mode and depth: the statistics the architecture fixes, and how many rows had dense routed
+        codes (whose image-level statistics enter no verdict)."""
+        d = self.trained
+        if "fixed_by_construction" not in d:
+            return ""
+        rows = []
+        for (mode, depth), g in d.groupby(["mode", "depth"]):
+            fixed = sorted({name for v in g["fixed_by_construction"].fillna("") for name in str(v).split()})
+            dense = _dense_rows(g)
+            if not fixed and not dense.any():
+                continue
+            share = g["mean_active_fraction"].median() if "mean_active_fraction" in g else math.nan
+            rows.append(
+                {
+                    "mode": mode,
+                    "depth": depth,
+                    "fixed by construction": ", ".join(fixed) or "–",
+                    "dense routed codes": f"{int(dense.sum())} of {len(g)}" if dense.any() else "–",
+                    "median active share": share,
+                }
+            )
+        if not rows:
+            return ""
+        return md_table(
+            pd.DataFrame(rows),
+            "Statistics that enter no optimum and no verdict: fixed by construction (the SAE's L0 is set "
+            "by its k) and image-level statistics of dense routed codes (runs x seeds whose mean active "
+            f"share exceeds {self._rule('dense_routed_fraction', 0.5):.0%}).",
+        )
+
+    def _rule(self, name: str, default: object) -> object:
+        """A rule the aggregate stage used (study.json's `rules`), else the default the code ships."""
+        return (self.study.get("rules") or {}).get(name, default)
+
+    def stability(self) -> str:
+        if self.depths is None:
+            return self._not_run("cross-seed stability and meta-structure", self.summary / "depths.csv")
+        d = self.trained
+        threshold = self._rule("stable_cosine", 0.9)
+        parts = [
+            self._metric_tables(
+                [
+                    ("stability_mean_cosine", "Cross-seed stability: mean Hungarian-matched similarity"),
+                    (
+                        "stability_fraction_matched",
+                        f"Cross-seed stability: share of matched latents above {threshold}",
+                    ),
+                ]
+            )
+        ]
+        if "stability_basis" in d and d["stability_basis"].notna().any():
+            bases = ", ".join(sorted(d["stability_basis"].dropna().unique()))
+            parts.append(f"Latents were matched on: {bases}.\n")
+        parts.append(
+            self._metric_tables(
+                [
+                    ("decoder_fve", "Decoder FVE of the meta-SAE on its parent's unit-normed decoder rows"),
+                    ("parents_per_meta_latent", "Parent latents per alive meta-latent (lineage)"),
+                    (
+                        "meta_latents_per_parent",
+                        "Meta-latents per decomposed parent latent (set by the meta-SAE's k)",
+                    ),
+                ]
+            )
+        )
+        parts.append(self._meta_structure())
+        parts.append(self._summary_figures("stability"))
+        return "\n".join(p for p in parts if p)
+
+    def _meta_structure(self) -> str:
+        path = self.summary / "meta_structure.json"
+        if not path.is_file():
+            return ""
+        self.inputs.add(path)
+        data = read_json(path)
+        rows = [
+            {
+                "dataset": r["sae_cfg_dict"]["dataset"],
+                "depth": f"{r['sae_cfg_dict']['depth']} → {r['sae_cfg_dict']['depth'] + 1}",
+                "fve": r["eval_result_metrics"]["meta_structure"]["decoder_fraction_variance_explained"],
+            }
+            for r in data.get("results", [])
+        ]
+        if not rows:
+            return ""
+        table = (
+            pd.DataFrame(rows)
+            .groupby(["dataset", "depth"])["fve"]
+            .agg(["mean", "min", "max", "count"])
+            .reset_index()
+            .rename(columns={"mean": "decoder FVE (mean)", "count": "seeds"})
+        )
+        ref = data.get("reference") or {}
+        caption = (
+            "SAEBench's meta_structure number (summary/meta_structure.json, in its MetaStructureEvalOutput "
+            "shape): the fraction of variance of an SAE's decoder rows that a BatchTopK meta-SAE explains. "
+            f"Published beside it: {ref.get('decoder_fraction_variance_explained', '–')} on "
+            f"{ref.get('model', '–')} ({ref.get('settings', '')})."
+        )
+        return md_table(table, caption)
 
     def purity(self) -> str:
         if self.depths is None:
@@ -452,13 +868,53 @@ class ReportData:
             f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(o["ci_low"], o["ci_high"], strict=True)
         ]
         table["seeds"] = o["n_seeds"]
-        table["log's depth 2"] = o["log_claim_depth2_holds"].map({True: "holds", False: "fails"})
+        if "log_claim_depth2" in o:
+            table["over depths"] = o["depths_used"].fillna("")
+            table["basis"] = o["basis"]
+            table["log's depth 2"] = o["log_claim_depth2"]
+        else:
+            table["log's depth 2"] = o["log_claim_depth2_holds"].map({True: "holds", False: "fails"})
         table = table.sort_values(keys + ["criterion"])
         caption = (
-            "Optimal depth per criterion: median over seeds, bootstrap CI over seeds, and whether "
-            'the log\'s "depth 2 is optimal" holds.'
+            "Optimal depth per criterion: median over seeds of each seed's best depth, percentile-bootstrap "
+            "CI over seeds, the depths whose statistic could be used, and the verdict on the log's "
+            '"depth 2 is optimal" (holds: the CI lies within (1.5, 2.5); fails: outside; inconclusive: '
+            "across; untested: depths 1-3 not all usable). A criterion whose statistic is fixed by "
+            "construction or rests on dense routed codes gives no optimum (basis)."
         )
         return md_table(table, caption)
+
+    def known_depth(self) -> str:
+        """Do the criteria find a known depth? The planted-tree runs (issue 16): synth_depth.csv and
+        synth_accuracy.csv of `metasae synth-summary`, and its figure."""
+        path = self.summary / "synth_depth.csv"
+        depth = self._load(path, ["criterion", "mode", "true_depth", "estimated_median", "ci_low", "ci_high"])
+        if depth is None:
+            return self._not_run("optimal-depth criteria on planted trees of known depth", path)
+        table = depth[["criterion", "mode", "true_depth", "estimated_median"]].rename(
+            columns={"true_depth": "true L", "estimated_median": "estimated depth"}
+        )
+        table["95% CI"] = [
+            f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(depth["ci_low"], depth["ci_high"], strict=True)
+        ]
+        table["cases"] = depth["n_cases"]
+        table["right"] = depth["fraction_correct"].map(lambda f: f"{f:.0%}")
+        text = md_table(
+            table.sort_values(["criterion", "mode", "true L"]),
+            "Each criterion's optimal depth on stacks trained on planted trees of depth L (config synth): "
+            "median over seeds, percentile-bootstrap CI, and the share of (tree, seed) cases whose estimate "
+            "is L. root_match is not a criterion but the oracle: the first depth whose latents best match "
+            "the planted roots.",
+        )
+        accuracy = self._load(self.summary / "synth_accuracy.csv", ["criterion", "mode", "fraction_correct"])
+        if accuracy is not None:
+            right = accuracy["fraction_correct"].map(lambda f: f"{f:.0%}")
+            accuracy = accuracy.assign(fraction_correct=right)
+            text += "\n" + md_table(accuracy, "Share of all (L, seed) cases each criterion gets right.")
+        figure = self.summary / "synth_depth.png"
+        if figure.is_file():
+            text += "\n" + self.figure(figure, "Estimated vs planted depth per criterion")
+        return text
 
     def lineage(self) -> str:
         """Lineage cards and top-image grids of the run study.json names (`headline_run`), else the first run.
@@ -517,42 +973,50 @@ class ReportData:
         )
 
     def dsprites(self) -> str:
-        runs = sorted(p.parent for p in (self.results / "probes").glob("*/probes.csv"))
-        if not runs:
-            return self._not_run("the dSprites probes", self.results / "probes")
-        out = []
-        for run in runs:
-            p = self._load(run / "probes.csv", PROBE_COLUMNS)
-            key = ["train_set", "factor", "probe", "metric"]
-            final = p.loc[p["step"] == p.groupby("train_set")["step"].transform("max")]
-            by_layer = final.pivot_table(
-                index=key, columns="layer", values="value", aggfunc="mean", sort=False
-            )
-            out.append(f"**`{run.name}`**\n")
-            out.append(
-                md_table(
-                    by_layer.reset_index(),
-                    "Probe score per layer at the last training step "
-                    "(mean where several checkpoints share it).",
-                )
-            )
-            best = by_layer.dropna(how="all").idxmax(axis=1).rename("layer").reset_index()
-            over = p.merge(best, on=key + ["layer"]).pivot_table(
-                index=key + ["layer"], columns="step", values="value", aggfunc="mean"
-            )
-            over.columns = [f"step {s}" for s in over.columns]
-            out.append(md_table(over.reset_index(), "Probe score over training at each factor's best layer."))
-            out += [
-                self.figure(f, f"{run.name}: {f.stem.replace('_', ' ')}.")
-                for f in sorted((run / "figures").glob("*.png"))
-            ]
-        return "\n".join(out)
+        """One figure per question with its reading and the shape table (metasae/report_dsprites.py)."""
+        from metasae import report_dsprites
+
+        return report_dsprites.section(self)
+
+    def dsprites_appendix(self) -> str:
+        """Per dSprites run: every factor's probe scores per layer and over training, and its figures."""
+        from metasae import report_dsprites
+
+        return report_dsprites.appendix(self)
 
     def claims(self) -> str:
         if self.claims_table is None:
             return self._not_run("the re-test of the log's claims", self.summary / "claims.csv")
-        c = self.claims_table.fillna("")
-        return md_table(c[CLAIMS_COLUMNS], "Claims of the research log: its value, ours, and the verdict.")
+        c = self.claims_table.astype(object).fillna("")
+        if "basis" not in c:
+            return md_table(
+                c[CLAIMS_COLUMNS], "Claims of the research log: its value, ours, and the verdict."
+            )
+        keys = _varying(c, ["model", "dataset", "layer", *OPTIONAL_ID_COLUMNS, "mode"]) or ["mode"]
+        min_seeds = self._rule("min_seeds", 5)
+        out = []
+        for claim in dict.fromkeys(c["claim"]):
+            g = c.loc[c["claim"] == claim]
+            first = g.iloc[0]
+            table = g[keys].copy()
+            table["estimate"] = g["estimate"]
+            table["95% CI"] = [
+                f"[{fmt(lo)}, {fmt(hi)}]" if lo != "" else "–"
+                for lo, hi in zip(g["ci_low"], g["ci_high"], strict=True)
+            ]
+            table["seeds"] = [
+                f"{n}" + (f" (< {min_seeds})" if n != "" and 0 < int(n) < min_seeds else "")
+                for n in g["n_seeds"]
+            ]
+            table["verdict"] = g["verdict"]
+            table["basis"] = g["basis"]
+            table["excluded"] = g["excluded"]
+            out.append(
+                f"**{claim}.** The log: {first['log_value']}. Statistic: {first['statistic']}; "
+                f"it holds when {first['region']}.\n"
+            )
+            out.append(md_table(table, f"{claim}: per configuration, with the CI over seeds."))
+        return "\n".join(out)
 
     def limitations(self) -> str:
         lines = []
@@ -564,7 +1028,18 @@ class ReportData:
             )
         if self.depths is not None:
             n = self.depths["seed"].nunique()
-            lines.append(f"- Confidence intervals rest on {n} seed(s) per configuration.")
+            few = self._rule("min_seeds", 5)
+            lines.append(
+                f"- Confidence intervals rest on {n} seed(s) per configuration"
+                + (f", fewer than the {few} a real study uses: they are wide and coarse." if n < few else ".")
+            )
+            if "dead_fraction" in self.trained:
+                dead = self.trained.loc[self.trained["depth"] == 1, "dead_fraction"].max()
+                if dead >= 0.1:
+                    lines.append(
+                        f"- Up to {dead:.0%} of the depth-1 latents are dead (never active on the probe "
+                        "images); the meta-SAEs decompose dictionaries with that many unused rows."
+                    )
         lines += [
             f"- Not run, for want of {missing}: {'; '.join(whats)}."
             for missing, whats in self.skipped.items()
@@ -587,3 +1062,127 @@ class ReportData:
         if not rest:
             return "*No other summary figures.*\n"
         return "\n".join(self.figure(p, p.stem.replace("_", " ").capitalize() + ".") for p in rest)
+
+    # -- the research log's numbers beside ours ---------------------------------------------------
+    def _studies(self) -> list[ReportData]:
+        """This study and `compare` (where its summary exists), the log preset's first."""
+        studies = [self]
+        if self.compare is not None and (self.compare / "summary" / "depths.csv").is_file():
+            other = ReportData(self.compare, self.figures_dir)
+            self.inputs |= other.inputs
+            studies.append(other)
+        return sorted(studies, key=lambda r: _setup_label(r.study) != "log preset")
+
+    def _log_values(self, mode: str) -> tuple[dict, dict]:
+        """This study's numbers for LOG_QUANTITIES in one mode, from its classifier trained on MNIST:
+        {(quantity, depth): (value, width or None, 'stopped' or None)}, and {log dataset: (probe, stand-in)}.
+        Means over the seeds that did not stop at a depth (a collapsed depth counts, with its zeros)."""
+        d = self.depths
+        models = sorted(d.loc[d["train_dataset"].map(_dataset_name) == "mnist", "model"].unique())
+        if not models:
+            return {}, {}
+        d = d.loc[(d["model"] == models[0]) & (d["mode"] == mode)]
+        values: dict[tuple[str, int], tuple[float, float | None, str | None]] = {}
+        accuracy = [
+            read_json(p).get("test_accuracy")
+            for p in sorted((self.results / "models" / models[0]).glob("seed*/metrics.json"))
+        ]
+        accuracy = [a for a in accuracy if a is not None]
+        if accuracy:
+            self.inputs |= set((self.results / "models" / models[0]).glob("seed*/metrics.json"))
+            values[("accuracy", 0)] = (float(np.mean(accuracy)), None, None)
+        probes = {}
+        for dataset in LOG_DATASET_NAMES:
+            found = _log_probe(d, dataset)
+            if found is None:
+                continue
+            probes[dataset] = found
+            quantities = [q for q, (_, ds, _) in LOG_QUANTITIES.items() if ds == dataset and q != "accuracy"]
+            for depth, g in d.loc[d["dataset"] == found[0]].groupby("depth"):
+                rows = g.loc[g["status"] != "stopped"]
+                for q in quantities:
+                    values[(q, int(depth))] = (
+                        self._log_value(q, rows) if len(rows) else (float("nan"), None, "stopped")
+                    )
+        return values, probes
+
+    def _log_value(self, quantity: str, rows: pd.DataFrame) -> tuple[float, float | None, None]:
+        width = float(rows["d_sae"].mean()) if quantity in LOG_WIDTH_QUANTITIES else None
+        if quantity == "loss":
+            losses = [_final_loss(self.results, row) for _, row in rows.iterrows()]
+            return (float("nan") if np.isnan(losses).all() else float(np.nanmean(losses))), None, None
+        column = {"alive": "alive_latents", "emnist_l0": "mean_active_per_image"}.get(
+            quantity, "count_all_top10_nonzero"
+        )
+        return float(rows[column].astype(float).mean()), width, None
+
+    def log_comparison(self) -> str:
+        """The research log's numbers (LOG_NUMBERS), depth by depth, beside the log preset's and the fixed
+        setup's (this study and `compare`), whether the preset reproduces each, and where not, why."""
+        if self.depths is None:
+            return self._not_run("the research log's numbers beside ours", self.summary / "depths.csv")
+        columns = [
+            (f"{_setup_label(r.study)}: {mode} ({r.depths['seed'].nunique()} seeds)", r, mode)
+            for r in self._studies()
+            if r.depths is not None
+            for mode in sorted(r.depths["mode"].unique(), key=lambda m: m != "activations")  # the log's first
+        ]
+        found = {name: r._log_values(mode) for name, r, mode in columns}
+        if not any(values for values, _ in found.values()):
+            self.skipped.setdefault("a classifier trained on MNIST", []).append("the log comparison")
+            return "*Not run: no classifier here was trained on MNIST (the log's: `config/mnist.yaml`).*\n"
+        probes: dict[str, tuple[str, bool]] = {}
+        for _, found_probes in found.values():
+            for dataset, probe in found_probes.items():
+                probes.setdefault(dataset, probe)
+        ours = {key for values, _ in found.values() for key in values}
+        logs = {key for key in LOG_NUMBERS if LOG_QUANTITIES[key[0]][1] in probes}
+        order = list(LOG_QUANTITIES)
+        preset = next(
+            (n for n, r, m in columns if _setup_label(r.study) == "log preset" and m == "activations"), None
+        )
+        rows, missed = [], set()
+        for q, depth in sorted(ours | logs, key=lambda k: (order.index(k[0]), k[1])):
+            label, dataset, _ = LOG_QUANTITIES[q]
+            where = LOG_DATASET_NAMES[dataset] + (
+                f" (stand-in: {probes[dataset][0]})" if probes.get(dataset, ("", False))[1] else ""
+            )
+            log = LOG_NUMBERS.get((q, depth))
+            width = LOG_WIDTH if q in LOG_WIDTH_QUANTITIES else None
+            row = {
+                "quantity": label if q == "accuracy" else f"{where}: {label}",
+                "depth": str(depth) if depth else "–",
+                "research log": "–" if log is None else _log_cell(q, log, width),
+            }
+            for name, _, _ in columns:
+                value, our_width, status = found[name][0].get((q, depth), (float("nan"), None, None))
+                row[name] = status or _log_cell(q, value, our_width)
+            verdict = "–"
+            if preset and log is not None and (q, depth) in found[preset][0]:
+                value, _, status = found[preset][0][(q, depth)]
+                value = 0.0 if status == "stopped" else value  # stopped after its parent died: collapsed
+                if not math.isnan(value):
+                    verdict = "yes" if _reproduces(value, log, q) else "no"
+            if verdict == "no":
+                missed.add(LOG_QUANTITIES[q][2])
+            rows.append({**row, "preset reproduces": verdict})
+        table = pd.DataFrame(rows)
+        studies = "; ".join(sorted({f"{name.split(':')[0]}: `{r.results.name}/`" for name, r, _ in columns}))
+        caption = (
+            f"The research log's numbers ({LOG_SOURCE}) beside ours, depth by depth: means over seeds, "
+            f"counts as count/width. Studies: {studies}. 'preset reproduces': the log preset's activations "
+            "mode is within 1 accuracy point, a factor of 10 in loss (both below 1e-30: the same collapse), "
+            "25% of a count (at least 1 latent) or of L0 (at least 0.1); a depth stopped after its parent "
+            "died counts as collapsed."
+        )
+        out = [md_table(table, caption, right=[c for c in table.columns if c != "quantity"])]
+        if preset is None:
+            out.append(
+                "*The log preset's columns are absent: run `snakemake --cores all --configfile "
+                "config/mnist.yaml config/presets/log.yaml`, then this study again (its report reads "
+                "`compare_with`).*\n"
+            )
+        if missed:
+            out.append("Where the log preset does not reproduce the log's number, the setups differ:\n")
+            out.append("\n".join(f"- **{key}:** {LOG_DIFFERENCES[key]}" for key in sorted(missed)) + "\n")
+        return "\n".join(out)

@@ -27,9 +27,10 @@ NON_NEGATIVE = {"type": "number", "minimum": 0}
 SCHEDULE_KEYS = ("factor", "min")  # depth >= 2: width = round(parent width * factor), stop below min
 
 
-def setting(help: str, schema: dict, sae: bool = False) -> Any:
-    """A field of SAESpec: `sae` settings build the SAEConfig, the others the TrainConfig."""
-    return field(default=None, metadata={"help": help, "schema": schema, "sae": sae})
+def setting(help: str, schema: dict, sae: bool = False, stack: bool = False) -> Any:
+    """A field of SAESpec: `sae` settings build the SAEConfig, `stack` settings are train-sae's own (how a
+    depth of the stack is set up), the others build the TrainConfig."""
+    return field(default=None, metadata={"help": help, "schema": schema, "sae": sae, "stack": stack})
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class SAESpec:
     normalize_inputs: bool | None = setting(
         "train on inputs scaled to unit mean squared norm", {"type": "boolean"}
     )
+    seed_per_depth: bool | None = setting(
+        "each depth its own seed (default); false: one seed for every depth of a run, as the research log "
+        "(torch.manual_seed(42) in every SAE, so same-shape depths start from identical weights)",
+        {"type": "boolean"},
+        stack=True,
+    )
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "sae spec") -> SAESpec:
@@ -97,7 +104,11 @@ class SAESpec:
         return {k: v for k, v in self.given().items() if _FIELDS[k].metadata["sae"]}
 
     def train_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in self.given().items() if not _FIELDS[k].metadata["sae"] and k != "width"}
+        return {
+            k: v
+            for k, v in self.given().items()
+            if not _FIELDS[k].metadata["sae"] and not _FIELDS[k].metadata["stack"] and k != "width"
+        }
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SAESpec)}

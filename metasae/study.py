@@ -112,6 +112,7 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
     """
     from metasae.data.refs import parse_ref
 
+    _check_synth(config)
     for key, ref in _config_refs(config):
         _check_ref(parse_ref, ref, key, known_datasets)
     probes = config["probes"]
@@ -139,6 +140,41 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
                     f"allowed: {list(MODEL_LAYERS[clf['model']])}",
                 )
     _check_meta(config)
+
+
+SYNTH = "synth"  # classifier and layer name of a planted-tree run: results/sae/synth/seed<N>/<tree>/synth/
+
+
+def _check_synth(config: dict) -> None:
+    """A study trains classifiers or planted trees (or both); synth names an SAE of `sae`, and no classifier
+    may take the name the synth runs use."""
+    synth = config.get("synth")
+    if not config["classifiers"] and not synth:
+        _fail("classifiers", "empty: a study needs a classifier, or planted trees under synth")
+    if not synth:
+        return
+    if SYNTH in config["classifiers"]:
+        _fail(f"classifiers.{SYNTH}", "the name is reserved for the planted-tree runs (synth)")
+    for key, name in [("synth.sae", synth["sae"])] + [
+        (f"synth.trees.{t}.sae", tree["sae"]) for t, tree in synth["trees"].items() if "sae" in tree
+    ]:
+        if name not in config["sae"]:
+            _fail(key, f"unknown SAE {_show(name)}; defined: {_few(sorted(config['sae']))}")
+
+
+def synth_runs(config: dict) -> list[Run]:
+    """The planted-tree runs: one per tree and seed, with the tree's SAE (synth.sae unless it names one)."""
+    synth = config.get("synth") or {}
+    return [
+        Run(SYNTH, seed, tree, SYNTH, spec.get("sae", synth["sae"]))
+        for tree, spec in synth.get("trees", {}).items()
+        for seed in config["seeds"]
+    ]
+
+
+def synth_tree_params(config: dict, tree: str) -> dict:
+    """A tree's synth-acts parameters (its config entry without the `sae` it names)."""
+    return {k: v for k, v in config["synth"]["trees"][tree].items() if k != "sae"}
 
 
 def _config_refs(config: dict) -> list[tuple[str, str]]:
@@ -326,7 +362,7 @@ def in_distribution_probe(config: dict, classifier: str) -> str | None:
 def stack_source(config: dict, run: Run) -> Run | None:
     """The run whose stack `run` is encoded through instead of training its own, or None where the run
     trains its own (`meta.stack_from: in_distribution`: its classifier's in-distribution probe's stack)."""
-    if config["meta"].get("stack_from", "own") == "own":
+    if config["meta"].get("stack_from", "own") == "own" or run.classifier == SYNTH:
         return None
     source = in_distribution_probe(config, run.classifier)
     if source is None or source == run.probe:

@@ -13,6 +13,7 @@ from metasae.analysis import SCHEMA
 from metasae.cli import main
 from metasae.codes import load_codes
 from metasae.data import InputSpec, load_dataset, to_input_spec
+from metasae.errors import MetasaeError
 from metasae.featviz import FeatureVizConfig
 from metasae.io import read_json, write_json
 from metasae.latent_stats import max_correlation_to_parent, max_cosine_to_parent
@@ -77,7 +78,7 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def depth1(run):
     out = run["root"] / "analysis1"
-    return out, analyse_depth(run["d1"], out, top_n=5, n_grid=4, viz_cfg=FAST_VIZ)
+    return out, analyse_depth(run["d1"], out, top_n=5, n_grid=4, viz_cfg=FAST_VIZ, figures="all")
 
 
 def test_depth1_table_matches_the_codes_and_the_images(run, depth1):
@@ -139,9 +140,36 @@ def test_decoder_depth_has_parent_cosine_and_lineage_card(run):
     assert (out / "figures" / "lineage_card.png").stat().st_size > 1000
 
 
+def test_figures_report_draws_what_the_report_embeds_and_none_draws_nothing(run, depth1):
+    out = run["root"] / "analysis2_report"
+    summary = analyse_depth(run["d2"], out, top_n=5, n_grid=3, viz_cfg=FAST_VIZ)  # report: the default
+    assert summary["figures"] == ["top_images_densest.png", "top_images_purest.png", "lineage_card.png"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(summary["figures"])
+    assert read_json(out / SUMMARY_FILE)["provenance"]["config"]["figures"] == "report"
+    none = run["root"] / "analysis1_none"
+    summary = analyse_depth(run["d1"], none, top_n=5, n_grid=4, figures="none")
+    assert summary["figures"] == [] and not (none / "figures").exists()
+    # the tables do not depend on the figures drawn
+    assert pd.read_parquet(none / LATENTS_FILE).equals(pd.read_parquet(depth1[0] / LATENTS_FILE))
+    drawn = read_json(depth1[0] / SUMMARY_FILE)
+    for key in ("figures", "provenance"):
+        drawn.pop(key), summary.pop(key)
+    assert summary == drawn
+    with pytest.raises(MetasaeError, match="--figures some"):
+        analyse_depth(run["d1"], none, figures="some")
+
+
+def test_report_figures_are_the_ones_the_report_embeds(depth1):
+    from metasae.figures.depth import REPORT_FIGURES
+    from metasae.report_content import LINEAGE_FIGURES
+
+    every = {*read_json(depth1[0] / SUMMARY_FILE)["figures"], "lineage_card.png"}  # depth 1 has no card
+    assert {f for f in every if f.startswith(LINEAGE_FIGURES)} == REPORT_FIGURES
+
+
 def test_deeper_feature_viz_goes_through_the_stack_encoder(run):
     out = run["root"] / "analysis2_viz"
-    summary = analyse_depth(run["d2"], out, top_n=5, n_grid=3, viz_cfg=FAST_VIZ)
+    summary = analyse_depth(run["d2"], out, top_n=5, n_grid=3, viz_cfg=FAST_VIZ, figures="all")
     assert (out / "figures" / "feature_viz.png").stat().st_size > 1000
     assert "feature_viz.png" in summary["figures"]
 

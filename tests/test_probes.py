@@ -14,6 +14,7 @@ from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
 from metasae.probes import (
     CLASSIFY,
+    COLUMNS,
     REGRESS,
     Task,
     best_layer,
@@ -202,3 +203,132 @@ def test_control_summary_compares_last_trained_best_layer_with_controls():
     assert not shape["beats_random_init"]  # CI low 0.86 is under the best random-init layer's 0.88
     assert shape["ceiling"] is None and shape["within_ceiling"] is None
     assert orient["beats_random_init"] and orient["ceiling"] == 0.57 and orient["within_ceiling"]
+
+
+def test_fold_angle_target_is_the_same_after_a_symmetry_turn():
+    from metasae.probes import fold_angle_target
+
+    shape = np.array([0, 1, 2])
+    theta = np.array([0.3, 0.3, 0.3])
+    turn = np.array([math.pi / 2, math.pi, 2 * math.pi])  # square, ellipse, heart
+    assert np.allclose(fold_angle_target(shape, theta), fold_angle_target(shape, theta + turn))
+    assert not np.allclose(fold_angle_target(shape, theta)[2], fold_angle_target(shape, theta + 1.0)[2])
+
+
+def test_shape_orientation_ceilings_by_hand():
+    from metasae.probes import shape_orientation_ceilings
+
+    shape = np.array([0, 0, 1, 1, 2, 2])
+    orientation = np.array([5, 6, 0, 3, 5, 0])
+    theta = orientation * 2 * math.pi / 39
+    c = shape_orientation_ceilings(shape, orientation, theta)
+    assert c["orientation_square", "accuracy"] == pytest.approx(1 / 4)  # {5, 15, 25, 34}, {6, 16, 25, 35}
+    assert c["orientation_ellipse", "accuracy"] == pytest.approx((1 / 3 + 1 / 2) / 2)  # {0, 20, 39}, {3, 23}
+    assert c["orientation_heart", "accuracy"] == pytest.approx((1 + 1 / 2) / 2)  # 0 aliases 2π
+    assert all(c[f"orientation_{s}", "r2_sincos_fold"] == 1.0 for s in ("square", "ellipse", "heart"))
+
+
+def test_per_shape_probe_reads_an_encoded_fold_angle():
+    """Features that carry (cos fθ, sin fθ) of each shape: the per-shape regression probe reaches ~1, one on
+    noise stays near 0."""
+    from metasae.probes import fold_angle_target, shape_orientation_tasks
+
+    rng = np.random.default_rng(0)
+    n = 600
+    factors = {
+        "shape": torch.tensor(np.arange(n) % 3),
+        "orientation": torch.tensor(rng.integers(0, 40, n)),
+    }
+    factors["orientation_value"] = factors["orientation"].double() * 2 * math.pi / 39
+    target = fold_angle_target(factors["shape"].numpy(), factors["orientation_value"].numpy())
+    encoded = np.concatenate([target, rng.normal(size=(n, 6))], 1)
+    noise = rng.normal(size=(n, 8))
+    train, test = stratified_split(factors["shape"].numpy(), 0.3, 0)
+    for s, tasks in shape_orientation_tasks(factors):
+        tr, te = train[factors["shape"].numpy()[train] == s], test[factors["shape"].numpy()[test] == s]
+        fold = [t for t in tasks if t.metric == "r2_sincos_fold"]
+        assert probe_features(encoded, fold, tr, te, ("linear",), n_boot=0)[0]["value"] > 0.95
+        assert probe_features(noise, fold, tr, te, ("linear",), n_boot=0)[0]["value"] < 0.2
+
+
+def test_control_summary_uses_each_shapes_own_ceiling():
+    import pandas as pd
+
+    def row(train_set, factor, metric, value):
+        return {
+            "train_set": train_set,
+            "step": 0 if train_set != "dsp" else 100,
+            "layer": "-" if train_set == "symmetry_ceiling" else "block0.cls",
+            "factor": factor,
+            "probe": "bayes" if train_set == "symmetry_ceiling" else "linear",
+            "metric": metric,
+            "value": value,
+            "ci_low": value,
+            "ci_high": value,
+        }
+
+    table = pd.DataFrame(
+        [
+            row("dsp", "orientation_square", "accuracy", 0.24),
+            row("dsp", "orientation_heart", "accuracy", 0.90),
+            row("random_init", "orientation_square", "accuracy", 0.05),
+            row("random_init", "orientation_heart", "accuracy", 0.05),
+            row("symmetry_ceiling", "orientation", "accuracy", 0.57),
+            row("symmetry_ceiling", "orientation_square", "accuracy", 0.25),
+            row("symmetry_ceiling", "orientation_heart", "accuracy", 0.98),
+        ]
+    )
+    by = {c["factor"]: c for c in control_summary(table)}
+    assert by["orientation_square"]["ceiling"] == 0.25 and by["orientation_square"]["within_ceiling"]
+    assert by["orientation_heart"]["ceiling"] == 0.98
+
+
+def test_probe_summary_stacks_runs_and_draws_one_figure_per_question(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from metasae.stages.probe_summary import probe_summary
+
+    def table(trained_on: str, shape_acc: float) -> pd.DataFrame:
+        rows = []
+        for train_set, step in ((trained_on, 10), (trained_on, 100), ("random_init", 0)):
+            for layer in ("embed.mean", "block0.cls", "block0.mean"):
+                for factor, metric in (
+                    ("shape", "accuracy"),
+                    ("scale", "accuracy"),
+                    ("posX", "r2"),
+                    ("posY", "r2"),
+                    ("orientation_heart", "accuracy"),
+                    ("orientation_heart", "r2_sincos_fold"),
+                ):
+                    v = shape_acc * step / 100 if train_set != "random_init" else 0.4
+                    rows.append(
+                        (train_set, f"step{step}", step, layer, factor, "linear", metric, v, v - 0.01, v)
+                    )
+        rows.append(("pixels", "-", 0, "pixels", "shape", "linear", "accuracy", 0.5, 0.49, 0.51))
+        rows.append(
+            ("symmetry_ceiling", "-", 0, "-", "orientation_heart", "bayes", "accuracy", 0.98, 0.98, 0.98)
+        )
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    paths = []
+    for run, on, acc in (("shape_vit", "dsprites_gen:sample", 0.97), ("fashion", "fashion_mnist:train", 0.7)):
+        (tmp_path / run).mkdir()
+        table(on, acc).to_csv(tmp_path / run / "probes.csv", index=False)
+        paths.append(tmp_path / run / "probes.csv")
+    summary = probe_summary(paths, tmp_path / "out")
+    out = tmp_path / "out"
+    assert {p.name for p in out.glob("*.png")} == {
+        "score_vs_layer.png",
+        "shape_vs_step.png",
+        "orientation_per_shape.png",
+    }
+    stacked = pd.read_csv(out / "probes.csv")
+    assert list(stacked["run"].unique()) == ["shape_vit", "fashion"]
+    shape = summary["runs"]["shape_vit"]["tasks"]["shape accuracy"]
+    assert shape["trained"]["value"] == pytest.approx(0.97) and shape["trained"]["step"] == 100
+    assert shape["random_init"]["value"] == 0.4 and shape["pixels"]["value"] == 0.5
+    heart = summary["runs"]["fashion"]["tasks"]["orientation_heart accuracy"]
+    assert heart["ceiling"] == 0.98
+    assert json.loads((out / "summary.json").read_text())["runs"]["fashion"]["final_step"] == 100

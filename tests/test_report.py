@@ -138,7 +138,7 @@ def make_results(root: Path) -> Path:
         summary / "study.json",
         {  # as metasae.stats.aggregate writes it, plus config_file
             "config": {"seeds": [0, 1]},
-            "config_file": "config/mnist_real.yaml",
+            "config_file": "config/mnist.yaml",
             "git_commit": "abc1234",
             "headline": True,
             "headline_run": "mlp/seed0/mnist/fc1/topk",
@@ -255,13 +255,18 @@ def test_provenance_lists_what_was_read(rendered):
 def test_tldr_numbers_are_computed_from_the_results(tmp_path):
     data = ReportData(make_results(tmp_path), tmp_path / "figs")
     tldr = data.tldr()
-    # Headline = real rows (mnist). Decoder FVU at depth 1 over seeds 0, 1: median(0.10, 0.11) = 0.105.
+    # Headline = real rows (mnist), and the layer rebuilt from the stack (stack FVU 0.2 * depth, loss
+    # recovered 0.95 - 0.1 * depth), never each depth's own-input FVU.
     assert "real data (mnist)" in tldr
-    assert "median FVU 0.105 at depth 1 and 0.305 at depth 3" in tldr
+    assert (
+        "rebuilt from depth 1 has median FVU 0.2 and loss recovered 0.85; "
+        "from depth 3, median FVU 0.6 and loss recovered 0.65" in tldr
+    )
+    assert "0.105" not in tldr  # own-input FVU (0.1 * depth + 0.01 * seed) is not a headline
     assert "peaks at depth 2 (median 30)" in tldr
     # glyphs' optimal-depth row is not headline: 1 of the 2 mnist rows has depth 2.
     assert "depth 2 in 1 of 2" in tldr
-    assert "1 hold, 1 fail, 1 untested (of 3)" in tldr
+    assert "1 hold, 1 fail, 0 inconclusive, 1 untested (of 3)" in tldr
 
 
 def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
@@ -417,7 +422,7 @@ def test_quarto_is_used_when_on_path(tmp_path, monkeypatch):
     results = make_results(tmp_path / "results")
     out = tmp_path / "out"
     render_report(results, out)
-    assert "median FVU 0.105" in (out / "index.md").read_text()
+    assert "median FVU 0.2 and loss recovered 0.85" in (out / "index.md").read_text()
     assert read_json(out / "provenance.json")["config"]["renderer"] == "quarto"
     assert (out / "calls.txt").read_text().split("\n")[:3] == [
         "render source.md --to html --output index.html",

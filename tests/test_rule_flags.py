@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from metasae.cli import build_parser
+from metasae.cli import build_parser, split_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
@@ -40,7 +40,8 @@ def planned_commands(config: str, results: Path) -> list[list[str]]:
     for line in (proc.stdout + proc.stderr).splitlines():
         _, found, command = line.partition("Shell command: metasae ")
         if found:
-            commands.append(shlex.split(command.split(" > ", 1)[0]))  # without the log redirection
+            # without the log redirection; a chain (`A --then B`) is several commands
+            commands += split_commands(shlex.split(command.split(" > ", 1)[0]))
     return commands
 
 

@@ -1,25 +1,33 @@
 """Every figure of the study: per depth (`depth`), study level (`summary`) and dSprites probes (`probe`).
 
 All of them are written by `save` (matplotlib's Agg backend, no display; atomic, so a killed job never leaves
-half a PNG). Importing this package loads matplotlib, so stages import it only where they draw.
+half a PNG), except the per-depth image grids, which Pillow draws. Importing this package does not load
+matplotlib: it selects the Agg backend for when the modules that plot import pyplot.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from typing import TYPE_CHECKING
 
-import matplotlib
+from metasae.io import atomic_path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
-from metasae.io import atomic_path  # noqa: E402
+if "matplotlib" in sys.modules:  # loaded already (e.g. for a dataset's fonts): switch it
+    sys.modules["matplotlib"].use("Agg")
+else:  # read when matplotlib loads; importing it here would cost every stage that draws no plot
+    os.environ["MPLBACKEND"] = "Agg"
 
 DPI = 110
 
 
 def save(fig: plt.Figure, path: str | os.PathLike) -> None:
     """Write `fig` as a PNG at `path` (atomically) and free it."""
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)

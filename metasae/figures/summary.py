@@ -1,4 +1,5 @@
-"""Study-level figures: each metric vs depth, one line per dataset, seeds as a band (min to max)."""
+"""Study-level figures: each metric vs depth, one line per dataset, seeds as a band (min to max). The caller
+blanks values that must not be read (image-level statistics of dense routed codes)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from metasae.figures import save
 METRICS = {
     "fvu": "FVU (own inputs)",
     "stack_fvu": "FVU of the layer through the stack",
+    "loss_recovered": "loss recovered, stack spliced in",
     "l0": "L0 (active latents per input)",
     "alive_latents": "alive latents",
+    "dead_fraction": "dead fraction (never active on the probes)",
     "purity_mean": "mean label purity (top-10)",
     "entropy_mean": "mean label entropy (bits)",
     "count_all_top10_nonzero": "latents with all top-10 non-zero",
+    "count_fraction": "share of the dictionary with all top-10 non-zero",
     "mean_active_per_image": "mean active latents per image",
+    "mean_active_fraction": "mean active share of the dictionary",
     "spliced_accuracy": "classifier accuracy, stack spliced in",
+    "stability_mean_cosine": "cross-seed stability (mean matched similarity)",
+    "decoder_fve": "decoder FVE of the meta-SAE (SAEBench meta_structure)",
 }
 
 

@@ -20,6 +20,7 @@ from metasae.io import load_checkpoint, save_checkpoint
 from metasae.models.base import Classifier
 
 WEIGHTS = "model.safetensors"
+STEMS = ("patch", "conv")
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,22 @@ class ViTConfig:
     depth: int = 3
     heads: int = 4
     mlp: int = 128
+    stem: str = "patch"  # "patch": one strided conv (the ViT paper); "conv": 3x3 stride-2 convs (Xiao et al.)
+    stem_channels: int = 16  # the conv stem's first conv; each further stride-2 conv doubles it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))  # JSON round-trips give lists
         c, h, w = self.input_shape
-        for key in ("num_classes", "patch", "width", "depth", "heads", "mlp"):
+        for key in ("num_classes", "patch", "width", "depth", "heads", "mlp", "stem_channels"):
             if getattr(self, key) < 1:
                 raise MetasaeError(f"vit.{key}={getattr(self, key)}: must be >= 1")
+        if self.stem not in STEMS:
+            raise MetasaeError(f"vit.stem={self.stem!r}; allowed: {', '.join(STEMS)}")
+        if self.stem == "conv" and (self.patch < 2 or self.patch & (self.patch - 1)):
+            raise MetasaeError(
+                f"vit.patch={self.patch}: the conv stem halves the image per conv, so the patch must be a "
+                "power of two >= 2"
+            )
         if min(c, h, w) < 1 or h % self.patch or w % self.patch:
             raise MetasaeError(
                 f"vit.input_shape={list(self.input_shape)}: height and width must be positive "
@@ -51,17 +61,34 @@ class ViTConfig:
         return (self.input_shape[1] // self.patch) * (self.input_shape[2] // self.patch)
 
 
+def conv_stem(cfg: ViTConfig) -> nn.Sequential:
+    """log2(patch) 3x3 stride-2 convs (channels stem_channels, 2x, 4x, ...) with GELUs, then a 1x1 conv to
+    the width: one token per patch x patch cell, as the patchify conv, but built from local edges first."""
+    layers: list[nn.Module] = []
+    channels = cfg.input_shape[0]
+    for i in range(cfg.patch.bit_length() - 1):
+        out = cfg.stem_channels * 2**i
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GELU()]
+        channels = out
+    layers.append(nn.Conv2d(channels, cfg.width, 1))
+    return nn.Sequential(*layers)
+
+
 class Embed(nn.Module):
-    """Patchify (a strided conv), prepend the CLS token, add learned position embeddings."""
+    """Patchify (one strided conv, or the conv stem), prepend the CLS token, add learned position
+    embeddings."""
 
     def __init__(self, cfg: ViTConfig) -> None:
         super().__init__()
-        self.patchify = nn.Conv2d(cfg.input_shape[0], cfg.width, cfg.patch, stride=cfg.patch)
+        if cfg.stem == "conv":
+            self.stem = conv_stem(cfg)
+        else:
+            self.patchify = nn.Conv2d(cfg.input_shape[0], cfg.width, cfg.patch, stride=cfg.patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width))
         self.pos = nn.Parameter(torch.zeros(1, 1 + cfg.n_patches, cfg.width))
 
     def forward(self, x: Tensor) -> Tensor:
-        tokens = self.patchify(x).flatten(2).transpose(1, 2)
+        tokens = (self.stem(x) if hasattr(self, "stem") else self.patchify(x)).flatten(2).transpose(1, 2)
         return torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
 
 
@@ -98,9 +125,12 @@ class ViT(Classifier):
 
     @torch.no_grad()
     def _init(self, generator: torch.Generator | None) -> None:
-        """Truncated-normal(0.02) matrices and tokens, zero biases, unit LayerNorm gains, from `generator`."""
+        """Truncated-normal(0.02) matrices and tokens, He-normal conv-stem kernels (a stack of 0.02-scale
+        convs would shrink the signal to nothing), zero biases, unit LayerNorm gains, from `generator`."""
         for name, p in self.named_parameters():
-            if p.dim() >= 2:
+            if name.startswith("embed.stem.") and p.dim() == 4:
+                nn.init.kaiming_normal_(p, nonlinearity="relu", generator=generator)
+            elif p.dim() >= 2:
                 nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04, generator=generator)
             elif name.split(".")[-2].startswith("norm"):
                 p.fill_(1.0 if name.endswith("weight") else 0.0)

@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 import torch
 
 from metasae.activations import ActivationCache, load_activations
-from metasae.analysis import SCHEMA, Probe, analyse_codes
+from metasae.analysis import FIGURE_SETS, SCHEMA, Probe, analyse_codes
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
 from metasae.featviz import DEFAULT_VIZ, FeatureVizConfig
-from metasae.io import atomic_path, provenance, stage_output, write_json
+from metasae.io import atomic_path, provenance, read_json, stage_output, write_json
 from metasae.latent_stats import column_stats, max_correlation_to_parent, max_cosine_to_parent
-from metasae.layout import BASE_MODE, FIGURES_DIR, LATENTS_FILE, SUMMARY_FILE
+from metasae.layout import BASE_MODE, FIGURES_DIR, LATENTS_FILE, MANIFEST_FILE, SUMMARY_FILE
 from metasae.models import load_classifier
 from metasae.stack import Depth
 
@@ -61,6 +61,13 @@ def _splice_labels(probe: Probe, images: torch.Tensor) -> tuple[torch.Tensor, st
     return probe.classifier(images).argmax(1), "clean_predictions"
 
 
+def _dataset_is_real(acts_dir: str | None) -> bool:
+    """A stopped depth's probe: real or embedded, as its activation cache's manifest says (train-sae records
+    the stack's acts_dir in a stopped depth's metrics; without it: False, as for a stand-in)."""
+    manifest = Path(acts_dir) / MANIFEST_FILE if acts_dir else None
+    return bool(read_json(manifest).get("dataset_is_real")) if manifest and manifest.is_file() else False
+
+
 def _write_table(path: Path, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -76,8 +83,12 @@ def analyse(
     feature_viz: bool = True,
     device: str = "cpu",
     viz_cfg: FeatureVizConfig = DEFAULT_VIZ,
+    figures: str = "report",
 ) -> dict:
-    """Analyse one depth folder into out_dir; returns the summary it wrote."""
+    """Analyse one depth folder into out_dir; returns the summary it wrote. `figures`: which per-depth
+    figures to draw (`report`: those the write-up embeds; `all`; `none`: tables and summary only)."""
+    if figures not in FIGURE_SETS:
+        raise MetasaeError(f"--figures {figures}: expected one of {', '.join(FIGURE_SETS)}")
     depth_dir, out_dir = Path(depth_dir), Path(out_dir)
     device = str(resolve_device(device))
     depth = Depth.load(depth_dir)
@@ -87,6 +98,7 @@ def analyse(
         "n_grid": n_grid,
         "feature_viz": feature_viz,
         "viz": vars(viz_cfg),
+        "figures": figures,
     }
     if depth.stopped:
         _write_table(out_dir / LATENTS_FILE, SCHEMA.empty_table())
@@ -96,6 +108,7 @@ def analyse(
             "depth": depth.metrics.get("depth"),
             "mode": depth.metrics.get("mode"),
             "n_latents": 0,
+            "dataset_is_real": _dataset_is_real(depth.metrics.get("acts_dir")),
             "figures": [],
             "provenance": provenance(settings),
         }
@@ -110,14 +123,15 @@ def analyse(
         probe = _load_probe(cache, data_dir, device)
     analysis = analyse_codes(codes, probe, top_n, depth.depth, depth.mode, _parent_similarity(depth))
     _write_table(out_dir / LATENTS_FILE, analysis.table())
-    figures: list[str] = []
+    drawn: list[str] = []
     stack = {}
     if not collapsed:
-        from metasae.figures.depth import write_depth_figures
+        if figures != "none":
+            from metasae.figures.depth import write_depth_figures  # Pillow; matplotlib only for `all`
 
-        figures = write_depth_figures(
-            analysis, depth, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg, device
-        )
+            drawn = write_depth_figures(
+                analysis, depth, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg, device, figures
+            )
         images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
         stack = depth.splice_metrics(
             probe.classifier.cpu(),
@@ -129,8 +143,9 @@ def analyse(
     summary = {
         **analysis.summary(),
         **stack,
+        "dataset_is_real": bool(cache.manifest.get("dataset_is_real")),  # as cache-acts recorded it
         "stop_reason": None,
-        "figures": figures,
+        "figures": drawn,
         "provenance": provenance(settings),
     }
     write_json(out_dir / SUMMARY_FILE, summary)

@@ -1,8 +1,9 @@
 """Stage `probe`: linear and MLP probes of every dSprites factor on every ViT checkpoint x layer.
 
 Rows of probes.csv: the trained checkpoints (train_set = the ViT's training set), the controls
-(train_set `random_init` = step 0, `pixels` = the raw ViT inputs) and the orientation symmetry ceiling
-(train_set `symmetry_ceiling`, probe `bayes`).
+(train_set `random_init` = step 0, `pixels` = the raw ViT inputs) and the orientation symmetry ceilings
+(train_set `symmetry_ceiling`, probe `bayes`): pooled over shapes, and per shape for the `orientation_<shape>`
+rows (orientation probed on one shape's images only).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from metasae.probes import (
     orientation_ceilings,
     probe_features,
     probe_images,
+    shape_orientation_ceilings,
+    shape_orientation_tasks,
     stratified_split,
     vit_checkpoints,
 )
@@ -74,6 +77,8 @@ def run_probes(
     first, first_cfg = load_vit(vit_dir / ckpts[0]["dir"])
     ds, images, stats = probe_images(dataset, InputSpec(*first.cfg.input_shape), data_dir)
     tasks = dsprites_tasks(ds.factors)
+    per_shape = shape_orientation_tasks(ds.factors)
+    shape_ids = ds.factors["shape"].numpy()
     strata = (
         ds.factors["shape"] * 6 + ds.factors["scale"]
     ).numpy()  # every shape x scale cell in both halves
@@ -90,6 +95,12 @@ def run_probes(
         rows.extend(
             {**ids, **r} for r in probe_features(x, tasks, train, test, probes, standardise=standardise, **kw)
         )
+        for s, shape_tasks in per_shape:  # orientation within one shape: that shape's train / test rows
+            tr, te = train[shape_ids[train] == s], test[shape_ids[test] == s]
+            rows.extend(
+                {**ids, **r}
+                for r in probe_features(x, shape_tasks, tr, te, probes, standardise=standardise, **kw)
+            )
 
     last = ckpts[-1]["step"]
     for ck in tqdm(ckpts, desc="probe checkpoints", disable=None, leave=False):
@@ -107,23 +118,23 @@ def run_probes(
         step=0,
         layer="pixels",
     )
-    ceil = orientation_ceilings(
-        tasks[0].target[test], tasks[2].target[test], ds.factors["orientation_value"].numpy()[test]
-    )
+    held_out = (tasks[0].target[test], tasks[2].target[test], ds.factors["orientation_value"].numpy()[test])
+    ceil = orientation_ceilings(*held_out)
+    ceilings = {**{("orientation", m): v for m, v in ceil.items()}, **shape_orientation_ceilings(*held_out)}
     rows += [
         {
             "train_set": "symmetry_ceiling",
             "checkpoint": "-",
             "step": 0,
             "layer": "-",
-            "factor": "orientation",
+            "factor": factor,
             "probe": "bayes",
             "metric": m,
             "value": v,
             "ci_low": v,
             "ci_high": v,
         }
-        for m, v in ceil.items()
+        for (factor, m), v in ceilings.items()
     ]
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(out_dir / "probes.csv") as tmp:
@@ -149,6 +160,9 @@ def run_probes(
             "n_test": len(test),
             "inputs": stats,
             "symmetry_ceiling": ceil,
+            "symmetry_ceiling_per_shape": {
+                f"{f} {m}": v for (f, m), v in ceilings.items() if f != "orientation"
+            },
             "trained_on": trained,
             "controls": controls,
             "provenance": provenance(dataclasses.asdict(cfg), cfg.seed),
@@ -160,17 +174,18 @@ def run_probes(
 def control_summary(table: pd.DataFrame) -> list[dict]:
     """Per task and probe: the last trained checkpoint's best layer against the controls' best, so "do the
     controls behave as controls" is a row to read: `beats_random_init` when the trained score's CI lies above
-    the best random-init layer, `within_ceiling` when orientation stays at or under its symmetry ceiling."""
+    the best random-init layer, `within_ceiling` when orientation stays at or under its symmetry ceiling
+    (pooled, or per shape for the `orientation_<shape>` rows)."""
     trained = table[~table["train_set"].isin(CONTROLS)]
     final = trained[trained["step"] == trained["step"].max()]
-    ceiling = table[table["train_set"] == "symmetry_ceiling"].set_index("metric")["value"]
+    ceiling = table[table["train_set"] == "symmetry_ceiling"].set_index(["factor", "metric"])["value"]
     out = []
     for (factor, metric, probe), rows in final.groupby(["factor", "metric", "probe"], sort=False):
         best = rows.loc[rows["value"].idxmax()]
         same = (table["factor"] == factor) & (table["metric"] == metric) & (table["probe"] == probe)
         random_init = table[same & (table["train_set"] == "random_init")]["value"].max()
         pixels = table[same & (table["train_set"] == "pixels")]["value"].max()
-        cap = float(ceiling[metric]) if factor == "orientation" and metric in ceiling else None
+        cap = float(ceiling[factor, metric]) if (factor, metric) in ceiling.index else None
         out.append(
             {
                 "factor": factor,

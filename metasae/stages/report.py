@@ -106,10 +106,20 @@ def _render_quarto(build: Path, project: Path) -> None:
         _run(["quarto", "render", "source.md", "--to", fmt, "--output", name], build)
 
 
+def _input_name(path: Path, results: Path) -> str:
+    """An input's name in provenance.json: relative to the results folder, or absolute (`--compare`'s)."""
+    return path.relative_to(results).as_posix() if path.is_relative_to(results) else path.as_posix()
+
+
 def render_report(
-    results: str | Path, out: str | Path, template: str | Path = DEFAULT_TEMPLATE, renderer: str = "auto"
+    results: str | Path,
+    out: str | Path,
+    template: str | Path = DEFAULT_TEMPLATE,
+    renderer: str = "auto",
+    compare: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Render `template` against `results` into `out` (index.html, index.pdf, index.md, figures/)."""
+    """Render `template` against `results` into `out` (index.html, index.pdf, index.md, figures/);
+    `compare`: a second study's results folder the log comparison sets beside this one."""
     results, out, template = Path(results), Path(out), Path(template)
     if renderer not in RENDERERS:
         raise MetasaeError(f"--renderer {renderer!r}: allowed values are {', '.join(RENDERERS)}")
@@ -122,7 +132,11 @@ def render_report(
     with staged_dir(out, PROVENANCE_FILE) as staged:  # all outputs or none; a killed render leaves nothing
         build = staged / ".render"
         build.mkdir()
-        params = {"results": str(results.resolve()), "figures": str(build / "figures")}
+        params = {
+            "results": str(results.resolve()),
+            "figures": str(build / "figures"),
+            "compare": str(Path(compare).resolve()) if compare else None,
+        }
         markdown, namespace = execute_cells(template.read_text(), params, str(template))
         (build / "source.md").write_text(markdown)
         if renderer == "quarto":
@@ -140,7 +154,8 @@ def render_report(
             "template": str(template),
             "template_sha256": sha256_file(template),
             "renderer": renderer,
-            "inputs": {p.relative_to(results.resolve()).as_posix(): sha256_file(p) for p in inputs},
+            "compare": str(compare) if compare else None,
+            "inputs": {_input_name(p, results.resolve()): sha256_file(p) for p in inputs},
         }
         write_json(staged / PROVENANCE_FILE, provenance(config=config))
     return {name: out / name for name in OUTPUTS}

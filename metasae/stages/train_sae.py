@@ -6,6 +6,9 @@
   code_{d-1}(x) @ C_d.
 - `activations` mode (the research log's): depth d trains on depth d-1's codes of the probe images; the
   meta-code of a parent latent is the code of that latent firing alone at its mean active value.
+- applied (`--apply`, a classifier's `stack_from` probe): no training; depth d is a copy of the same depth
+  of a stack trained on another probe, with this probe's codes (the research log applied its MNIST stack to
+  EMNIST, Fashion-MNIST and CIFAR instead of training one per dataset).
 Every depth folder ends with `metrics.json` (status `trained` or `stopped` + reason), written last.
 """
 
@@ -22,7 +25,8 @@ from metasae.codes import save_codes
 from metasae.errors import MetasaeError
 from metasae.io import atomic_path, provenance, read_json, sha256_file, stage_output, write_json
 from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES, SHA256_KEY
-from metasae.sae import SAE
+from metasae.metrics import sae_metrics
+from metasae.sae import SAE, save_sae
 from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
 from metasae.stack import Depth
@@ -43,8 +47,11 @@ class StopRules:
         return cls(**d)
 
 
-def depth_seed(run_seed: int, depth: int, mode: str) -> int:
-    """Each depth's own seed: the log's SAEs all started from identical weights because they shared one."""
+def depth_seed(run_seed: int, depth: int, mode: str, per_depth: bool = True) -> int:
+    """Each depth's own seed: the log's SAEs all started from identical weights because they shared one.
+    `per_depth` False (`seed_per_depth: false`, the log preset) gives every depth of a run that one seed."""
+    if not per_depth:
+        return derive_seed(run_seed, "sae-depth", "shared")
     return derive_seed(run_seed, "sae-depth", depth, mode if depth > 1 else "base")
 
 
@@ -103,7 +110,7 @@ def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, paren
         "mode": mode,
         "spec": spec,
         "run_seed": seed,
-        "seed": depth_seed(seed, depth, mode),
+        "seed": depth_seed(seed, depth, mode, spec.get("seed_per_depth") is not False),
         "acts_dir": str(acts_dir),
         "parent": str(parent) if parent else None,
     }
@@ -186,6 +193,7 @@ def train_meta(
             "depth": depth,
             "mode": mode,
             "d_sae": width,
+            "acts_dir": _stack_acts_dir(parent),  # what the probe was (the analysis reports it)
             "provenance": provenance(spec, seed),
         }
         write_json(out_dir / METRICS_FILE, stopped)
@@ -257,3 +265,83 @@ def write_lineage(path: Path, meta_codes: torch.Tensor) -> str:
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
         return sha256_file(tmp)
+
+
+def _stack_acts_dir(depth: Depth) -> str | None:
+    """The activation cache a stack was trained on, from any of its depths (a stopped one records it too)."""
+    return depth.cfg.get("acts_dir") if depth.cfg else depth.metrics.get("acts_dir")
+
+
+def _applied_cfg(source: Depth, acts_dir: Path, parent: Path | None) -> dict:
+    """cfg.json of an applied depth: the source's, pointing at this probe's cache and parent depth."""
+    cfg = {k: v for k, v in source.cfg.items() if k != SHA256_KEY}
+    return {
+        **cfg,
+        "acts_dir": str(acts_dir),
+        "parent": str(parent) if parent else None,
+        "applied_from": str(source.path),
+    }
+
+
+def _applied_metrics(sae: SAE, inputs: torch.Tensor, source: Depth) -> dict:
+    """Reconstruction and sparsity of the source's SAE on all of this probe's inputs (it saw none)."""
+    metrics = sae_metrics(sae, inputs)
+    return {**metrics, "evaluated_on": "all (applied)", "applied_from": str(source.path)}
+
+
+@stage_output(METRICS_FILE)
+def apply_base(acts_dir: str | Path, source_dir: str | Path, out_dir: str | Path) -> dict:
+    """Depth 1 of a stack trained on another probe (`source_dir`), applied to this probe's activations."""
+    acts_dir, out_dir = Path(acts_dir), Path(out_dir)
+    source = Depth.load(source_dir)
+    if source.stopped or source.depth != 1:
+        raise MetasaeError(f"--apply {source_dir}: not a trained depth-1 folder")
+    cache = load_activations(acts_dir)
+    sae = source.sae
+    if cache.acts.shape[1] != sae.cfg.d_in:
+        raise MetasaeError(
+            f"--apply {source_dir}: its SAE takes {sae.cfg.d_in} inputs, {acts_dir} has {cache.acts.shape[1]}"
+        )
+    cfg = _applied_cfg(source, acts_dir, None)
+    save_sae(sae, out_dir, {k: v for k, v in cfg.items() if k not in {"sae_cfg"}})
+    return _finish(out_dir, sae, _encode(sae, cache.acts), _applied_metrics(sae, cache.acts, source), cfg, {})
+
+
+@stage_output(METRICS_FILE)
+def apply_meta(parent_dir: str | Path, source_dir: str | Path, out_dir: str | Path) -> dict:
+    """Depth d >= 2 of a stack trained on another probe (`source_dir`: its depth d), applied to this probe's
+    depth d-1 (`parent_dir`, itself applied): the source's SAE and meta-codes, this probe's codes. A depth
+    whose source stopped stops too."""
+    parent_dir, out_dir = Path(parent_dir), Path(out_dir)
+    source, parent = Depth.load(source_dir), Depth.load(parent_dir)
+    if source.stopped or parent.stopped:
+        reason = source.metrics.get("stop_reason") if source.stopped else "parent depth stopped"
+        stopped = {
+            **{k: source.metrics.get(k) for k in ("depth", "mode", "d_sae")},
+            "status": "stopped",
+            "stop_reason": f"applied stack: {reason}",
+            "acts_dir": _stack_acts_dir(parent),
+            "applied_from": str(source.path),
+            "provenance": provenance({"source": str(source_dir), "parent": str(parent_dir)}),
+        }
+        write_json(out_dir / METRICS_FILE, stopped)
+        print(f"depth {stopped['depth']} ({stopped['mode']}) stopped: {stopped['stop_reason']}")
+        return stopped
+    if source.depth != parent.depth + 1 or source.mode not in MODES:
+        raise MetasaeError(f"--apply {source_dir}: not depth {parent.depth + 1} of a meta-SAE stack")
+    sae, meta_codes = source.sae, source.meta_codes
+    if source.mode == "decoder":
+        codes = torch.sparse.mm(parent.codes, meta_codes).to_sparse()
+        metrics = _applied_metrics(sae, parent.decoder_rows(), source)
+    else:
+        dense = parent.codes.to_dense()
+        codes = _encode(sae, dense)
+        metrics = _applied_metrics(sae, dense, source)
+    cfg = _applied_cfg(source, parent.acts_dir, parent_dir)
+    save_sae(sae, out_dir, {k: v for k, v in cfg.items() if k not in {"sae_cfg"}})
+    checksums = {
+        META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes.to_sparse()),
+        LINEAGE_FILE: write_lineage(out_dir / LINEAGE_FILE, meta_codes.to_sparse()),
+    }
+    extra = {k: source.metrics.get(k) for k in ("parent_latents_decomposed", "parent_d_sae")}
+    return _finish(out_dir, sae, codes, metrics, cfg, extra, checksums)

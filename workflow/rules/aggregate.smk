@@ -1,5 +1,6 @@
 rule aggregate:
-    """Study-level tables (depths.csv, optimal_depth.csv, claims.csv) and metric-vs-depth figures."""
+    """Study-level tables (depths.csv, optimal_depth.csv, claims.csv, meta_structure.json) and metric-vs-depth
+    figures."""
     conda:
         "../envs/metasae.yaml"
     input:
@@ -10,6 +11,7 @@ rule aggregate:
         optimal=report(f"{R}/summary/optimal_depth.csv", category="Summary"),
         claims=report(f"{R}/summary/claims.csv", category="Summary"),
         study=f"{R}/summary/study.json",
+        meta_structure=f"{R}/summary/meta_structure.json",
         figures=report(
             directory(f"{R}/summary/figures"),
             patterns=["{name}.png"],

@@ -36,12 +36,25 @@ def all_analysis_summaries():
     return [f"{R}/analysis/{folder}/summary.json" for run in RUNS for folder in study.depth_folders(config, run)]
 
 
+# Depths 2..max_depth of a run and mode are one job per stage (train_meta_sae, analyse_meta): their commands
+# run one after another in one `metasae` process (`--then`), so the chain pays one interpreter start-up and
+# one set of imports (torch, pandas, ...) instead of one per depth. A chain killed half-way is rerun whole.
+META_DEPTHS = list(range(2, config["meta"]["max_depth"] + 1))
 
-def parent_metrics(w):
-    """The depth d-1 metrics.json a depth-d job waits for (depth 1 is shared by the modes)."""
-    depth = int(w.depth) - 1
-    run = RUN.format(**w)
-    return f"{R}/sae/{run}/depth1/metrics.json" if depth == 1 else f"{R}/sae/{run}/{w.mode}/depth{depth}/metrics.json"
+
+def chained(commands):
+    """`metasae` commands joined to run in one process, in order; the first that fails stops the chain."""
+    return " --then ".join(commands)
+
+
+def run_folder(w, stage):
+    """results/<stage>/<run> of a job's wildcards."""
+    return f"{R}/{stage}/{RUN.format(**dict(w.items()))}"
+
+
+def depth_folder(w, stage, depth):
+    """A depth's folder under results/<stage>/ (depth 1 is shared by the modes)."""
+    return f"{run_folder(w, stage)}/depth1" if depth == 1 else f"{run_folder(w, stage)}/{w.mode}/depth{depth}"
 
 
 DSP = config.get("dsprites") or {}
@@ -50,4 +63,5 @@ DSP = config.get("dsprites") or {}
 def dsprites_targets():
     """The dSprites branch targets: each run's probe table and k-sparse table (none without config)."""
     runs = DSP.get("runs", {})
-    return [f"{R}/probes/{run}/{name}" for run in runs for name in ("probes.csv", "ksparse.csv")]
+    summary = [f"{R}/probes_summary/summary.json"] if runs else []
+    return [f"{R}/probes/{run}/{name}" for run in runs for name in ("probes.csv", "ksparse.csv")] + summary

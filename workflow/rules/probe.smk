@@ -1,5 +1,5 @@
 """The dSprites branch's probes: every factor at every ViT checkpoint x layer, then an SAE on the best layer
-with k-sparse probing."""
+with k-sparse probing; then every run side by side (probe_summary)."""
 
 
 rule probe_vit:
@@ -57,3 +57,26 @@ rule probe_sae:
     shell:
         "metasae --threads {threads} probe-sae --vit-dir {params.vit} --probes-csv {input.probes} {params.flags}"
         " {params.common} --out {params.out} > {log} 2>&1"
+
+
+rule probe_summary:
+    """Every run's probes side by side: one table and one figure per question (layer, step, orientation)."""
+    conda:
+        "../envs/metasae.yaml"
+    input:
+        csvs=[f"{R}/probes/{run}/probes.csv" for run in DSP.get("runs", {})],
+    output:
+        csv=f"{R}/probes_summary/probes.csv",
+        summary=f"{R}/probes_summary/summary.json",
+    params:
+        out=lambda w, output: str(Path(output.csv).parent),
+    log:
+        f"{R}/logs/probe_summary.log",
+    benchmark:
+        f"{R}/benchmarks/probe_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "metasae --threads {threads} probe-summary {input.csvs:q} --out {params.out} > {log} 2>&1"

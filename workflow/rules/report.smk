@@ -1,3 +1,11 @@
+def compare_summary():
+    """The study the report sets beside this one (`compare_with`): an input once its summary exists, so the
+    report is rendered again when that study is (re)run; until then the report says it is absent."""
+    other = config.get("compare_with")
+    path = Path(other, "summary", "depths.csv") if other else None
+    return [str(path)] if path and path.is_file() else []
+
+
 rule report:
     """The write-up: report/index.qmd rendered from the summary (and analysis/probes figures) to HTML, PDF, Markdown."""
     conda:
@@ -6,6 +14,9 @@ rule report:
         summary=rules.aggregate.output,
         template="report/index.qmd",
         quarto="report/_quarto.yml",
+        compare=lambda w: compare_summary(),
+        dsprites=dsprites_targets(),  # the dSprites section reads probes/ and probes_summary/
+        synth=synth_targets(),  # "Do the criteria find a known depth?" reads summary/synth_*.csv
     output:
         html=report(f"{R}/report/index.html", category="Write-up"),
         pdf=f"{R}/report/index.pdf",
@@ -14,6 +25,7 @@ rule report:
     params:
         results=lambda w, output: str(Path(output.html).parent.parent),
         out=lambda w, output: str(Path(output.html).parent),
+        compare=lambda w: flags(compare=config.get("compare_with")),
     log:
         f"{R}/logs/report.log",
     benchmark:
@@ -24,4 +36,4 @@ rule report:
         runtime=10,
     shell:
         "metasae report --results {params.results:q} --out {params.out:q} --template {input.template:q}"
-        " > {log} 2>&1"
+        " {params.compare} > {log} 2>&1"

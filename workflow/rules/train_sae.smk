@@ -1,12 +1,25 @@
+def stack_source(w, folder):
+    """The same depth of the stack this run is encoded through instead of training (its classifier's
+    `stack_from` probe), as a one-item list; empty where the run trains its own stack."""
+    source = study.stack_source(config, study.Run(w.clf, int(w.seed), w.probe, w.layer, w.sae))
+    return [f"{R}/sae/{source.path}/{folder.format(**dict(w.items()))}/metrics.json"] if source else []
+
+
+def apply_flag(w, folder):
+    return flags(apply=[str(Path(p).parent) for p in stack_source(w, folder)] or None)
+
+
 rule train_base_sae:
-    """Depth 1: an SAE on the cached activations (shared by both meta modes)."""
+    """Depth 1: an SAE on the cached activations (shared by both meta modes), or the stack_from probe's."""
     conda:
         "../envs/metasae.yaml"
     input:
         manifest=rules.cache_acts.output.manifest,
+        source=lambda w: stack_source(w, "depth1"),
     output:
         metrics=f"{R}/sae/{RUN}/depth1/metrics.json",
     params:
+        apply=lambda w: apply_flag(w, "depth1"),
         spec=lambda w: as_json(config["sae"][w.sae]),
         common=device_flags(),
         acts=lambda w, input: str(Path(input.manifest).parent),
@@ -21,34 +34,49 @@ rule train_base_sae:
         runtime=60,
     shell:
         "metasae --threads {threads} train-sae --acts {params.acts} --spec {params.spec:q} --seed {wildcards.seed}"
-        " {params.common} --out {params.out} > {log} 2>&1"
+        " {params.apply} {params.common} --out {params.out} > {log} 2>&1"
 
 
-rule train_meta_sae:
-    """Depth d >= 2: a meta-SAE on depth d-1 (its decoder rows or its activations, per mode)."""
-    conda:
-        "../envs/metasae.yaml"
-    input:
-        parent=parent_metrics,
-    output:
-        metrics=f"{R}/sae/{RUN}/{{mode}}/depth{{depth}}/metrics.json",
-    wildcard_constraints:
-        depth=r"[2-9]|[1-9]\d+",
-    params:
-        spec=lambda w: as_json(config["meta"]["modes"][w.mode]),
-        stop=as_json(config["meta"].get("stop", {})),
-        common=device_flags(),
-        parent=lambda w, input: str(Path(input.parent).parent),
-        out=lambda w, output: str(Path(output.metrics).parent),
-    log:
-        f"{R}/logs/sae/{RUN}/{{mode}}/depth{{depth}}.log",
-    benchmark:
-        f"{R}/benchmarks/sae/{RUN}/{{mode}}/depth{{depth}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=60,
-    shell:
-        "metasae --threads {threads} train-sae --parent {params.parent} --mode {wildcards.mode} --depth {wildcards.depth}"
-        " --spec {params.spec:q} --stop {params.stop:q} --seed {wildcards.seed} {params.common}"
-        " --out {params.out} > {log} 2>&1"
+def train_meta_command(w, depth):
+    """The train-sae command of one depth >= 2 of a chain."""
+    return "train-sae " + " ".join(
+        [
+            flags(
+                parent=depth_folder(w, "sae", depth - 1),
+                mode=w.mode,
+                depth=depth,
+                spec=as_json(config["meta"]["modes"][w.mode]),
+                stop=as_json(config["meta"].get("stop", {})),
+                seed=w.seed,
+            ),
+            apply_flag(w, f"{{mode}}/depth{depth}"),
+            device_flags(),
+            flags(out=depth_folder(w, "sae", depth)),
+        ]
+    )
+
+
+if META_DEPTHS:
+
+    rule train_meta_sae:
+        """Depths 2..max_depth of one mode, one after another in one process: each a meta-SAE on the depth
+        before it (its decoder rows or its activations, per mode), or the stack_from probe's."""
+        conda:
+            "../envs/metasae.yaml"
+        input:
+            parent=rules.train_base_sae.output.metrics,
+            source=lambda w: [p for d in META_DEPTHS for p in stack_source(w, f"{{mode}}/depth{d}")],
+        output:
+            metrics=[f"{R}/sae/{RUN}/{{mode}}/depth{d}/metrics.json" for d in META_DEPTHS],
+        params:
+            chain=lambda w: chained(train_meta_command(w, d) for d in META_DEPTHS),
+        log:
+            f"{R}/logs/sae/{RUN}/{{mode}}.log",
+        benchmark:
+            f"{R}/benchmarks/sae/{RUN}/{{mode}}.tsv"
+        threads: 1
+        resources:
+            mem_mb=3000,
+            runtime=60 * len(META_DEPTHS),
+        shell:
+            "metasae --threads {threads} {params.chain} > {log} 2>&1"

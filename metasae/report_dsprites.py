@@ -1,0 +1,305 @@
+"""The write-up's dSprites section: one figure per question, each with a reading computed from the probe
+tables, the shape table with CIs, and the per-run tables for the appendix.
+
+`ReportData.dsprites` and `ReportData.dsprites_appendix` call these with the report object, which loads
+files (recording them as inputs) and places figures. Every number comes from results/vit/, results/probes/
+and results/probes_summary/; the prose around them only names what is compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from metasae.layout import PROBE_COLUMNS
+from metasae.report_content import fmt, md_table
+
+CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
+FACTORS = (("shape", "accuracy"), ("scale", "accuracy"), ("posX", "r2"), ("posY", "r2"))
+SHAPES = ("square", "ellipse", "heart")
+NEAR_CEILING = 0.8  # "approaches the ceiling": the best layer's score is at least this share of it
+
+
+def _ci(row: pd.Series) -> str:
+    return f"{fmt(row['value'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+
+def _stage(layer: str) -> tuple[int, str]:
+    stage = layer.split(".")[0]
+    return (
+        -1 if stage == "embed" else int(stage.removeprefix("block")) if stage.startswith("block") else 99,
+        layer,
+    )
+
+
+def _final(table: pd.DataFrame) -> pd.DataFrame:
+    """Each run's trained rows at its last checkpoint."""
+    trained = table[~table["train_set"].isin(CONTROLS)]
+    return trained[trained["step"] == trained.groupby("run")["step"].transform("max")]
+
+
+def _select(table: pd.DataFrame, factor: str, metric: str, probe: str = "linear") -> pd.DataFrame:
+    return table[(table["factor"] == factor) & (table["metric"] == metric) & (table["probe"] == probe)]
+
+
+def _control(rows: pd.DataFrame, train_set: str) -> pd.Series | None:
+    """The best layer of a control (the first run's: runs sharing architecture and seed share it)."""
+    sel = rows[rows["train_set"] == train_set]
+    if sel.empty:
+        return None
+    sel = sel[sel["run"] == sel["run"].iloc[0]]
+    return sel.loc[sel["value"].idxmax()]
+
+
+def vit_table(results: Path) -> str | None:
+    """One row per trained ViT: what it learned, its held-out scores, steps and CPU time."""
+    rows = []
+    for metrics_path in sorted((results / "vit").glob("*/metrics.json")):
+        m = json.loads(metrics_path.read_text())
+        last = m["checkpoints"][-1]
+        cfg = json.loads((metrics_path.parent / last["dir"] / "cfg.json").read_text())
+        vit = cfg.get("vit", {})
+        scores = m.get("test_scores") or {"accuracy": m.get("test_accuracy")}
+        rows.append(
+            {
+                "run": metrics_path.parent.name,
+                "trained on": f"{cfg.get('train_dataset')} ({cfg.get('label')})",
+                "stem": f"{vit.get('stem', 'patch')}, patch {vit.get('patch')}",
+                "steps": m.get("final_step"),
+                "held-out scores": ", ".join(f"{k} {fmt(v)}" for k, v in scores.items()),
+                "test set": cfg.get("test_dataset"),
+                "CPU-s": m.get("cpu_seconds"),
+            }
+        )
+    if not rows:
+        return None
+    return md_table(
+        pd.DataFrame(rows),
+        "The ViTs probed: the objective, the stem, training steps, scores of the model's own heads on "
+        "held-out images (accuracy, or R² for regression heads), and the training's CPU time.",
+        right=["steps", "CPU-s"],
+    )
+
+
+def reading_layers(table: pd.DataFrame) -> str:
+    """Per factor: each run's best layer at its last checkpoint with its CI, from which stage its CI lies
+    above the best random-init layer, and both controls."""
+    sentences = []
+    for factor, metric in FACTORS:
+        rows = _select(table, factor, metric)
+        final = _final(rows)
+        init, pixels = _control(rows, "random_init"), _control(rows, "pixels")
+        if final.empty or init is None:
+            continue
+        parts = []
+        for run, sel in final.groupby("run", sort=False):
+            best = sel.loc[sel["value"].idxmax()]
+            above = sorted(
+                (la for la, lo in zip(sel["layer"], sel["ci_low"], strict=True) if lo > init["value"]),
+                key=_stage,
+            )
+            if above:
+                where = f"above the random init from {above[0]}"
+            elif (sel["ci_high"] < init["value"]).all():
+                where = "below the random init at every layer"
+            else:
+                where = "never above the random init"
+            parts.append(f"`{run}` {_ci(best)} at {best['layer']} ({where})")
+        controls = f"random init {_ci(init)} at its best layer {init['layer']}"
+        if pixels is not None:
+            controls += f", raw pixels {_ci(pixels)}"
+        name = "accuracy" if metric == "accuracy" else "R²"
+        sentences.append(f"{factor} ({name}): " + "; ".join(parts) + f"; {controls}.")
+    if not sentences:
+        return ""
+    return (
+        "**Reading.** The best layer of each ViT's last checkpoint, with its 95% bootstrap CI, against the "
+        'controls; "above" means the CI\'s lower end exceeds the best random-init layer. '
+        + " ".join(s[0].upper() + s[1:] for s in sentences)
+        + "\n"
+    )
+
+
+def shape_table(table: pd.DataFrame) -> str:
+    """Linear-probe shape accuracy per layer (both poolings) for every ViT's last checkpoint and the random
+    init, with CIs; raw pixels in the caption."""
+    rows = _select(table, "shape", "accuracy")
+    final, init = _final(rows), rows[rows["train_set"] == "random_init"]
+    if final.empty:
+        return ""
+    init = init[init["run"] == init["run"].iloc[0]] if len(init) else init
+    layers = sorted(set(final["layer"]) | set(init["layer"]), key=_stage)
+    out = pd.DataFrame({"layer": layers})
+    for run, sel in final.groupby("run", sort=False):
+        step = int(sel["step"].iloc[0])
+        cells = {r["layer"]: _ci(r) for _, r in sel.iterrows()}
+        out[f"{run} (step {step})"] = [cells.get(la, "–") for la in layers]
+    if len(init):
+        cells = {r["layer"]: _ci(r) for _, r in init.iterrows()}
+        out["random init (step 0)"] = [cells.get(la, "–") for la in layers]
+    pixels = _control(rows, "pixels")
+    tail = f" Raw pixels (the same probe on the ViT's input): {_ci(pixels)}." if pixels is not None else ""
+    return md_table(
+        out,
+        "Shape, linear probe accuracy on held-out probe sprites per layer (`.cls`: the CLS token, `.mean`: "
+        "the mean over patch tokens) at each ViT's last checkpoint and at random init, 95% bootstrap CI in "
+        "brackets." + tail,
+        right=[],
+    )
+
+
+def reading_steps(table: pd.DataFrame) -> str:
+    """Per run: shape accuracy at its best final layer over the checkpoints, and the first step whose CI lies
+    above the random-init value at that layer."""
+    rows = _select(table, "shape", "accuracy")
+    parts = []
+    for run, sel in rows[rows["train_set"] != "pixels"].groupby("run", sort=False):
+        final = _final(sel)
+        if final.empty:
+            continue
+        layer = final.loc[final["value"].idxmax(), "layer"]
+        curve = sel[sel["layer"] == layer].sort_values("step")
+        start = curve[curve["train_set"] == "random_init"]["value"]
+        trained = curve[curve["train_set"] != "random_init"]
+        path = ", ".join(f"{fmt(v)} at step {s}" for s, v in zip(curve["step"], curve["value"], strict=True))
+        if start.empty:
+            parts.append(f"`{run}` ({layer}): {path}")
+            continue
+        above = trained[trained["ci_low"] > float(start.iloc[0])]
+        when = (
+            f"first above its random init at step {int(above['step'].iloc[0])}"
+            if len(above)
+            else ("never above its random init")
+        )
+        parts.append(f"`{run}` ({layer}): {path}; {when}")
+    if not parts:
+        return ""
+    return (
+        "**Reading.** Shape accuracy of a linear probe at each ViT's best final layer, checkpoint by "
+        "checkpoint (step 0 is the random init; checkpoints are log-spaced): " + "; ".join(parts) + ".\n"
+    )
+
+
+def reading_orientation(table: pd.DataFrame) -> str:
+    """Pooled orientation against its ceiling, then per shape: best 40-way accuracy / ceiling and the best R²
+    of (cos fθ, sin fθ); where the best layer reaches NEAR_CEILING of the ceiling and where it does not."""
+    ceilings = table[table["train_set"] == "symmetry_ceiling"]
+    ceiling = {
+        (r["factor"], r["metric"]): r["value"]
+        for _, r in ceilings.drop_duplicates(["factor", "metric"]).iterrows()
+    }
+    near, far, over, parts = [], [], [], []
+    for run, sel in _final(table[table["probe"] == "linear"]).groupby("run", sort=False):
+        pooled = sel[(sel["factor"] == "orientation") & (sel["metric"] == "accuracy")]
+        bits = []
+        if len(pooled) and ("orientation", "accuracy") in ceiling:
+            bits.append(
+                f"all shapes {fmt(pooled['value'].max())} of {fmt(ceiling['orientation', 'accuracy'])}"
+            )
+        for shape in SHAPES:
+            acc = sel[(sel["factor"] == f"orientation_{shape}") & (sel["metric"] == "accuracy")]
+            fold = sel[(sel["factor"] == f"orientation_{shape}") & (sel["metric"] == "r2_sincos_fold")]
+            cap = ceiling.get((f"orientation_{shape}", "accuracy"))
+            if acc.empty or cap is None:
+                continue
+            best = acc.loc[acc["value"].idxmax()]
+            r2 = f", R² {fmt(fold['value'].max())}" if len(fold) else ""
+            bits.append(f"{shape} {fmt(best['value'])} of {fmt(cap)}{r2}")
+            (near if best["value"] >= NEAR_CEILING * cap else far).append(f"`{run}` {shape}s")
+            if best["ci_low"] > cap:
+                over.append(f"`{run}` {shape}s")
+        if bits:
+            parts.append(f"`{run}`: " + ", ".join(bits))
+    if not parts:
+        return ""
+    verdict = (
+        f" At or above {NEAR_CEILING:.0%} of the ceiling: {', '.join(near) if near else 'none'}. "
+        f"Below it, i.e. orientation is not encoded linearly there: {', '.join(far) if far else 'none'}."
+    )
+    if over:
+        verdict += (
+            f" Above the ceiling (CI): {', '.join(over)}: the ceiling treats a sprite and its symmetric "
+            "partner rounded to the 40-step grid as one image, but their renders differ by a fraction of a "
+            "step, which the model resolves; the R² of (cos fθ, sin fθ) has the exact ceiling 1."
+        )
+    return (
+        "**Reading.** Best linear-probe orientation accuracy over layers at the last checkpoint against the "
+        "symmetry ceiling (40 classes; the ceiling is what the image shows), and the best R² of "
+        "(cos fθ, sin fθ): " + "; ".join(parts) + "." + verdict + "\n"
+    )
+
+
+def section(report) -> str:
+    """The dSprites results: the ViTs, then one figure per question with its reading, and the shape table."""
+    results = report.results
+    folder = results / "probes_summary"  # the figures; the tables are read from each run's own probes.csv
+    runs = sorted((results / "probes").glob("*/probes.csv"))
+    if not runs:
+        return report._not_run("the dSprites probes", results / "probes")
+    table = pd.concat(
+        [report._load(p, PROBE_COLUMNS).assign(run=p.parent.name) for p in runs], ignore_index=True
+    )
+    out = [
+        "Each ViT is probed with held-out dSprites converted explicitly to its input (size and channels, "
+        "pixels kept in [0, 1]) at every checkpoint and layer. Controls: the same architecture at random "
+        "initialisation (step 0) and the raw input pixels; orientation is also compared with its symmetry "
+        "ceiling (a square looks the same after a quarter turn, an ellipse after a half turn).\n"
+    ]
+    vits = vit_table(results)
+    if vits:
+        out.append(vits)
+    figures = (
+        (
+            "score_vs_layer.png",
+            "Which ViT represents shape, scale and position linearly, and from which layer?",
+            reading_layers,
+        ),
+        ("shape_vs_step.png", "When in training does shape become linearly decodable?", reading_steps),
+        (
+            "orientation_per_shape.png",
+            "Is orientation encoded, up to each shape's symmetry?",
+            reading_orientation,
+        ),
+    )
+    for name, question, reading in figures:
+        if (folder / name).is_file():
+            out.append(report.figure(folder / name, question))
+        out.append(reading(table))
+        if name == "score_vs_layer.png":
+            out.append(shape_table(table))
+    out.append("Per-run tables of every factor, layer and checkpoint are in the appendix.\n")
+    return "\n".join(out)
+
+
+def appendix(report) -> str:
+    """Per run: every task's score per layer at the last step, each task over training at its best layer,
+    and the run's own figures."""
+    runs = sorted(p.parent for p in (report.results / "probes").glob("*/probes.csv"))
+    if not runs:
+        return report._not_run("the dSprites probes", report.results / "probes")
+    out = []
+    for run in runs:
+        p = report._load(run / "probes.csv", PROBE_COLUMNS)
+        key = ["train_set", "factor", "probe", "metric"]
+        final = p.loc[p["step"] == p.groupby("train_set")["step"].transform("max")]
+        by_layer = final.pivot_table(index=key, columns="layer", values="value", aggfunc="mean", sort=False)
+        out.append(f"**`{run.name}`**\n")
+        out.append(
+            md_table(
+                by_layer.reset_index(),
+                "Probe score per layer at the last training step (mean where several checkpoints share it).",
+            )
+        )
+        best = by_layer.dropna(how="all").idxmax(axis=1).rename("layer").reset_index()
+        over = p.merge(best, on=key + ["layer"]).pivot_table(
+            index=key + ["layer"], columns="step", values="value", aggfunc="mean"
+        )
+        over.columns = [f"step {s}" for s in over.columns]
+        out.append(md_table(over.reset_index(), "Probe score over training at each factor's best layer."))
+        out += [
+            report.figure(f, f"{run.name}: {f.stem.replace('_', ' ')}.")
+            for f in sorted((run / "figures").glob("*.png"))
+        ]
+    return "\n".join(out)

@@ -1,0 +1,112 @@
+"""Stage `synth-acts`: planted feature hierarchies (metasae.synth_tree) written as an activation cache.
+
+The folder is the one `cache-acts` writes (acts.safetensors with acts/labels/index, manifest.json), so the
+SAE stack trains on it unchanged; beside it, truth.safetensors holds the planted directions and the labels of
+every tree level, for `score-synth`. Labels of the cache are the leaf level's (-1 = no tree active).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from metasae.activations import ActivationCache
+from metasae.errors import MetasaeError
+from metasae.io import load_tensors, provenance, read_json, save_tensors, stage_output, write_json
+from metasae.layout import ACTS_FILE, MANIFEST_FILE
+from metasae.synth_tree import SynthTree, TreeSpec, generate
+from metasae.tensor_stream import stream_tensors
+
+TRUTH_FILE = "truth.safetensors"
+SYNTH_DATASET = "synth_tree"
+SYNTH_LAYER = "synth"
+SPEC_DEFAULTS = {
+    "n_trees": 8,
+    "branching": 3,
+    "d": 64,
+    "n_samples": 4000,
+    "p_active": 0.25,
+    "magnitude": [0.5, 2.0],
+    "noise": 0.01,
+    "child_parent_mix": 0.0,
+}
+
+
+def tree_spec(params: dict, seed: int) -> TreeSpec:
+    """A TreeSpec from a config entry (defaults filled in) and the run seed."""
+    unknown = set(params) - set(SPEC_DEFAULTS) - {"depth"}
+    if unknown:
+        allowed = ", ".join(["depth", *SPEC_DEFAULTS])
+        raise MetasaeError(f"synth tree: unknown key(s) {sorted(unknown)}; allowed: {allowed}")
+    if "depth" not in params:
+        raise MetasaeError("synth tree: missing key 'depth'")
+    return TreeSpec(**{**SPEC_DEFAULTS, **params, "seed": seed})
+
+
+@stage_output(MANIFEST_FILE)
+def synth_activations(spec: TreeSpec, out_dir: str | Path) -> ActivationCache:
+    tree = generate(spec)
+    out_dir = Path(out_dir)
+    n, d = tree.acts.shape
+    labels = tree.level_labels(spec.depth)
+    index = torch.arange(n, dtype=torch.int64)
+    layout = {"labels": (torch.int64, (n,)), "index": (torch.int64, (n,)), "acts": (torch.float32, (n, d))}
+    with stream_tensors(out_dir / ACTS_FILE, layout) as stream:
+        stream.write("labels", labels)
+        stream.write("index", index)
+        stream.write("acts", tree.acts)
+    truth = {f"features_{lvl}": f.float() for lvl, f in enumerate(tree.features, start=1)}
+    truth |= {f"codes_{lvl}": c.float() for lvl, c in enumerate(tree.codes, start=1)}
+    truth["labels"] = tree.labels
+    truth_sha = save_tensors(out_dir / TRUTH_FILE, truth)
+    spec_dict = dataclasses.asdict(spec)
+    spec_dict["magnitude"] = list(spec.magnitude)
+    manifest = {
+        "n": n,
+        "dim": d,
+        "dtype": "float32",
+        "sha256": stream.sha256,
+        "source_model": None,
+        "model": None,
+        "model_train_dataset": None,
+        "dataset": SYNTH_DATASET,
+        "dataset_is_real": False,
+        "dataset_description": (
+            f"{spec.n_trees} planted trees of depth {spec.depth}, branching {spec.branching}, in {d} dims"
+        ),
+        "label_names": [f"leaf{j}" for j in range(spec.n_features(spec.depth))],
+        "level_label_names": {
+            str(lvl): [f"l{lvl}_{j}" for j in range(spec.n_features(lvl))] for lvl in range(1, spec.depth + 1)
+        },
+        "layer": SYNTH_LAYER,
+        "tree_spec": spec_dict,
+        "truth_file": TRUTH_FILE,
+        "truth_sha256": truth_sha,
+        "provenance": provenance({"tree_spec": spec_dict}, spec.seed),
+    }
+    write_json(out_dir / MANIFEST_FILE, manifest)
+    return ActivationCache(tree.acts, labels, index, manifest)
+
+
+def load_truth(acts_dir: str | Path) -> SynthTree:
+    """The planted tree of a synth-acts folder (truth checked against the sha256 its manifest records)."""
+    acts_dir = Path(acts_dir)
+    manifest = read_json(acts_dir / MANIFEST_FILE)
+    if manifest.get("dataset") != SYNTH_DATASET:
+        raise MetasaeError(f"{acts_dir}: not a synth-acts folder (dataset={manifest.get('dataset')!r})")
+    spec_args = dict(manifest["tree_spec"])
+    spec = TreeSpec(**spec_args)
+    truth = load_tensors(
+        acts_dir / TRUTH_FILE, checksums={TRUTH_FILE: manifest["truth_sha256"]}, producer="synth-acts"
+    )
+    acts = load_tensors(acts_dir / ACTS_FILE)["acts"]
+    levels = range(1, spec.depth + 1)
+    return SynthTree(
+        spec=spec,
+        acts=acts,
+        features=[truth[f"features_{lvl}"] for lvl in levels],
+        codes=[truth[f"codes_{lvl}"] for lvl in levels],
+        labels=truth["labels"],
+    )

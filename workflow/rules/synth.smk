@@ -1,0 +1,88 @@
+# Planted feature hierarchies of known depth (issue 16): synth-acts writes an activation cache in place of
+# train_classifier + cache_acts (results/acts/synth/seed<N>/<tree>/synth/), the usual train_base_sae and
+# train_meta_sae rules train the stack on it, score-synth scores every depth against the planted levels, and
+# synth-summary tabulates each optimal-depth criterion's estimate against the planted depth.
+SYNTH_RUNS = study.synth_runs(config)
+SYNTH_RUN = "synth/seed{seed}/{probe}/synth/{sae}"
+SYNTH_DEPTHS = ["depth1"] + [f"{mode}/depth{d}" for mode in config["meta"]["modes"] for d in META_DEPTHS]
+
+ruleorder: synth_acts > cache_acts
+
+
+rule synth_acts:
+    """A forest of planted trees (config synth.trees.<probe>) as an activation cache, with its truth."""
+    conda:
+        "../envs/metasae.yaml"
+    output:
+        acts=f"{R}/acts/synth/seed{{seed}}/{{probe}}/synth/acts.safetensors",
+        manifest=f"{R}/acts/synth/seed{{seed}}/{{probe}}/synth/manifest.json",
+    params:
+        tree=lambda w: as_json(study.synth_tree_params(config, w.probe)),
+        out=lambda w, output: str(Path(output.manifest).parent),
+    log:
+        f"{R}/logs/synth_acts/seed{{seed}}/{{probe}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "metasae --threads {threads} synth-acts --tree {params.tree:q} --seed {wildcards.seed}"
+        " --out {params.out} > {log} 2>&1"
+
+
+def synth_score_command(w, folder):
+    run = SYNTH_RUN.format(**dict(w.items()))
+    return "score-synth " + flags(depth_dir=f"{R}/sae/{run}/{folder}", out=f"{R}/synth_scores/{run}/{folder}")
+
+
+rule score_synth:
+    """Every depth of one planted-tree stack (both modes) scored against the planted levels."""
+    conda:
+        "../envs/metasae.yaml"
+    input:
+        sae=lambda w: [f"{R}/sae/{SYNTH_RUN.format(**dict(w.items()))}/{f}/metrics.json" for f in SYNTH_DEPTHS],
+    output:
+        scores=[f"{R}/synth_scores/{SYNTH_RUN}/{f}/score.json" for f in SYNTH_DEPTHS],
+    params:
+        chain=lambda w: chained(synth_score_command(w, f) for f in SYNTH_DEPTHS),
+    log:
+        f"{R}/logs/synth_scores/seed{{seed}}/{{probe}}/{{sae}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "metasae --threads {threads} {params.chain} > {log} 2>&1"
+
+
+def synth_score_files():
+    return [f"{R}/synth_scores/{run.path}/{f}/score.json" for run in SYNTH_RUNS for f in SYNTH_DEPTHS]
+
+
+rule synth_summary:
+    """Criterion x planted depth: synth_depth.csv, synth_accuracy.csv, synth_scores.csv."""
+    conda:
+        "../envs/metasae.yaml"
+    input:
+        scores=synth_score_files(),
+    output:
+        depth=report(f"{R}/summary/synth_depth.csv", category="Summary"),
+        accuracy=f"{R}/summary/synth_accuracy.csv",
+        scores=f"{R}/summary/synth_scores.csv",
+        figure=report(f"{R}/summary/synth_depth.png", category="Figures vs depth"),
+    params:
+        out=lambda w, output: str(Path(output.depth).parent),
+        config=as_json(config),
+    log:
+        f"{R}/logs/synth_summary.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "metasae --threads {threads} synth-summary --config-json {params.config:q} --out {params.out}"
+        " {input.scores:q} > {log} 2>&1"
+
+
+def synth_targets():
+    return rules.synth_summary.output if SYNTH_RUNS else []
