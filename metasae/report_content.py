@@ -92,7 +92,7 @@ MAX_LINEAGE_DEPTHS = 3
 # loss per depth (§1.3, `log.txt` of `infinite_sae`), the count of latents whose top-10 activations are all
 # non-zero per depth (§1.5, tallied from `docs/neuron_{DS}_depth_{d}/`) and the EMNIST L0 per depth
 # (§1.5, `plots/saebench-metrics/EMNIST_l0_sparsity.png`; "~0" at depth 5 read as 0).
-LOG_SOURCE = "log-facts.md §1.1, §1.3, §1.5 (the log's repository jain18ayush/mnist-sae at 9e786df)"
+LOG_SOURCE = "log-facts.md §1.1, §1.3, §1.5, read from the log's repository jain18ayush/mnist-sae at 9e786df"
 LOG_WIDTH = 2304
 LOG_NUMBERS = {  # (quantity, depth) -> the log's number; depth 0: not per depth
     ("accuracy", 0): 0.9752,
@@ -109,7 +109,7 @@ LOG_NUMBERS = {  # (quantity, depth) -> the log's number; depth 0: not per depth
 }
 LOG_QUANTITIES = {  # quantity -> (row label, the log's dataset, why ours may differ: a LOG_DIFFERENCES key)
     "accuracy": ("MNIST test accuracy", "mnist", "accuracy"),
-    "loss": ("SAE loss (last batch)", "mnist", "loss"),
+    "loss": ("SAE training loss (last batch)", "mnist", "loss"),
     "alive": ("alive latents", "mnist", "loss"),
     "emnist_count": ("top-10 count", "emnist", "emnist"),
     "emnist_l0": ("L0", "emnist", "emnist"),
@@ -1170,7 +1170,9 @@ class ReportData:
         studies = "; ".join(sorted({f"{name.split(':')[0]}: `{r.results.name}/`" for name, r, _ in columns}))
         caption = (
             f"The research log's numbers ({LOG_SOURCE}) beside ours, depth by depth: means over seeds, "
-            f"counts as count/width. Studies: {studies}. 'preset reproduces': the log preset's activations "
+            f"counts as count/width. Studies: {studies}. Training loss: the preset's is the log's (MSE mean "
+            "+ 0.1·Σ|z|); the fixed setup's is its own (TopK: MSE + AuxK), not comparable with the log's. "
+            "'preset reproduces': the log preset's activations "
             "mode is within 1 accuracy point, a factor of 10 in loss (both below 1e-30: the same collapse), "
             "25% of a count (at least 1 latent) or of L0 (at least 0.1); a depth stopped after its parent "
             "died counts as collapsed."

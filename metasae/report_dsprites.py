@@ -226,7 +226,8 @@ def reading_orientation(table: pd.DataFrame) -> str:
         )
     return (
         "**Reading.** Best linear-probe orientation accuracy over layers at the last checkpoint against the "
-        "symmetry ceiling (40 classes; the ceiling is what the image shows), and the best R² of "
+        "symmetry ceiling (40 classes; the ceiling counts a sprite and its symmetric partner, rounded to the "
+        "grid, as one image), and the best R² of "
         "(cos fθ, sin fθ): " + "; ".join(parts) + "." + verdict + "\n"
     )
 

@@ -124,10 +124,10 @@ def test_the_log_the_preset_and_the_fixed_setup_side_by_side(studies, tmp_path):
     assert fashion[2]["preset reproduces"] == "no"  # 100 against the log's 2304
     assert fashion[3]["log preset: activations (2 seeds)"] == "stopped"
     assert fashion[9]["research log"] == "0/2304" and fashion[9]["log preset: activations (2 seeds)"] == "–"
-    loss = rows[("MNIST: SAE loss (last batch)", "2")]
+    loss = rows[("MNIST: SAE training loss (last batch)", "2")]
     assert loss["research log"] == "0.0177" and loss["log preset: activations (2 seeds)"] == "0.034"
     assert loss["preset reproduces"] == "yes"  # within a factor of 10
-    assert rows[("MNIST: SAE loss (last batch)", "7")]["research log"] == "3.64e-44"
+    assert rows[("MNIST: SAE training loss (last batch)", "7")]["research log"] == "3.64e-44"
     l0 = rows[("EMNIST (stand-in: glyphs): L0", "2")]
     assert l0["research log"] == "18.4" and l0["log preset: activations (2 seeds)"] == "0.8"
     # why: only for the quantities the preset missed

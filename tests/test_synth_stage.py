@@ -54,6 +54,7 @@ def test_tree_spec_rejects_unknown_keys():
         tree_spec({"n_trees": 2}, 0)
 
 
+@pytest.mark.slow  # trains an SAE to convergence: about a minute on a quiet 2-core machine
 def test_planted_l2_tree_depth1_latents_match_leaves(tmp_path):
     """The issue's check, through the stages: a depth-1 TopK SAE with a latent per feature and magnitudes
     that vary per level (the regime tests/test_synth_tree.py measured) recovers >= 80% of the leaves at

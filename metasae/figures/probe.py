@@ -140,6 +140,11 @@ def best_pooling(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.loc[rows.groupby(["run", "stage"])["value"].idxmax()]
 
 
+def run_colors(table: pd.DataFrame) -> dict[str, str]:
+    """One colour per run, in the order the runs appear, the same in every figure."""
+    return {run: f"C{i}" for i, run in enumerate(table["run"].unique())}
+
+
 def _stage_order(stages: pd.Series) -> list[str]:
     return sorted(stages.unique(), key=lambda s: -1 if s == "embed" else int(s.removeprefix("block")))
 
@@ -149,17 +154,18 @@ def _per_layer(ax: plt.Axes, table: pd.DataFrame, factor: str, metric: str, prob
     sel = table[(table["factor"] == factor) & (table["metric"] == metric) & (table["probe"] == probe)]
     trained = trained_rows(sel)
     trained = trained[trained["step"] == trained.groupby("run")["step"].transform("max")]
+    colors = run_colors(table)
     curves = [(run, rows) for run, rows in best_pooling(trained).groupby("run", sort=False)]
     init = sel[sel["train_set"] == "random_init"]
     if not init.empty:  # runs sharing architecture and seed share their initialisation: one curve
         curves.append(("random init", best_pooling(init[init["run"] == init["run"].iloc[0]])))
-    for i, (label, rows) in enumerate(curves):
+    for label, rows in curves:
         rows = rows.set_index("stage").loc[_stage_order(rows["stage"])]
         err = [
             (rows["value"] - rows["ci_low"]).clip(lower=0),
             (rows["ci_high"] - rows["value"]).clip(lower=0),
         ]
-        style = dict(color="0.45", linestyle="--") if label == "random init" else dict(color=f"C{i}")
+        style = dict(color="0.45", linestyle="--") if label == "random init" else dict(color=colors[label])
         ax.errorbar(
             rows.index, rows["value"], yerr=err, marker="o", markersize=3, capsize=2, label=label, **style
         )
@@ -201,7 +207,8 @@ def runs_vs_step(table: pd.DataFrame, path: Path, factor: str = "shape", probe: 
     scores best at its last checkpoint; step 0 is the random initialisation."""
     sel = table[(table["factor"] == factor) & (table["metric"] == "accuracy") & (table["probe"] == probe)]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for i, (run, rows) in enumerate(sel[sel["train_set"] != "pixels"].groupby("run", sort=False)):
+    colors = run_colors(table)
+    for run, rows in sel[sel["train_set"] != "pixels"].groupby("run", sort=False):
         trained = trained_rows(rows)
         if trained.empty:
             continue
@@ -213,10 +220,10 @@ def runs_vs_step(table: pd.DataFrame, path: Path, factor: str = "shape", probe: 
             curve["value"],
             marker="o",
             markersize=3,
-            color=f"C{i}",
+            color=colors[run],
             label=f"{run} ({layer})",
         )
-        ax.fill_between(curve["step"] + 1, curve["ci_low"], curve["ci_high"], color=f"C{i}", alpha=0.15)
+        ax.fill_between(curve["step"] + 1, curve["ci_low"], curve["ci_high"], color=colors[run], alpha=0.15)
     pixels = sel[sel["train_set"] == "pixels"]
     if not pixels.empty:
         ax.axhline(

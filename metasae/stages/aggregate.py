@@ -353,6 +353,8 @@ def stability(folders: dict[tuple, Depth], modes: list[str]) -> pd.DataFrame:
         if len(seeds) < 2:
             continue
         basis, matrices = stability_inputs(seeds)
+        for folder in seeds.values():  # this group's codes are done with: free them (peak RSS, issue 17)
+            folder.__dict__.pop("codes", None)
         for seed, (mean_cosine, matched) in seed_stability(matrices).items():
             for mode in [group[-1]] if group[-1] else modes:
                 rows.append(
