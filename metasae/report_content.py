@@ -1075,14 +1075,16 @@ class ReportData:
 
     def _log_values(self, mode: str) -> tuple[dict, dict]:
         """This study's numbers for LOG_QUANTITIES in one mode, from its classifier trained on MNIST:
-        {(quantity, depth): (value, width or None, 'stopped' or None)}, and {log dataset: (probe, stand-in)}.
-        Means over the seeds that did not stop at a depth (a collapsed depth counts, with its zeros)."""
+        {(quantity, depth): (value, width or None, note, value for the verdict)}, and {log dataset: (probe,
+        stand-in)}. The value: the mean over the seeds that did not stop at that depth (a collapsed depth
+        counts, with its zeros); the note: 'stopped' where every seed stopped, 'k/n seeds' where some did; the
+        verdict's value counts a stopped seed as collapsed (0: the stop rules fire on dead parents)."""
         d = self.depths
         models = sorted(d.loc[d["train_dataset"].map(_dataset_name) == "mnist", "model"].unique())
         if not models:
             return {}, {}
         d = d.loc[(d["model"] == models[0]) & (d["mode"] == mode)]
-        values: dict[tuple[str, int], tuple[float, float | None, str | None]] = {}
+        values: dict[tuple[str, int], tuple[float, float | None, str | None, float]] = {}
         accuracy = [
             read_json(p).get("test_accuracy")
             for p in sorted((self.results / "models" / models[0]).glob("seed*/metrics.json"))
@@ -1090,7 +1092,7 @@ class ReportData:
         accuracy = [a for a in accuracy if a is not None]
         if accuracy:
             self.inputs |= set((self.results / "models" / models[0]).glob("seed*/metrics.json"))
-            values[("accuracy", 0)] = (float(np.mean(accuracy)), None, None)
+            values[("accuracy", 0)] = (float(np.mean(accuracy)), None, None, float(np.mean(accuracy)))
         probes = {}
         for dataset in LOG_DATASET_NAMES:
             found = _log_probe(d, dataset)
@@ -1099,22 +1101,27 @@ class ReportData:
             probes[dataset] = found
             quantities = [q for q, (_, ds, _) in LOG_QUANTITIES.items() if ds == dataset and q != "accuracy"]
             for depth, g in d.loc[d["dataset"] == found[0]].groupby("depth"):
-                rows = g.loc[g["status"] != "stopped"]
+                rows, n = g.loc[g["status"] != "stopped"], g["seed"].nunique()
                 for q in quantities:
-                    values[(q, int(depth))] = (
-                        self._log_value(q, rows) if len(rows) else (float("nan"), None, "stopped")
-                    )
+                    if not len(rows):
+                        values[(q, int(depth))] = (float("nan"), None, "stopped", 0.0)
+                        continue
+                    value, width = self._log_value(q, rows)
+                    k = rows["seed"].nunique()
+                    note = f"{k}/{n} seeds" if k < n else None
+                    values[(q, int(depth))] = (value, width, note, value * k / n)
         return values, probes
 
-    def _log_value(self, quantity: str, rows: pd.DataFrame) -> tuple[float, float | None, None]:
+    def _log_value(self, quantity: str, rows: pd.DataFrame) -> tuple[float, float | None]:
+        """(mean over `rows`, mean width where the quantity is shown against it)."""
         width = float(rows["d_sae"].mean()) if quantity in LOG_WIDTH_QUANTITIES else None
         if quantity == "loss":
             losses = [_final_loss(self.results, row) for _, row in rows.iterrows()]
-            return (float("nan") if np.isnan(losses).all() else float(np.nanmean(losses))), None, None
+            return (float("nan") if np.isnan(losses).all() else float(np.nanmean(losses))), None
         column = {"alive": "alive_latents", "emnist_l0": "mean_active_per_image"}.get(
             quantity, "count_all_top10_nonzero"
         )
-        return float(rows[column].astype(float).mean()), width, None
+        return float(rows[column].astype(float).mean()), width
 
     def log_comparison(self) -> str:
         """The research log's numbers (LOG_NUMBERS), depth by depth, beside the log preset's and the fixed
@@ -1155,12 +1162,12 @@ class ReportData:
                 "research log": "–" if log is None else _log_cell(q, log, width),
             }
             for name, _, _ in columns:
-                value, our_width, status = found[name][0].get((q, depth), (float("nan"), None, None))
-                row[name] = status or _log_cell(q, value, our_width)
+                value, our_width, note, _ = found[name][0].get((q, depth), (math.nan, None, None, math.nan))
+                cell = _log_cell(q, value, our_width)
+                row[name] = "stopped" if note == "stopped" else f"{cell} ({note})" if note else cell
             verdict = "–"
             if preset and log is not None and (q, depth) in found[preset][0]:
-                value, _, status = found[preset][0][(q, depth)]
-                value = 0.0 if status == "stopped" else value  # stopped after its parent died: collapsed
+                value = found[preset][0][(q, depth)][3]
                 if not math.isnan(value):
                     verdict = "yes" if _reproduces(value, log, q) else "no"
             if verdict == "no":
@@ -1174,8 +1181,9 @@ class ReportData:
             "+ 0.1·Σ|z|); the fixed setup's is its own (TopK: MSE + AuxK), not comparable with the log's. "
             "'preset reproduces': the log preset's activations "
             "mode is within 1 accuracy point, a factor of 10 in loss (both below 1e-30: the same collapse), "
-            "25% of a count (at least 1 latent) or of L0 (at least 0.1); a depth stopped after its parent "
-            "died counts as collapsed."
+            "25% of a count (at least 1 latent) or of L0 (at least 0.1), a seed stopped at a depth counted "
+            "as collapsed (0: the preset's stop rule fires on a dead parent). 'k/n seeds': the mean over the "
+            "k seeds that trained the depth."
         )
         out = [md_table(table, caption, right=[c for c in table.columns if c != "quantity"])]
         if preset is None:

@@ -20,6 +20,7 @@ CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
 FACTORS = (("shape", "accuracy"), ("scale", "accuracy"), ("posX", "r2"), ("posY", "r2"))
 SHAPES = ("square", "ellipse", "heart")
 NEAR_CEILING = 0.8  # "approaches the ceiling": the best layer's score is at least this share of it
+ENCODED_R2 = 0.5  # "orientation encoded": R² of (cos fθ, sin fθ) at least this, and above the random init
 
 
 def _ci(row: pd.Series) -> str:
@@ -184,14 +185,18 @@ def reading_steps(table: pd.DataFrame) -> str:
 
 def reading_orientation(table: pd.DataFrame) -> str:
     """Pooled orientation against its ceiling, then per shape: best 40-way accuracy / ceiling and the best R²
-    of (cos fθ, sin fθ); where the best layer reaches NEAR_CEILING of the ceiling and where it does not."""
+    of (cos fθ, sin fθ). Per run and shape, a verdict: orientation *encoded* where that R² is at least
+    ENCODED_R2 and its CI lies above the random init's best layer; then near the ceiling (accuracy at least
+    NEAR_CEILING of it) or coarser than the 40-step grid; else not encoded linearly."""
     ceilings = table[table["train_set"] == "symmetry_ceiling"]
     ceiling = {
         (r["factor"], r["metric"]): r["value"]
         for _, r in ceilings.drop_duplicates(["factor", "metric"]).iterrows()
     }
-    near, far, over, parts = [], [], [], []
-    for run, sel in _final(table[table["probe"] == "linear"]).groupby("run", sort=False):
+    linear = table[table["probe"] == "linear"]
+    verdicts: dict[str, list[str]] = {"near": [], "coarse": [], "none": [], "over": []}
+    parts = []
+    for run, sel in _final(linear).groupby("run", sort=False):
         pooled = sel[(sel["factor"] == "orientation") & (sel["metric"] == "accuracy")]
         bits = []
         if len(pooled) and ("orientation", "accuracy") in ceiling:
@@ -199,36 +204,54 @@ def reading_orientation(table: pd.DataFrame) -> str:
                 f"all shapes {fmt(pooled['value'].max())} of {fmt(ceiling['orientation', 'accuracy'])}"
             )
         for shape in SHAPES:
-            acc = sel[(sel["factor"] == f"orientation_{shape}") & (sel["metric"] == "accuracy")]
-            fold = sel[(sel["factor"] == f"orientation_{shape}") & (sel["metric"] == "r2_sincos_fold")]
-            cap = ceiling.get((f"orientation_{shape}", "accuracy"))
+            factor = f"orientation_{shape}"
+            acc = sel[(sel["factor"] == factor) & (sel["metric"] == "accuracy")]
+            fold = sel[(sel["factor"] == factor) & (sel["metric"] == "r2_sincos_fold")]
+            cap = ceiling.get((factor, "accuracy"))
             if acc.empty or cap is None:
                 continue
             best = acc.loc[acc["value"].idxmax()]
-            r2 = f", R² {fmt(fold['value'].max())}" if len(fold) else ""
-            bits.append(f"{shape} {fmt(best['value'])} of {fmt(cap)}{r2}")
-            (near if best["value"] >= NEAR_CEILING * cap else far).append(f"`{run}` {shape}s")
+            name = f"`{run}` {shape}s"
+            if fold.empty:
+                bits.append(f"{shape} {fmt(best['value'])} of {fmt(cap)}")
+                continue
+            r2 = fold.loc[fold["value"].idxmax()]
+            bits.append(f"{shape} {fmt(best['value'])} of {fmt(cap)}, R² {fmt(r2['value'])}")
+            init = _control(
+                linear[(linear["factor"] == factor) & (linear["metric"] == "r2_sincos_fold")], "random_init"
+            )
+            encoded = r2["value"] >= ENCODED_R2 and (init is None or r2["ci_low"] > init["value"])
+            key = ("near" if best["value"] >= NEAR_CEILING * cap else "coarse") if encoded else "none"
+            verdicts[key].append(name)
             if best["ci_low"] > cap:
-                over.append(f"`{run}` {shape}s")
+                verdicts["over"].append(name)
         if bits:
             parts.append(f"`{run}`: " + ", ".join(bits))
     if not parts:
         return ""
+
+    def listed(key: str) -> str:
+        return ", ".join(verdicts[key]) if verdicts[key] else "none"
+
     verdict = (
-        f" At or above {NEAR_CEILING:.0%} of the ceiling: {', '.join(near) if near else 'none'}. "
-        f"Below it, i.e. orientation is not encoded linearly there: {', '.join(far) if far else 'none'}."
+        f" Orientation is encoded (R² at least {ENCODED_R2} and above the random init) and read near the "
+        f"ceiling (at least {NEAR_CEILING:.0%} of it) for: {listed('near')}; encoded but more coarsely than "
+        f"the 40-step grid resolves for: {listed('coarse')}; not encoded linearly for: {listed('none')}."
     )
-    if over:
+    if verdicts["over"]:
         verdict += (
-            f" Above the ceiling (CI): {', '.join(over)}: the ceiling treats a sprite and its symmetric "
-            "partner rounded to the 40-step grid as one image, but their renders differ by a fraction of a "
-            "step, which the model resolves; the R² of (cos fθ, sin fθ) has the exact ceiling 1."
+            f" Above the accuracy ceiling (CI): {listed('over')}: the ceiling treats a sprite and its "
+            "symmetric partner rounded to the 40-step grid as one image, but their renders differ by a "
+            "fraction of a step, which the model resolves (the R² of (cos fθ, sin fθ) has exact ceiling 1)."
         )
     return (
         "**Reading.** Best linear-probe orientation accuracy over layers at the last checkpoint against the "
         "symmetry ceiling (40 classes; the ceiling counts a sprite and its symmetric partner, rounded to the "
-        "grid, as one image), and the best R² of "
-        "(cos fθ, sin fθ): " + "; ".join(parts) + "." + verdict + "\n"
+        "grid, as one image), and the best R² of (cos fθ, sin fθ), f the shape's symmetry order (ceiling 1): "
+        + "; ".join(parts)
+        + "."
+        + verdict
+        + "\n"
     )
 
 

@@ -139,6 +139,18 @@ def test_the_log_the_preset_and_the_fixed_setup_side_by_side(studies, tmp_path):
     assert "log-facts.md" in markdown
 
 
+def test_a_depth_some_seeds_stopped_at_says_how_many_trained_it(studies, tmp_path):
+    fixed, log = studies
+    depths = pd.read_csv(log / "summary" / "depths.csv")
+    one = (depths["seed"] == 1) & (depths["depth"] == 3) & (depths["dataset"] == "fashion_mnist")
+    depths.loc[one, ["status", "count_all_top10_nonzero", "d_sae"]] = ["trained", 2115, 2304]
+    depths.to_csv(log / "summary" / "depths.csv", index=False)
+    rows = table_rows(ReportData(fixed, tmp_path / "figures", compare=log).log_comparison())
+    fashion = rows[("Fashion-MNIST: top-10 count", "3")]
+    assert fashion["log preset: activations (2 seeds)"] == "2115/2304 (1/2 seeds)"
+    assert fashion["preset reproduces"] == "no"  # the stopped seed counts as collapsed: mean 1058 vs 2115
+
+
 def test_the_preset_run_alone_and_the_fixed_run_alone(studies, tmp_path):
     fixed, log = studies
     alone = ReportData(fixed, tmp_path / "figures").log_comparison()

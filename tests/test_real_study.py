@@ -166,3 +166,22 @@ def test_a_real_data_study_runs_end_to_end_and_is_reported_as_real(tmp_path):
     assert {d["name"]: d["is_real"] for d in study_json["datasets"]} == {"glyphs": False, "mnist": True}
     tldr = (results / "report" / "index.md").read_text().split("## TL;DR", 1)[1].split("##", 1)[0]
     assert "real data (mnist)" in tldr and "no real dataset was run" not in tldr
+    # a study to compare with (compare_with) is the report's business alone: nothing else reruns
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(config),
+            "--config",
+            "compare_with=elsewhere",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    planned = {line.split()[1].rstrip(":") for line in again.stdout.splitlines() if line.startswith("rule ")}
+    assert planned == {"report"}, planned

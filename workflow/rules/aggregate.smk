@@ -19,7 +19,7 @@ rule aggregate:
         ),
     params:
         out=lambda w, output: str(Path(output.depths).parent),
-        config=as_json(config),
+        config=as_json(study_config()),
     log:
         f"{R}/logs/aggregate.log",
     benchmark:

@@ -5,7 +5,7 @@ rule check_data:
     output:
         f"{R}/data_check.json",
     params:
-        config=as_json(config),
+        config=as_json(study_config()),
     log:
         f"{R}/logs/check_data.log",
     threads: 1

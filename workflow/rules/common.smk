@@ -32,6 +32,14 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+REPORT_ONLY = ("compare_with",)  # config keys only the report reads: changing one reruns the report alone
+
+
+def study_config():
+    """The config the study's jobs depend on (their `config` params): all of it but the REPORT_ONLY keys."""
+    return {k: v for k, v in config.items() if k not in REPORT_ONLY}
+
+
 def all_analysis_summaries():
     return [f"{R}/analysis/{folder}/summary.json" for run in RUNS for folder in study.depth_folders(config, run)]
 
