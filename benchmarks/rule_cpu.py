@@ -1,11 +1,14 @@
-"""Per-rule wall and CPU seconds of a finished study, summed from its Snakemake benchmark files.
+"""Per-rule wall and CPU seconds of a finished study, one Markdown table per source.
 
-    python benchmarks/rule_cpu.py results_test [results_other ...]   # one Markdown table per folder
+    python benchmarks/rule_cpu.py results [results_other ...]   # from each folder's results/benchmarks/
+    python benchmarks/rule_cpu.py --jobs cpu.tsv                # exact: from benchmarks/cpu_shim's record
 
-Each job's `benchmark:` file (results/benchmarks/**.tsv) holds its wall seconds (`s`) and the CPU seconds of
-its process tree (`cpu_time`, user + system). CPU seconds are what to compare on a shared machine: wall time
-there depends on what else runs. The rule is read from the file's path (the layout of workflow/rules/*.smk).
-A rule that runs several depths in one job (analyse_meta) has one file per job.
+Each job's `benchmark:` file (results/benchmarks/**.tsv) holds its wall seconds (`s`) and CPU seconds
+(`cpu_time`, user + system). Snakemake samples that CPU time every 0.5 s over a job's first 15 s and every
+30 s after, and what a job spends after its last sample is lost, so it is a lower bound (on a loaded machine,
+far below). benchmarks/cpu_shim records each job's exact CPU (its process tree's,
+from /usr/bin/time) instead; CPU seconds are what to compare on a shared machine, where wall time depends on
+what else runs. The rule is read from the benchmark file's path, or from the recorded command line.
 """
 
 from __future__ import annotations
@@ -15,38 +18,41 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-# benchmarks/<first folder>/... -> rule; sae/ and analysis/ split on depth 1 (base) vs deeper (meta)
-BY_FOLDER = {
-    "train_classifier": "train_classifier",
-    "cache_acts": "cache_acts",
-    "train_vit": "train_vit",
-    "probe_vit": "probe_vit",
-    "probe_sae": "probe_sae",
-}
+MODES = ("decoder", "activations")
+FOLDER_RULES = {"sae": ("train_base_sae", "train_meta_sae"), "analysis": ("analyse_base", "analyse_meta")}
 
 
-def rule_of(rel: Path) -> str:
-    first = rel.parts[0]
+def rule_of_benchmark(rel: Path) -> str:
+    """The rule of a file under results/benchmarks/ (the layout of workflow/rules/*.smk)."""
     if len(rel.parts) == 1:
         return rel.stem  # aggregate.tsv, explore.tsv, report.tsv
-    if first in BY_FOLDER:
-        return BY_FOLDER[first]
-    base = rel.name == "depth1.tsv" and rel.parent.name not in ("decoder", "activations")
-    if first == "sae":
-        return "train_base_sae" if base else "train_meta_sae"
-    if first == "analysis":
-        return "analyse_base" if base else "analyse_meta"
-    return first
+    if rel.parts[0] in FOLDER_RULES:  # depth 1 (shared by the modes) vs the meta depths (per mode)
+        base, meta = FOLDER_RULES[rel.parts[0]]
+        return base if rel.name == "depth1.tsv" and rel.parent.name not in MODES else meta
+    return rel.parts[0]
 
 
-def per_rule(results: Path) -> dict[str, list[float]]:
-    """rule -> [jobs, wall s, cpu s]."""
+def rule_of_command(args: str) -> str:
+    """The rule of a recorded `metasae` command line."""
+    words = args.split()
+    if words[0] == "--threads":
+        words = words[2:]
+    if words[0] == "train-sae":
+        return "train_base_sae" if "--acts" in words else "train_meta_sae"
+    if words[0] == "analyse":
+        depth_dir = words[words.index("--depth-dir") + 1]
+        return "analyse_meta" if any(f"/{mode}/" in depth_dir for mode in MODES) else "analyse_base"
+    return words[0].replace("-", "_")
+
+
+def from_benchmarks(results: Path) -> dict[str, list[float]]:
+    """rule -> [jobs, wall s, cpu s] from results/benchmarks/."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     root = results / "benchmarks"
     for path in sorted(root.rglob("*.tsv")):
         with path.open() as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
-        t = totals[rule_of(path.relative_to(root))]
+        t = totals[rule_of_benchmark(path.relative_to(root))]
         for row in rows:
             t[0] += 1
             t[1] += float(row["s"])
@@ -54,9 +60,21 @@ def per_rule(results: Path) -> dict[str, list[float]]:
     return dict(totals)
 
 
-def table(results: Path) -> str:
-    totals = per_rule(results)
-    lines = [f"{results}", "", "| rule | jobs | wall s | CPU s |", "|---|---|---|---|"]
+def from_jobs(record: Path) -> dict[str, list[float]]:
+    """rule -> [jobs, wall s, cpu s] from a cpu_shim record (`user system wall<TAB>arguments` per job)."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for line in record.read_text().splitlines():
+        times, args = line.split("\t", 1)
+        user, system, wall = map(float, times.split())
+        t = totals[rule_of_command(args)]
+        t[0] += 1
+        t[1] += wall
+        t[2] += user + system
+    return dict(totals)
+
+
+def table(title: str, totals: dict[str, list[float]]) -> str:
+    lines = [title, "", "| rule | jobs | wall s | CPU s |", "|---|---|---|---|"]
     for rule, (n, wall, cpu) in sorted(totals.items(), key=lambda kv: -kv[1][2]):
         lines.append(f"| {rule} | {n} | {wall:.1f} | {cpu:.1f} |")
     n, wall, cpu = (sum(v[i] for v in totals.values()) for i in range(3))
@@ -65,5 +83,10 @@ def table(results: Path) -> str:
 
 
 if __name__ == "__main__":
-    for folder in sys.argv[1:] or ["results"]:
-        print(table(Path(folder)))
+    args = sys.argv[1:] or ["results"]
+    if args[0] == "--jobs":
+        for record in args[1:]:
+            print(table(f"{record} (exact, per job)", from_jobs(Path(record))))
+    else:
+        for folder in args:
+            print(table(f"{folder}/benchmarks (sampled by Snakemake)", from_benchmarks(Path(folder))))
