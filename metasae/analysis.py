@@ -20,11 +20,13 @@ from metasae.latent_stats import (
     ColumnStats,
     TopActivations,
     auto_label,
+    chance_purity,
     column_stats,
     label_histogram,
     purity_entropy,
     top_activations,
 )
+from metasae.taxonomy import coarsen, superclasses
 
 # Which per-depth figures an analysis draws (`analysis.figures`, `metasae analyse --figures`): every one, the
 # ones the report embeds (metasae.figures.depth.REPORT_FIGURES), or none.
@@ -135,9 +137,28 @@ class DepthAnalysis:
             "count_all_top10_nonzero": int((self.stats.n_active >= LOG_TOP).sum()),
             "mean_active_per_image": self.stats.mean_l0,
             "parent_similarity_mean": _number(self.parent_similarity[alive].nanmean()),
+            **self._purity_levels(alive),
             "label_names": self.probe.label_names,
             "notes": self.notes,
         }
+
+    def _purity_levels(self, alive: torch.Tensor) -> dict[str, Any]:
+        """Purity's chance floor (random top images), and purity one level up where the labels have a
+        taxonomy (Fashion-MNIST's superclasses): deeper latents that grow more abstract would lose class
+        purity and keep superclass purity."""
+        labels, n_top = self.probe.cache.labels, self.top.n_nonzero[alive]
+        n_classes = len(self.probe.label_names)
+        out: dict[str, Any] = {"purity_chance": _number(chance_purity(labels, n_top, n_classes))}
+        taxonomy = superclasses(self.probe.label_names)
+        if taxonomy is not None:
+            names, index = taxonomy
+            purity, _ = purity_entropy(coarsen(self.hist[alive], index, len(names)))
+            out |= {
+                "superclass_purity_mean": _number(purity.mean()),
+                "superclass_purity_chance": _number(chance_purity(index[labels], n_top, len(names))),
+                "superclasses": names,
+            }
+        return out
 
 
 def _number(x: torch.Tensor | float) -> float | None:

@@ -125,6 +125,23 @@ def purity_entropy(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return purity, entropy
 
 
+def chance_purity(
+    labels: torch.Tensor, n_top: torch.Tensor, n_classes: int, draws: int = 2000, seed: int = 0
+) -> float:
+    """Mean purity a latent would have by chance: its top images drawn at random from the probe images
+    (with replacement, seeded), each latent with its own number of top images `n_top`; 0-image latents are
+    left out. The floor under a mean purity: a few classes, or one frequent class, give a high one."""
+    n_top = n_top[n_top > 0]
+    if len(n_top) == 0 or len(labels) == 0:
+        return float("nan")
+    longest = int(n_top.max())
+    g = torch.Generator().manual_seed(seed)
+    drawn = labels[torch.randint(len(labels), (draws, longest), generator=g)]
+    onehot = torch.nn.functional.one_hot(drawn, n_classes).cumsum(1)  # [draws, n, classes] counts so far
+    by_n = (onehot.max(2).values.double() / torch.arange(1, longest + 1)).mean(0)  # mean purity of n draws
+    return float(by_n[n_top - 1].mean())
+
+
 def _kind(names: list[str]) -> tuple[str, str]:
     """('digit', 'digits') when every name is one digit, letters likewise, else no prefix."""
     if all(len(x) == 1 and x.isdigit() for x in names):
