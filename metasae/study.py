@@ -123,6 +123,12 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
                     f"classifiers.{name}.probes",
                     f"unknown probe {_show(probe)}; defined probes: {_few(sorted(probes))}",
                 )
+        for sae_name in clf.get("saes", []):
+            if sae_name not in config["sae"]:
+                _fail(
+                    f"classifiers.{name}.saes",
+                    f"unknown SAE {_show(sae_name)}; defined: {_few(sorted(config['sae']))}",
+                )
         if (
             config["meta"].get("stack_from") == "in_distribution"
             and in_distribution_probe(config, name) is None
@@ -275,8 +281,8 @@ def _check_mode(spec: dict, key: str) -> None:
 
 
 def _check_schedule(spec: dict, key: str, start: int, sae_key: str, max_depth: int) -> None:
-    """One mode's widths from one depth-1 SAE: no growth unless allowed, no overflow, no width 0, and the
-    mode's k within the width of every depth the schedule trains."""
+    """One mode's widths from one depth-1 SAE: no growth unless allowed, no overflow, and the mode's k within
+    the width of every depth the schedule trains (width.min >= 1 stops a schedule before it reaches 0)."""
     width = spec["width"]
     try:
         widths: list[int] | None = width_schedule(start, width["factor"], max_depth)
@@ -289,13 +295,6 @@ def _check_schedule(spec: dict, key: str, start: int, sae_key: str, max_depth: i
         _fail(
             f"{key}.width.factor",
             f"the schedule from {sae_key}.width {start} passes {MAX_WIDTH} latents by meta.max_depth",
-        )
-    if 0 in widths:
-        depth = widths.index(0) + 1
-        _fail(
-            f"{key}.width",
-            f"the schedule from {sae_key}.width reaches 0 latents by depth {depth} "
-            f"(widths {_widths(widths[:depth])}); raise width.factor or lower meta.max_depth",
         )
     if _uses_k(spec):
         _check_meta_k(spec["k"], key, widths, width["min"], sae_key)
@@ -347,8 +346,18 @@ def runs(config: dict) -> list[Run]:
         for seed in clf.get("seeds", config["seeds"])
         for probe in clf["probes"]
         for layer in clf["layers"]
-        for sae_name in config["sae"]
+        for sae_name in classifier_saes(config, clf)
     ]
+
+
+def classifier_saes(config: dict, clf: dict) -> list[str]:
+    """The depth-1 SAEs a classifier's runs train: its `saes`, else every entry under sae but those the
+    planted trees name (a tree's SAE is sized to its leaves, not to a classifier's layer)."""
+    if "saes" in clf:
+        return list(clf["saes"])
+    synth = config.get("synth") or {}
+    planted = {synth.get("sae")} | {t.get("sae") for t in (synth.get("trees") or {}).values()}
+    return [name for name in config["sae"] if name not in planted]
 
 
 def in_distribution_probe(config: dict, classifier: str) -> str | None:

@@ -75,7 +75,10 @@ BAD = {  # id: (key the message must name, edit of config/test.yaml)
     "width_growth": bad("meta.modes.activations.width.factor", 1.5),
     "max_depth_65": bad("meta.max_depth", 65),
     "max_depth_2000": bad("meta.max_depth", 2000),
-    "long_schedule_reaching_0": ("meta.modes.decoder.width", put("meta.max_depth", 64)),
+    "long_schedule_k_exceeds": (
+        "meta.modes.activations.k",
+        lambda c: (put("meta.max_depth", 64)(c), put("meta.modes.activations.width.min", 1)(c)),
+    ),
 }
 
 
@@ -104,9 +107,9 @@ def test_messages_say_what_is_allowed_and_cap_what_they_list():
     assert "maximum 64" in assert_rejected(lambda: door(config), "meta.max_depth")
     config = base_config()
     put("meta.max_depth", 64)(config)
-    del config["meta"]["modes"]["decoder"]  # activations: 32, 16, 8, 4, 2, 1, 0
-    message = assert_rejected(lambda: door(config), "meta.modes.activations.width")
-    assert "(widths 32, 16, 8, …, 0)" in message
+    put("meta.modes.activations.width.min", 1)(config)  # 32, 16, 8, 4, 2, 1: k 2 exceeds depth 6's width
+    message = assert_rejected(lambda: door(config), "meta.modes.activations.k")
+    assert "(from sae.topk.width: 32, 16, 8, …, 1)" in message
     config = base_config()
     put("seeds", [*range(300), 0])(config)
     assert_rejected(lambda: door(config), "seeds")

@@ -52,16 +52,21 @@ def test_unknown_dataset_and_probe_and_layer_are_named():
     with pytest.raises(MetasaeError, match="unknown probe 'missing'"):
         study.validate_semantics(config, study.known_datasets())
     config = load()
+    config["classifiers"]["mlp_digits"]["saes"] = ["topk", "nosuch"]
+    with pytest.raises(MetasaeError, match=r"classifiers.mlp_digits.saes: unknown SAE 'nosuch'"):
+        study.validate_semantics(config, study.known_datasets())
+    config = load()
     config["classifiers"]["mlp_digits"]["layers"] = ["conv1"]
     with pytest.raises(MetasaeError, match="mlp has no layer 'conv1'"):
         study.validate_semantics(config, study.known_datasets())
 
 
-def test_width_schedule_reaching_zero_fails():
+def test_a_schedule_reaching_zero_stops_at_width_min_first():
     config = load()
-    config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.01
-    with pytest.raises(MetasaeError, match=r"meta.modes.decoder.width: .* reaches 0 latents by depth 3"):
-        study.validate_semantics(config, study.known_datasets())
+    config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.01  # 512, 5, 0, ...: depth 2 is below min 8
+    study.validate_semantics(config, study.known_datasets())
+    assert study._trained_depths(study.width_schedule(512, 0.01, 5), 8) == []
+    assert study._trained_depths(study.width_schedule(32, 0.25, 5), 8) == [(2, 8)]
 
 
 def test_width_schedule():
@@ -74,7 +79,7 @@ def test_presets_drop_inherited_entries_with_null():
     config["sae"]["topk"] = None
     config["sae"]["other"] = {"architecture": "relu", "width": 8}
     study.drop_nulls(config)
-    assert list(config["sae"]) == ["other"]
+    assert list(config["sae"]) == ["synth_w32", "other"]  # the planted tree's SAE stays
 
 
 def test_runs_and_depth_folders_cover_every_combination():
@@ -102,5 +107,15 @@ def test_presets_merge_over_the_default_into_a_valid_config(preset):
     study.validate_schema(config)
     study.validate_semantics(config, study.known_datasets())
     if preset.name == "log.yaml":
-        assert list(config["sae"]) == ["log_relu"] and list(config["meta"]["modes"]) == ["activations"]
+        assert {run.sae for run in study.runs(config)} == {"log_relu"}
+        assert list(config["meta"]["modes"]) == ["activations"]
         assert config["sae"]["log_relu"]["l1_reduction"] == "sum" and "k" not in config["sae"]["log_relu"]
+
+
+def test_a_classifier_trains_every_sae_but_the_planted_trees_unless_it_names_them():
+    config = study.drop_nulls(load())
+    names = {run.sae for run in study.runs(config)}
+    assert names == {"topk"}  # synth_w32 is the planted tree's alone
+    assert {run.sae for run in study.synth_runs(config)} == {"synth_w32"}
+    config["classifiers"]["mlp_digits"]["saes"] = ["topk", "synth_w32"]
+    assert {run.sae for run in study.runs(config)} == set(config["sae"])
