@@ -126,6 +126,19 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
         help="a second study's results folder, set beside this one in the research log comparison "
         "(e.g. the log preset's run; a config's compare_with)",
     )
+    p.add_argument(
+        "--format",
+        dest="output_format",
+        default="all",
+        help="all (default: index.html, index.pdf, index.md + figures/) | lesswrong (a bundle to upload: "
+        "post.md + figures/, checked: no raw HTML, tables of at most 6 columns, images that resolve)",
+    )
+    p.add_argument(
+        "--image-base-url",
+        default=None,
+        help="where the figures will be hosted: the Markdown's images point at URL/figures/<name> "
+        "(upload the output's figures/ folder there), so the text survives being pasted",
+    )
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.report import DEFAULT_TEMPLATE, render_report
@@ -136,6 +149,8 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
             template=a.template or DEFAULT_TEMPLATE,
             renderer=a.renderer,
             compare=a.compare,
+            output_format=a.output_format,
+            image_base_url=a.image_base_url,
         )
 
     p.set_defaults(func=run)

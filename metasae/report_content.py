@@ -57,33 +57,6 @@ OPTIMAL_COLUMNS = [
 CLAIMS_COLUMNS = ["claim", "log_value", "our_value", "verdict", "note"]
 VERDICTS = ("holds", "fails", "inconclusive", "untested")  # metasae.stages.aggregate.VERDICTS
 
-# Summary figures each results section places (file stem: caption); any other one goes to the appendix.
-# (metasae/summary_plots.py names them {metric}_vs_depth.png.)
-SECTION_FIGURES = {
-    "reconstruction": {
-        "stack_fvu_vs_depth": "FVU of the layer rebuilt from each depth (the headline reconstruction).",
-        "loss_recovered_vs_depth": "Loss recovered vs depth.",
-        "fvu_vs_depth": "FVU of each depth's own inputs (not comparable across depths).",
-        "dead_fraction_vs_depth": "Dead fraction vs depth.",
-        "l0_vs_depth": "L0 vs depth.",
-        "alive_latents_vs_depth": "Alive latents vs depth.",
-        "spliced_accuracy_vs_depth": "Classifier accuracy with the stack spliced in.",
-    },
-    "activation_counts": {
-        "count_fraction_vs_depth": "Share of the dictionary whose top-10 activations are all non-zero.",
-        "mean_active_fraction_vs_depth": "Mean active latents per image as a share of the dictionary.",
-        "count_all_top10_nonzero_vs_depth": "Latents whose top-10 activations are all non-zero.",
-        "mean_active_per_image_vs_depth": "Mean active latents per image vs depth.",
-    },
-    "stability": {
-        "stability_mean_cosine_vs_depth": "Cross-seed stability: mean Hungarian-matched similarity.",
-        "decoder_fve_vs_depth": "Decoder FVE of each meta-SAE on its parent's decoder rows.",
-    },
-    "purity": {
-        "purity_mean_vs_depth": "Mean label purity vs depth.",
-        "entropy_mean_vs_depth": "Mean label entropy vs depth.",
-    },
-}
 LINEAGE_FIGURES = ("lineage_card", "top_images")
 MAX_LINEAGE_DEPTHS = 3
 
@@ -147,13 +120,10 @@ def fmt(x: object) -> str:
     return str(x)
 
 
-def md_table(df: pd.DataFrame, caption: str, right: list[str] | None = None) -> str:
-    """A pipe table both pandoc and Quarto read; `right` columns (default: numeric ones) align right."""
-    right = (
-        right
-        if right is not None
-        else [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool]
-    )
+MAX_COLUMNS = 6  # LessWrong's editor and a 36em HTML column read tables this narrow without wrapping numbers
+
+
+def _one_table(df: pd.DataFrame, caption: str, right: list[str]) -> str:
     header = [str(c) for c in df.columns]
     rows = [
         [fmt(v).replace("|", r"\|").replace("\n", " ") for v in row] for row in df.itertuples(index=False)
@@ -174,14 +144,60 @@ def md_table(df: pd.DataFrame, caption: str, right: list[str] | None = None) -> 
     return "\n".join([line(header), rule, *map(line, rows), "", f": {caption}", ""]) + "\n"
 
 
+def md_table(
+    df: pd.DataFrame,
+    caption: str,
+    right: list[str] | None = None,
+    keys: int = 1,
+    max_columns: int = MAX_COLUMNS,
+) -> str:
+    """A pipe table both pandoc and Quarto read; `right` columns (default: numeric ones) align right.
+
+    A table wider than `max_columns` is split into consecutive tables of at most that many columns, each
+    repeating the first `keys` columns (the row labels), the other columns shared out evenly."""
+    right = (
+        right
+        if right is not None
+        else [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool]
+    )
+    columns = list(df.columns)
+    if len(columns) <= max_columns:
+        return _one_table(df, caption, right)
+    key, rest = columns[:keys], columns[keys:]
+    parts = math.ceil(len(rest) / (max_columns - keys))
+    chunks = [list(c) for c in np.array_split(np.array(rest, dtype=object), parts)]
+    return "\n".join(
+        _one_table(
+            df[key + chunk],
+            caption + f" (part {i} of {parts})" if i == 1 else f"Continued (part {i} of {parts}).",
+            right,
+        )
+        for i, chunk in enumerate(chunks, 1)
+    )
+
+
+def merge_keys(df: pd.DataFrame, keys: list[str], name: str = "configuration") -> pd.DataFrame:
+    """One row-label column in place of several identity columns (values joined by ' · ')."""
+    if len(keys) <= 1:
+        return df
+    label = df[keys].astype(str).agg(" · ".join, axis=1)
+    return pd.concat([label.rename(name), df.drop(columns=keys)], axis=1)
+
+
 def _dataset_name(ref: object) -> str:
     """'mnist:test[8000:]' -> 'mnist': splits of one dataset are the same distribution."""
     return str(ref).split(":", 1)[0]
 
 
 def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The identity columns that take more than one value (constant ones are stated in Setup)."""
-    return [c for c in columns if c in df.columns and df[c].nunique(dropna=False) > 1]
+    """The identity columns that take more than one value (constant ones are stated in Setup), less the
+    architecture where the mode and depth fix it (depth 1's SAE and each mode's meta-SAE)."""
+    keys = [c for c in columns if c in df.columns and df[c].nunique(dropna=False) > 1]
+    if "architecture" in keys and len(keys) > 1:
+        rest = [k for k in keys if k != "architecture"] + (["depth"] if "depth" in df else [])
+        if df.groupby(rest, dropna=False)["architecture"].nunique(dropna=False).max() <= 1:
+            keys.remove("architecture")
+    return keys
 
 
 def depth_table(
@@ -199,7 +215,10 @@ def depth_table(
     wide = pd.Series(cells, index=stats.index).unstack("depth").sort_index(axis=1)
     wide.columns = [f"d{d}" for d in wide.columns]
     how = " (mean ± sd over seeds)" if spread else ""
-    return md_table(wide.reset_index(), f"{label} by depth{how}.", right=list(wide.columns))
+    rows = f" Rows: {' · '.join(k.replace('_', ' ') for k in keys)}." if len(keys) > 1 else ""
+    return md_table(
+        merge_keys(wide.reset_index(), keys), f"{label} by depth{how}.{rows}", right=list(wide.columns)
+    )
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame | None:
@@ -321,6 +340,63 @@ def _headline_count(g: pd.DataFrame) -> str:
     )
 
 
+# A figure's box on the PDF page: the text width, or less for a tall image, so that the image and its
+# caption fit one page (US letter less report/index.qmd's margins: 17.6 x 23.5 cm).
+FIGURE_WIDTH_CM, FIGURE_HEIGHT_CM = 17.6, 15.0
+
+
+def _size(path: Path) -> str:
+    """Pandoc's image attribute that fits `path` on a page (read by the HTML and Typst writers; GitHub
+    Markdown drops it)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        width, height = im.size
+    fit = min(1.0, FIGURE_HEIGHT_CM / (FIGURE_WIDTH_CM * height / max(width, 1)))
+    return f"{{width={fit:.0%}}}"
+
+
+def _counts(verdicts: pd.Series) -> str:
+    """'holds in 1, fails in 11 and untested in 15'."""
+    said = verdicts.value_counts()
+    shown = [f"{v} in {said[v]}" for v in VERDICTS if said.get(v, 0)]
+    if not shown:
+        return "has no verdict"
+    return ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+
+
+def _verdict_phrase(rows: pd.DataFrame) -> str:
+    """A claim's answer over its configuration rows: yes / mostly yes / no / mostly no / unsettled from the
+    verdicts, the statistic's range over the rows that decide, and why the others are untested."""
+    said = rows["verdict"].value_counts()
+    holds, fails, n = said.get("holds", 0), said.get("fails", 0), len(rows)
+    decided = rows.loc[rows["verdict"] != "untested"]
+    if decided.empty:
+        why = ""
+        if "basis" in rows:
+            why = ": " + ", ".join(sorted(set(rows["basis"].astype(str)) - {"measured"}))
+        return f"untested ({n} of {n} configurations{why})"
+    if holds == len(decided):
+        answer = "yes"
+    elif fails == len(decided):
+        answer = "no"
+    elif holds > len(decided) / 2 and not fails:
+        answer = "mostly yes"
+    elif fails > len(decided) / 2 and not holds:
+        answer = "mostly no"
+    else:
+        answer = "unsettled"
+    span = ""
+    if "estimate" in decided:
+        est = pd.to_numeric(decided["estimate"], errors="coerce").dropna()
+        name = str(decided["statistic"].iloc[0]) if "statistic" in decided else "statistic"
+        name = name.removeprefix("mean over seeds of ").removeprefix("median over seeds of ")
+        if len(est):
+            values = fmt(est.min()) if est.nunique() == 1 else f"{fmt(est.min())} to {fmt(est.max())}"
+            span = f"{name} {values}; "
+    return f"{answer} ({span}the claim {_counts(rows['verdict'])} of {n} configurations)"
+
+
 class ReportData:
     """The results folder as the report reads it; figures used are copied into `figures_dir`. `compare`: a
     second study's results folder, set beside this one by the log comparison (`metasae report --compare`).
@@ -378,15 +454,7 @@ class ReportData:
         shutil.copyfile(path, self.figures_dir / name)
         self.inputs.add(path)
         self.placed.add(path)
-        return f"![{caption}]({self.figures_dir.name}/{name})\n"
-
-    def _summary_figures(self, section: str) -> str:
-        out = []
-        for stem, caption in SECTION_FIGURES[section].items():
-            path = self.summary / "figures" / f"{stem}.png"
-            if path.is_file():
-                out.append(self.figure(path, caption))
-        return "\n".join(out)
+        return f"![{caption}]({self.figures_dir.name}/{name}){_size(path)}\n"
 
     def datasets(self) -> list[dict]:
         """Probe datasets with is_real (and ref, description where given): study.json's list, else
@@ -420,60 +488,140 @@ class ReportData:
         )
 
     # -- sections -------------------------------------------------------------------------------
+    def _headline_optimal(self, head: pd.DataFrame) -> pd.DataFrame | None:
+        """optimal_depth.csv's rows for the headline's datasets and models."""
+        if self.optimal is None:
+            return None
+        return self.optimal.loc[
+            self.optimal["dataset"].isin(head["dataset"].unique())
+            & self.optimal["model"].isin(head["model"].unique())
+        ]
+
+    def _claim_rows(self, word: str, head: pd.DataFrame | None = None) -> pd.DataFrame:
+        """claims.csv's rows whose claim mentions `word` (for the headline's datasets, where given)."""
+        c = self.claims_table
+        if c is None:
+            return pd.DataFrame(columns=CLAIMS_COLUMNS)
+        rows = c.loc[c["claim"].str.contains(word, case=False, regex=False)]
+        if head is not None and "dataset" in rows:
+            rows = rows.loc[rows["dataset"].isin(head["dataset"].unique())]
+        return rows
+
+    def _answer_optimal(self, head: pd.DataFrame) -> str:
+        opt = self._headline_optimal(head)
+        if opt is None or opt.empty:
+            return "**Is there an optimal depth?** Not measured here (`summary/optimal_depth.csv` is absent)."
+        measured = opt.loc[opt["basis"] == "measured"] if "basis" in opt else opt
+        if measured.empty:
+            answer = "No criterion could be measured at enough depths to name one"
+        else:
+            depths = measured["optimal_depth"]
+            if depths.nunique() == 1:
+                answer = f"Every measured criterion puts it at depth {fmt(depths.iloc[0])}"
+            else:
+                answer = (
+                    f"No single depth: the measured criteria's optima range over depths {fmt(depths.min())}"
+                    f"–{fmt(depths.max())} (median {fmt(depths.median())}) across {len(measured)} "
+                    "(configuration, criterion) pairs"
+                )
+        if "log_claim_depth2" in opt:
+            verdicts = opt["log_claim_depth2"]
+        else:
+            verdicts = opt["log_claim_depth2_holds"].map({True: "holds", False: "fails"})
+        return (
+            f'**Is there an optimal depth?** {answer}. The research log\'s "depth 2 is optimal", judged by '
+            f"the CI of the optimal depth, {_counts(verdicts)} of {len(opt)} (configuration, criterion) "
+            "pairs."
+        )
+
+    def _answer_atomic(self, head: pd.DataFrame) -> str:
+        rows = self._claim_rows("atomic", head)
+        if rows.empty:
+            return (
+                "**Do latents get more atomic with depth?** Not tested here (no such claim in `claims.csv`)."
+            )
+        groups = rows.groupby("mode") if "mode" in rows else [(None, rows)]
+        parts = [(f"in `{mode}` mode " if mode else "") + _verdict_phrase(g) for mode, g in groups]
+        text = "; ".join(parts)
+        return f"**Do latents get more atomic (purer in label) with depth?** {text[0].upper()}{text[1:]}."
+
+    def _answer_cost(self, head: pd.DataFrame) -> str:
+        """The headline reconstruction: the layer rebuilt from the first and the deepest depth per mode
+        (stack FVU and loss recovered), never each depth's own-input FVU."""
+        if "stack_fvu" not in head or head["stack_fvu"].isna().all():
+            return "**What does depth cost?** Not measured here (no stack FVU in `summary/depths.csv`)."
+        parts = [f"in `{mode}` mode {_headline_reconstruction(g)}" for mode, g in head.groupby("mode")]
+        text = "; ".join(parts)
+        return (
+            f"**What does depth cost?** {text[0].upper()}{text[1:]} (FVU 1 is no better than predicting the "
+            "mean; loss recovered 0 is no better than zeroing the layer)."
+        )
+
     def tldr(self) -> str:
+        """3-5 sentences: what was run, the two answers with their verdict counts, what depth costs, and
+        how sure the answers are."""
         if self.depths is None:
             return self._not_run("the headline numbers", self.summary / "depths.csv")
         head, label = self.headline()
         n_cfg = len(head.groupby(_varying(head, ID_COLUMNS + OPTIONAL_ID_COLUMNS) or ["mode"]))
-        lines = [
-            f"- **Data:** {label}; {n_cfg} configuration(s), {head['seed'].nunique()} seed(s), "
-            f"depths {head['depth'].min()}–{head['depth'].max()}."
+        n_seeds = head["seed"].nunique()
+        modes = sorted(head["mode"].unique())
+        sentences = [
+            f"We trained SAEs on a classifier's activations and meta-SAEs on those SAEs down to depth "
+            f"{head['depth'].max()} ({' and '.join(f'`{m}`' for m in modes)} mode), on {label}: "
+            f"{n_cfg} configuration(s), {n_seeds} seed(s) each.",
+            self._answer_optimal(head),
+            self._answer_atomic(head),
+            self._answer_cost(head),
         ]
-        for mode, g in head.groupby("mode"):
-            lines.append(f"- **{mode} mode:** {_headline_reconstruction(g)}; {_headline_count(g)}.")
-        if "dead_fraction" in head:
-            dead = head.loc[head["depth"] == 1].groupby("dataset")["dead_fraction"].median().dropna()
-            if len(dead):
-                lines.append(
-                    "- **Depth-1 dead latents** (never active on the probe images; the guard is under 10%): "
-                    + ", ".join(f"{name} {v:.0%}" for name, v in dead.items())
-                    + "."
-                )
-        if self.optimal is not None:
-            opt = self.optimal.loc[
-                self.optimal["dataset"].isin(head["dataset"].unique())
-                & self.optimal["model"].isin(head["model"].unique())
-            ]
-            if "basis" in opt:  # criteria whose statistic is fixed by construction or dense give no optimum
-                opt = opt.loc[opt["basis"] == "measured"]
-            for criterion, g in opt.groupby("criterion"):
-                depths = g["optimal_depth"]
-                lines.append(
-                    f"- **Optimal depth by `{criterion}`:** median {fmt(depths.median())} "
-                    f"(range {fmt(depths.min())}–{fmt(depths.max())}) over {len(g)} configuration(s); "
-                    f"depth 2 in {int((depths == 2).sum())} of {len(g)}."
-                )
-            if "log_claim_depth2" in opt:
-                said = opt["log_claim_depth2"].value_counts()
-                lines.append(
-                    '- **The log\'s "depth 2 is optimal"**, judged by the CI of the optimal depth: '
-                    + ", ".join(f"{said.get(v, 0)} {v}" for v in VERDICTS)
-                    + f" of {len(opt)} measured (configuration, criterion) pairs."
-                )
-            else:
-                held = int(opt["log_claim_depth2_holds"].sum())
-                lines.append(
-                    f'- **The log\'s "depth 2 is optimal"** holds in '
-                    f"{held} of {len(opt)} (configuration, criterion) pairs."
-                )
+        few = self._rule("min_seeds", 5)
+        sure = [
+            f"{self._rule('ci_level', 0.95):.0%} percentile-bootstrap CIs over {n_seeds} seed(s)"
+            + (f", fewer than the {few} a real study uses, so they are coarse" if n_seeds < few else "")
+        ]
+        if not head["is_real"].any():
+            sure.append(
+                "embedded stand-ins only, so the numbers say how the method behaves, not what real "
+                "images contain"
+            )
         if self.claims_table is not None:
             counts = self.claims_table["verdict"].value_counts()
-            lines.append(
-                f"- **Claims of the research log re-tested:** {counts.get('holds', 0)} hold, "
-                f"{counts.get('fails', 0)} fail, {counts.get('inconclusive', 0)} inconclusive, "
-                f"{counts.get('untested', 0)} untested (of {len(self.claims_table)})."
+            sure.append(
+                f"of all {len(self.claims_table)} re-tests of the research log's claims, "
+                f"{counts.get('holds', 0)} hold, {counts.get('fails', 0)} fail, "
+                f"{counts.get('inconclusive', 0)} are inconclusive and {counts.get('untested', 0)} untested "
+                "(a statistic fixed by construction or measured on dense codes decides nothing)"
             )
-        return "\n".join(lines) + "\n"
+        sentences.append("**How sure?** " + "; ".join(sure)[0].upper() + "; ".join(sure)[1:] + ".")
+        return "\n\n".join(sentences) + "\n"
+
+    def claims_summary(self) -> str:
+        """The research log's claims at a glance: per claim, how many configurations each verdict got and the
+        range of the statistic (the per-configuration tables are in the appendix)."""
+        if self.claims_table is None:
+            return self._not_run("the re-test of the log's claims", self.summary / "claims.csv")
+        c = self.claims_table
+        if "basis" not in c:
+            table = c[["claim", "log_value", "our_value", "verdict"]].astype(object).fillna("")
+            table.columns = ["claim", "the log", "ours", "verdict"]
+            return md_table(table, "Claims of the research log: its value, ours, and the verdict.")
+        by = ["claim", "mode"] if "mode" in c and c["mode"].notna().any() else ["claim"]
+        order = {claim: i for i, claim in enumerate(dict.fromkeys(c["claim"]))}
+        rows = []
+        for key, g in sorted(c.groupby(by, sort=False), key=lambda kg: (order[kg[0][0]], str(kg[0][1:]))):
+            said = g["verdict"].value_counts()
+            row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+            row |= {v: str(said.get(v, 0)) for v in VERDICTS}
+            why = sorted(set(g.loc[g["verdict"] == "untested", "basis"].astype(str)) - {"measured"})
+            if why:
+                row["untested"] += f" ({', '.join(why)})"
+            rows.append(row)
+        return md_table(
+            pd.DataFrame(rows),
+            "Claims of the research log at a glance: how many configurations each verdict got (untested: "
+            "why). Definitions are in Method; each configuration's statistic and CI are in the appendix.",
+            right=[],
+        )
 
     def setup(self) -> str:
         parts = []
@@ -509,16 +657,7 @@ class ReportData:
                 + [", ".join(map(str, sorted(d["seed"].unique()))), f"{d['depth'].min()}–{d['depth'].max()}"],
             }
         )
-        parts.append(md_table(facts, "What was run (from depths.csv)."))
-        parts.append(
-            depth_table(
-                d,
-                "d_sae",
-                "Dictionary size (latents)",
-                keys=_varying(d, ["mode", "architecture"]) or ["mode"],
-                spread=False,
-            )
-        )
+        parts.append(md_table(facts, "What was run (from depths.csv); dictionary sizes are in the appendix."))
         run = []
         if "config_file" in self.study:
             run.append(f"configuration `{self.study['config_file']}`")
@@ -661,15 +800,94 @@ class ReportData:
         ]
         return "\n".join(lines) + "\n"
 
+    def _main_figure(self, metric: str, what: str) -> str:
+        """A main-text figure of `metric` vs depth, drawn here from depths.csv (with the metric's reference
+        lines, image-level statistics of dense routed codes blanked); `what`: the sentence saying what to
+        see. The aggregate stage's copy of the same figure is left out of the appendix."""
+        from metasae.figures.summary import METRICS, plot_metric_vs_depth
+
+        d = self.depths.copy()
+        if metric not in d or d[metric].isna().all():
+            return ""
+        image = [*self._rule("image_statistics", []), "count_fraction", "purity_mean"]
+        if metric in image:
+            d[metric] = d[metric].astype(float).where(~_dense_rows(d))
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        name = f"main-{metric}_vs_depth.png"
+        plot_metric_vs_depth(d, metric, METRICS.get(metric, metric), self.figures_dir / name)
+        self.placed.add(self.summary / "figures" / f"{metric}_vs_depth.png")
+        return f"![{what}]({self.figures_dir.name}/{name}){_size(self.figures_dir / name)}\n"
+
+    def _trend(self, metric: str) -> str:
+        """`metric`'s median over the headline rows at the first and the last depth, per mode."""
+        head, _ = self.headline()
+        if metric not in head:
+            return ""
+        parts = []
+        for mode, g in head.groupby("mode"):
+            g = g.loc[~_dense_rows(g)] if metric in ("count_fraction", "purity_mean") else g
+            med = g.groupby("depth")[metric].median().dropna()
+            if len(med) >= 2:
+                parts.append(
+                    f"`{mode}` mode {fmt(med.iloc[0])} at depth {med.index[0]} to {fmt(med.iloc[-1])} at "
+                    f"depth {med.index[-1]}"
+                )
+        return "; ".join(parts)
+
     def reconstruction(self) -> str:
+        """The headline reconstruction: the stack FVU table and its figure (other statistics: appendix)."""
         if self.depths is None:
             return self._not_run("reconstruction and sparsity vs depth", self.summary / "depths.csv")
+        metric = (
+            "stack_fvu" if "stack_fvu" in self.trained and self.trained["stack_fvu"].notna().any() else "fvu"
+        )
+        label = (
+            "FVU of the layer rebuilt from each depth (one input at every depth)"
+            if metric == "stack_fvu"
+            else "FVU of each depth's own inputs"
+        )
+        trend = self._trend(metric)
+        what = (
+            "Stack FVU vs depth (line: mean over seeds; band: min–max). What to see: how fast the curves "
+            "climb towards the dashed line at 1, the FVU of predicting the mean"
+            + (f" (median {trend})" if trend else "")
+            + "."
+        )
+        return "\n".join([self._metric_tables([(metric, label)]), self._main_figure(metric, what)])
+
+    def activation_counts(self) -> str:
+        """The log's activation count as a share of the dictionary: its table and figure."""
+        if self.depths is None:
+            return self._not_run("activation counts vs depth", self.summary / "depths.csv")
+        d = self.trained
+        metric = "count_fraction" if "count_fraction" in d and d["count_fraction"].notna().any() else None
+        metric = metric or "count_all_top10_nonzero"
+        label = (
+            "Share of the dictionary whose top-10 activations are all non-zero (the log's count / dictionary "
+            "size)"
+            if metric == "count_fraction"
+            else "Latents whose top-10 activations are all non-zero (the log's count)"
+        )
+        head, _ = self.headline()
+        peaks = "; ".join(f"`{mode}` mode: {_headline_count(g)}" for mode, g in head.groupby("mode"))
+        what = (
+            (
+                "The log's activation count as a share of each depth's dictionary"
+                if metric == "count_fraction"
+                else "The log's activation count"
+            )
+            + f" vs depth. What to see: where each curve peaks, the depth the log's criterion calls optimal "
+            f"({peaks})."
+        )
+        return "\n".join([self._metric_tables([(metric, label)]), self._main_figure(metric, what)])
+
+    def more_metrics(self) -> str:
+        """Appendix: every other statistic by depth, the depths that did not train, the dictionary sizes, the
+        log's counts beside ours, and the statistics that enter no verdict."""
+        if self.depths is None:
+            return self._not_run("the other statistics by depth", self.summary / "depths.csv")
         tables = self._metric_tables(
             [
-                (
-                    "stack_fvu",
-                    "FVU of the layer rebuilt from each depth (the headline: one input at every depth)",
-                ),
                 ("loss_recovered", "Loss recovered with the layer rebuilt from each depth spliced in"),
                 ("spliced_accuracy", "Classifier accuracy with the stack spliced in"),
                 (
@@ -678,33 +896,23 @@ class ReportData:
                     "rows; activations mode: the parent's codes), not comparable across depths",
                 ),
                 ("l0", "L0 (mean active latents per input)"),
-                ("alive_latents", "Alive latents"),
                 ("alive_fraction", "Alive latents as a share of the dictionary"),
                 ("dead_fraction", "Dead fraction: latents never active on the probe images"),
-            ]
-        )
-        return "\n".join([tables, self._stops(), self._summary_figures("reconstruction")])
-
-    def activation_counts(self) -> str:
-        if self.depths is None:
-            return self._not_run("activation counts vs depth", self.summary / "depths.csv")
-        tables = self._metric_tables(
-            [
-                (
-                    "count_fraction",
-                    "Share of the dictionary whose top-10 activations are all non-zero (the log's count / "
-                    "dictionary size)",
-                ),
                 ("mean_active_fraction", "Mean active latents per image as a share of the dictionary"),
-                (
-                    "count_all_top10_nonzero",
-                    "Latents whose top-10 activations are all non-zero (the log's count)",
-                ),
                 ("mean_active_per_image", "Mean active latents per image"),
+                ("entropy_mean", "Mean label entropy (bits) of top images"),
             ]
         )
-        parts = [tables, self._log_count_fractions(), self._exclusions()]
-        return "\n".join(p for p in parts if p) + "\n" + self._summary_figures("activation_counts")
+        counts = self._log_count_fractions()  # empty where the main text's table is the raw count already
+        sizes = depth_table(
+            self.trained,
+            "d_sae",
+            "Dictionary size (latents)",
+            keys=_varying(self.trained, ["mode", "architecture"]) or ["mode"],
+            spread=False,
+        )
+        parts = [tables, counts, self._exclusions(), self._stops(), sizes]
+        return "\n".join(p for p in parts if p)
 
     def _log_count_fractions(self) -> str:
         """The log's counts per depth (raw and as a share of its 2304 latents) beside ours (mean count and
@@ -808,7 +1016,6 @@ class ReportData:
             )
         )
         parts.append(self._meta_structure())
-        parts.append(self._summary_figures("stability"))
         return "\n".join(p for p in parts if p)
 
     def _meta_structure(self) -> str:
@@ -846,43 +1053,50 @@ class ReportData:
     def purity(self) -> str:
         if self.depths is None:
             return self._not_run("label purity vs depth", self.summary / "depths.csv")
-        tables = self._metric_tables(
-            [
-                ("purity_mean", "Mean label purity of alive latents' top images"),
-                ("entropy_mean", "Mean label entropy (bits) of top images"),
-            ]
+        tables = self._metric_tables([("purity_mean", "Mean label purity of alive latents' top images")])
+        trend = self._trend("purity_mean")
+        what = (
+            "Mean label purity of alive latents' top-10 images vs depth. What to see: whether the curves "
+            'rise with depth, as "latents become more atomic" asserts'
+            + (f" (median {trend}; depths with dense routed codes left out)" if trend else "")
+            + "."
         )
-        return tables + "\n" + self._summary_figures("purity")
+        return tables + "\n" + self._main_figure("purity_mean", what)
 
     def optimal_depth(self) -> str:
         if self.optimal is None:
             return self._not_run(
                 "optimal depth with confidence intervals", self.summary / "optimal_depth.csv"
             )
-        o = self.optimal
+        o = self.optimal.copy()
         keys = _varying(o, ["model", "dataset", "layer", *OPTIONAL_ID_COLUMNS, "mode", "architecture"]) or [
             "mode"
         ]
-        table = o[keys + ["criterion", "optimal_depth"]].rename(columns={"optimal_depth": "depth"})
-        table["95% CI"] = [
-            f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(o["ci_low"], o["ci_high"], strict=True)
+        measured = o["basis"].eq("measured") if "basis" in o else pd.Series(True, index=o.index)
+        o["cell"] = [
+            f"{fmt(d)} [{fmt(lo)}, {fmt(hi)}]" if ok else f"– ({basis})"
+            for d, lo, hi, ok, basis in zip(
+                o["optimal_depth"], o["ci_low"], o["ci_high"], measured, o.get("basis", measured), strict=True
+            )
         ]
-        table["seeds"] = o["n_seeds"]
-        if "log_claim_depth2" in o:
-            table["over depths"] = o["depths_used"].fillna("")
-            table["basis"] = o["basis"]
-            table["log's depth 2"] = o["log_claim_depth2"]
-        else:
-            table["log's depth 2"] = o["log_claim_depth2_holds"].map({True: "holds", False: "fails"})
-        table = table.sort_values(keys + ["criterion"])
-        caption = (
-            "Optimal depth per criterion: median over seeds of each seed's best depth, percentile-bootstrap "
-            "CI over seeds, the depths whose statistic could be used, and the verdict on the log's "
-            '"depth 2 is optimal" (holds: the CI lies within (1.5, 2.5); fails: outside; inconclusive: '
-            "across; untested: depths 1-3 not all usable). A criterion whose statistic is fixed by "
-            "construction or rests on dense routed codes gives no optimum (basis)."
+        o["configuration"] = o[keys].astype(str).agg(" · ".join, axis=1)
+        wide = o.pivot_table(
+            index="configuration", columns="criterion", values="cell", aggfunc="first", sort=False
         )
-        return md_table(table, caption)
+        wide = wide[list(dict.fromkeys(o["criterion"]))].reset_index().fillna("–")
+        wide.columns.name = None
+        seeds = sorted(o["n_seeds"].dropna().astype(int).unique())
+        caption = (
+            "Optimal depth per configuration (rows: "
+            + " · ".join(k.replace("_", " ") for k in keys)
+            + ") and "
+            "criterion (columns; defined in Method): the median over seeds of each seed's best depth, with "
+            f"its 95% percentile-bootstrap CI over {', '.join(map(str, seeds))} seeds. The log's \"depth 2 "
+            'is optimal" holds where the CI lies within (1.5, 2.5), fails where it lies outside, is '
+            "inconclusive where it crosses; a criterion whose statistic is fixed by construction, rests on "
+            "dense routed codes or lacks depths 1-3 gives no optimum (–, with the reason)."
+        )
+        return md_table(wide, caption, right=[])
 
     def known_depth(self) -> str:
         """Do the criteria find a known depth? The planted-tree runs (issue 16): synth_depth.csv and
@@ -891,11 +1105,10 @@ class ReportData:
         depth = self._load(path, ["criterion", "mode", "true_depth", "estimated_median", "ci_low", "ci_high"])
         if depth is None:
             return self._not_run("optimal-depth criteria on planted trees of known depth", path)
-        table = depth[["criterion", "mode", "true_depth", "estimated_median"]].rename(
-            columns={"true_depth": "true L", "estimated_median": "estimated depth"}
-        )
-        table["95% CI"] = [
-            f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(depth["ci_low"], depth["ci_high"], strict=True)
+        table = depth[["criterion", "mode", "true_depth"]].rename(columns={"true_depth": "true L"})
+        table["estimated depth [95% CI]"] = [
+            f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
+            for m, lo, hi in zip(depth["estimated_median"], depth["ci_low"], depth["ci_high"], strict=True)
         ]
         table["cases"] = depth["n_cases"]
         table["right"] = depth["fraction_correct"].map(lambda f: f"{f:.0%}")
@@ -913,7 +1126,11 @@ class ReportData:
             text += "\n" + md_table(accuracy, "Share of all (L, seed) cases each criterion gets right.")
         figure = self.summary / "synth_depth.png"
         if figure.is_file():
-            text += "\n" + self.figure(figure, "Estimated vs planted depth per criterion")
+            text += "\n" + self.figure(
+                figure,
+                "Estimated vs planted depth per criterion. What to see: how close each criterion's estimate "
+                "comes to the planted depth L; root_match, the oracle, shows what is achievable.",
+            )
         return text
 
     def lineage(self) -> str:
@@ -959,17 +1176,16 @@ class ReportData:
                 "out-of-distribution probes"
             )
             return "*Not run: every probe dataset in `summary/depths.csv` is the training dataset.*\n"
-        keys = (
-            _varying(d, ["model", "train_dataset"])
-            + ["dataset", "distribution"]
-            + _varying(d, ["layer", *OPTIONAL_ID_COLUMNS, "mode", "architecture"])
+        table = (
+            d.groupby(["model", "dataset"], sort=False)
+            .agg(trained_on=("train_dataset", "first"), distribution=("distribution", "first"))
+            .reset_index()
+            .rename(columns={"trained_on": "classifier trained on"})
         )
-        return "\n".join(
-            depth_table(d, m, label, keys=keys)
-            for m, label in [
-                ("fvu", "FVU on in- and out-of-distribution probes"),
-                ("purity_mean", "Mean label purity on in- and out-of-distribution probes"),
-            ]
+        return md_table(
+            table,
+            "Which probe datasets are in and out of the classifier's training distribution; every table and "
+            "figure above has a row or line per probe dataset.",
         )
 
     def dsprites(self) -> str:
@@ -998,24 +1214,30 @@ class ReportData:
         for claim in dict.fromkeys(c["claim"]):
             g = c.loc[c["claim"] == claim]
             first = g.iloc[0]
-            table = g[keys].copy()
-            table["estimate"] = g["estimate"]
-            table["95% CI"] = [
-                f"[{fmt(lo)}, {fmt(hi)}]" if lo != "" else "–"
-                for lo, hi in zip(g["ci_low"], g["ci_high"], strict=True)
+            table = pd.DataFrame({"configuration": g[keys].astype(str).agg(" · ".join, axis=1)})
+            table["estimate [95% CI]"] = [
+                f"{fmt(est)} [{fmt(lo)}, {fmt(hi)}]"
+                if lo != ""
+                else f"{fmt(est)} (no CI)"
+                if est != ""
+                else "–"
+                for est, lo, hi in zip(g["estimate"], g["ci_low"], g["ci_high"], strict=True)
             ]
             table["seeds"] = [
                 f"{n}" + (f" (< {min_seeds})" if n != "" and 0 < int(n) < min_seeds else "")
                 for n in g["n_seeds"]
             ]
             table["verdict"] = g["verdict"]
-            table["basis"] = g["basis"]
-            table["excluded"] = g["excluded"]
+            table["basis"] = [
+                f"{b}: {e}" if e and b != "measured" else b
+                for b, e in zip(g["basis"], g["excluded"], strict=True)
+            ]
             out.append(
                 f"**{claim}.** The log: {first['log_value']}. Statistic: {first['statistic']}; "
                 f"it holds when {first['region']}.\n"
             )
-            out.append(md_table(table, f"{claim}: per configuration, with the CI over seeds."))
+            rows = " · ".join(k.replace("_", " ") for k in keys)
+            out.append(md_table(table, f"{claim}: per configuration ({rows}), with the CI over seeds."))
         return "\n".join(out)
 
     def limitations(self) -> str:
@@ -1061,7 +1283,13 @@ class ReportData:
         rest = [p for p in sorted((self.summary / "figures").glob("*.png")) if p not in self.placed]
         if not rest:
             return "*No other summary figures.*\n"
-        return "\n".join(self.figure(p, p.stem.replace("_", " ").capitalize() + ".") for p in rest)
+        return "\n".join(
+            self.figure(
+                p,
+                p.stem.replace("_", " ").capitalize() + " (line: mean over seeds; band: min–max over seeds).",
+            )
+            for p in rest
+        )
 
     # -- the research log's numbers beside ours ---------------------------------------------------
     def _studies(self) -> list[ReportData]:
@@ -1185,7 +1413,7 @@ class ReportData:
             "as collapsed (0: the preset's stop rule fires on a dead parent). 'k/n seeds': the mean over the "
             "k seeds that trained the depth."
         )
-        out = [md_table(table, caption, right=[c for c in table.columns if c != "quantity"])]
+        out = [md_table(table, caption, right=[c for c in table.columns if c != "quantity"], keys=2)]
         if preset is None:
             out.append(
                 "*The log preset's columns are absent: run `snakemake --cores all --configfile "

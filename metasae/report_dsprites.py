@@ -256,7 +256,8 @@ def reading_orientation(table: pd.DataFrame) -> str:
 
 
 def section(report) -> str:
-    """The dSprites results: the ViTs, then one figure per question with its reading, and the shape table."""
+    """The dSprites results in the main text: one figure (which layer represents what) and the three
+    readings; the rest is in `appendix`."""
     results = report.results
     folder = results / "probes_summary"  # the figures; the tables are read from each run's own probes.csv
     runs = sorted((results / "probes").glob("*/probes.csv"))
@@ -271,39 +272,54 @@ def section(report) -> str:
         "initialisation (step 0) and the raw input pixels; orientation is also compared with its symmetry "
         "ceiling (a square looks the same after a quarter turn, an ellipse after a half turn).\n"
     ]
-    vits = vit_table(results)
-    if vits:
-        out.append(vits)
-    figures = (
-        (
-            "score_vs_layer.png",
-            "Which ViT represents shape, scale and position linearly, and from which layer?",
-            reading_layers,
-        ),
-        ("shape_vs_step.png", "When in training does shape become linearly decodable?", reading_steps),
-        (
-            "orientation_per_shape.png",
-            "Is orientation encoded, up to each shape's symmetry?",
-            reading_orientation,
-        ),
+    if (folder / FIGURES[0][0]).is_file():
+        out.append(report.figure(folder / FIGURES[0][0], FIGURES[0][1]))
+    out += [reading_layers(table), reading_steps(table), reading_orientation(table)]
+    out.append(
+        "The ViTs, the shape table with CIs, the figures over training and per shape, and every run's "
+        "tables are in the appendix.\n"
     )
-    for name, question, reading in figures:
-        if (folder / name).is_file():
-            out.append(report.figure(folder / name, question))
-        out.append(reading(table))
-        if name == "score_vs_layer.png":
-            out.append(shape_table(table))
-    out.append("Per-run tables of every factor, layer and checkpoint are in the appendix.\n")
-    return "\n".join(out)
+    return "\n".join(o for o in out if o)
+
+
+# The figures of probes_summary/: the first in the main text (with what to see), the others in the appendix.
+FIGURES = (
+    (
+        "score_vs_layer.png",
+        "Which ViT represents shape, scale and position linearly, and from which layer? What to see: where "
+        "each trained ViT's curve leaves its random-init control and how close it comes to the raw pixels.",
+    ),
+    (
+        "shape_vs_step.png",
+        "When in training does shape become linearly decodable? What to see: the first checkpoint whose "
+        "accuracy leaves the random-init value (step 0).",
+    ),
+    (
+        "orientation_per_shape.png",
+        "Is orientation encoded, up to each shape's symmetry? What to see: each shape's accuracy against "
+        "its symmetry ceiling.",
+    ),
+)
+
+
+def _task(df: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """One row label, 'train set: factor (probe metric)', for the probe tables' key columns."""
+    label = [f"{t}: {f} ({p} {m})" for t, f, p, m in df[key].itertuples(index=False)]
+    return pd.concat([pd.Series(label, index=df.index, name="task"), df.drop(columns=key)], axis=1)
 
 
 def appendix(report) -> str:
-    """Per run: every task's score per layer at the last step, each task over training at its best layer,
-    and the run's own figures."""
+    """The ViTs, the shape table, the figures over training and per shape, then per run: every task's score
+    per layer at the last step, each task over training at its best layer, and the run's own figures."""
     runs = sorted(p.parent for p in (report.results / "probes").glob("*/probes.csv"))
     if not runs:
         return report._not_run("the dSprites probes", report.results / "probes")
-    out = []
+    table = pd.concat(
+        [report._load(p / "probes.csv", PROBE_COLUMNS).assign(run=p.name) for p in runs], ignore_index=True
+    )
+    out = [vit_table(report.results) or "", shape_table(table)]
+    folder = report.results / "probes_summary"
+    out += [report.figure(folder / name, what) for name, what in FIGURES[1:] if (folder / name).is_file()]
     for run in runs:
         p = report._load(run / "probes.csv", PROBE_COLUMNS)
         key = ["train_set", "factor", "probe", "metric"]
@@ -312,7 +328,7 @@ def appendix(report) -> str:
         out.append(f"**`{run.name}`**\n")
         out.append(
             md_table(
-                by_layer.reset_index(),
+                _task(by_layer.reset_index(), key),
                 "Probe score per layer at the last training step (mean where several checkpoints share it).",
             )
         )
@@ -321,9 +337,11 @@ def appendix(report) -> str:
             index=key + ["layer"], columns="step", values="value", aggfunc="mean"
         )
         over.columns = [f"step {s}" for s in over.columns]
-        out.append(md_table(over.reset_index(), "Probe score over training at each factor's best layer."))
+        over = _task(over.reset_index(), key)
+        over["task"] = over["task"] + " at " + over.pop("layer")
+        out.append(md_table(over, "Probe score over training at each factor's best layer."))
         out += [
             report.figure(f, f"{run.name}: {f.stem.replace('_', ' ')}.")
             for f in sorted((run / "figures").glob("*.png"))
         ]
-    return "\n".join(out)
+    return "\n".join(o for o in out if o)

@@ -86,14 +86,21 @@ def studies(tmp_path):
     return fixed, log
 
 
-def table_rows(markdown: str) -> dict[tuple[str, str], list[str]]:
-    """{(quantity, depth): cells} of the first pipe table in `markdown`."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {}
-    for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[(cells[0], cells[1])] = dict(zip(header, cells, strict=True))
+def table_rows(markdown: str) -> dict[tuple[str, str], dict[str, str]]:
+    """{(quantity, depth): {column: cell}} of the pipe tables in `markdown`, the parts of a table split to at
+    most 6 columns (each repeating quantity and depth) merged back."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    header: list[str] = []
+    previous = ""
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not previous.startswith("|"):
+                header = cells
+            elif not set(line) <= set("|:- "):
+                assert len(cells) <= 6, line
+                rows.setdefault((cells[0], cells[1]), {}).update(zip(header, cells, strict=True))
+        previous = line
     return rows
 
 

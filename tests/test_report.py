@@ -236,7 +236,9 @@ def test_markdown_has_no_html_and_its_images_exist(rendered):
     text = (out / "index.md").read_text()
     assert not HTML_TAG.search(text), HTML_TAG.search(text)
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(images) == 6  # 2 summary + the appendix's extra_panel, 2 lineage, 1 probe figure
+    # main text: stack FVU, the log's count, purity (drawn from depths.csv); appendix: the summary figures
+    # not drawn in the main text (fvu, extra_panel), 2 lineage cards, 1 probe figure
+    assert len(images) == 8
     assert all(not Path(p).is_absolute() and (out / p).is_file() for p in images)
     assert "![decoder/depth2: lineage card.]" in text and "depth4" not in text and "seed1" not in text
     assert "## TL;DR" in text and "[^1]:" in text  # ATX headings and a footnote, as LessWrong imports
@@ -265,10 +267,17 @@ def test_tldr_numbers_are_computed_from_the_results(tmp_path):
         "from depth 3, median FVU 0.6 and loss recovered 0.65" in tldr
     )
     assert "0.105" not in tldr  # own-input FVU (0.1 * depth + 0.01 * seed) is not a headline
-    assert "peaks at depth 2 (median 30)" in tldr
-    # glyphs' optimal-depth row is not headline: 1 of the 2 mnist rows has depth 2.
-    assert "depth 2 in 1 of 2" in tldr
-    assert "1 hold, 1 fail, 0 inconclusive, 1 untested (of 3)" in tldr
+    assert "peaks at depth 2 (median 30)" in data.activation_counts()  # the count figure's caption
+    # glyphs' optimal-depth row is not headline: the log's depth 2 holds for 1 of the 2 mnist rows.
+    assert "No single depth: the measured criteria's optima range over depths 1–2" in tldr
+    assert "holds in 1 and fails in 1 of 2 (configuration, criterion) pairs" in tldr
+    assert (
+        "of all 3 re-tests of the research log's claims, 1 hold, 1 fail, 0 are inconclusive and 1 untested"
+        in tldr
+    )
+    assert "**How sure?**" in tldr and "2 seed(s), fewer than the 5" in tldr
+    assert 3 <= tldr.count(". ") + tldr.count(".\n") <= 6  # a few sentences, not a list of metrics
+    assert "\n- " not in tldr
 
 
 def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
@@ -277,11 +286,12 @@ def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
     pd.read_csv(path).assign(is_real=False).to_csv(path, index=False)
     tldr = ReportData(results, tmp_path / "figs").tldr()
     assert "embedded stand-ins only (glyphs, mnist); no real dataset was run" in tldr
-    assert "depth 2 in 1 of 3" in tldr  # every optimal-depth row now speaks
+    assert "holds in 1 and fails in 2 of 3" in tldr  # every optimal-depth row now speaks
+    assert "embedded stand-ins only, so the numbers say how the method behaves" in tldr
 
 
 def test_stopped_depths_are_reported_apart(tmp_path):
-    text = ReportData(make_results(tmp_path), tmp_path / "figs").reconstruction()
+    text = ReportData(make_results(tmp_path), tmp_path / "figs").more_metrics()  # in the appendix
     assert re.search(r"\| decoder\s+\| 4\s+\| stopped\s+\| min_alive\s+\| 1\s+\|", text)
     assert "| d4" not in text  # the stopped depth's FVU of 9 enters no table
 

@@ -76,9 +76,12 @@ def results(tmp_path_factory):
 
 
 def test_section_places_one_figure_per_question_with_a_reading(results, tmp_path):
-    text = ReportData(results, tmp_path / "figs").dsprites()
-    for name in ("score_vs_layer", "shape_vs_step", "orientation_per_shape"):
-        assert f"probes_summary-{name}.png" in text
+    data = ReportData(results, tmp_path / "figs")
+    text, appendix = data.dsprites(), data.dsprites_appendix()
+    assert "probes_summary-score_vs_layer.png" in text and text.count("](") == 1  # one main-text figure
+    assert "What to see:" in text
+    for name in ("shape_vs_step", "orientation_per_shape"):  # the others in the appendix
+        assert f"probes_summary-{name}.png" in appendix and name not in text
     assert text.count("**Reading.**") == 3
     # computed, not typed: the best layer, its CI and where it first beats the random init (0.40)
     assert "`dsprites_shape` 0.95 [0.93, 0.97] at block0.mean (above the random init from embed.mean)" in text
@@ -98,7 +101,7 @@ def test_section_places_one_figure_per_question_with_a_reading(results, tmp_path
 
 
 def test_shape_table_has_every_vit_layer_and_control_with_cis(results, tmp_path):
-    text = ReportData(results, tmp_path / "figs").dsprites()
+    text = ReportData(results, tmp_path / "figs").dsprites_appendix()
     table = text.split("| layer")[1].split("\n\n")[0]
     assert "dsprites_shape (step 100)" in table and "fashion_mnist (step 100)" in table
     assert "random init (step 0)" in table

@@ -28,6 +28,14 @@ METRICS = {
     "decoder_fve": "decoder FVE of the meta-SAE (SAEBench meta_structure)",
 }
 
+# Reference lines where a metric has a clean or chance value: (value, label).
+REFERENCES = {
+    "stack_fvu": [(1.0, "FVU 1: predicting the mean")],
+    "fvu": [(1.0, "FVU 1: predicting the mean")],
+    "loss_recovered": [(1.0, "1: the clean model"), (0.0, "0: zero-ablated layer")],
+    "decoder_fve": [(0.0, "0: explains nothing")],
+}
+
 
 def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Path) -> None:
     modes = sorted(depths["mode"].unique())
@@ -40,6 +48,11 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
                 continue
             line = ax.plot(stats.index, stats["mean"], marker="o", label=f"{dataset} ({model})")[0]
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+        for value, text in REFERENCES.get(metric, []):
+            ax.axhline(value, color="0.3", linestyle="--", linewidth=1)
+            ax.annotate(
+                text, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7, color="0.3", va="bottom"
+            )
         ax.set_title(f"{mode} mode")
         ax.set_xlabel("depth")
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -22,6 +22,7 @@ from metasae.report_content import ReportData
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "index.qmd"
 RENDERERS = ("auto", "quarto", "pandoc")
 OUTPUTS = ("index.html", "index.pdf", "index.md")
+FORMATS = {"all": OUTPUTS, "lesswrong": ("post.md",)}  # --format: the files each writes (plus figures/)
 PROVENANCE_FILE = "provenance.json"  # written last
 GFM = "gfm-raw_html-tex_math_gfm+tex_math_dollars"  # LessWrong reads $...$ math, not GitHub's $`...`$
 _CELL = re.compile(r"^```\{python\}[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
@@ -70,28 +71,23 @@ def _run(cmd: list[str], cwd: Path) -> None:
         )
 
 
-def _render_pandoc(build: Path) -> None:
+def _render_pandoc(build: Path, outputs: tuple[str, ...]) -> None:
     import pypandoc
-    import typst
 
     pandoc = pypandoc.get_pandoc_path()
-    _run(
-        [
-            pandoc,
-            "source.md",
-            "-f",
-            "markdown",
-            "-t",
-            "html5",
-            "-s",
-            "--embed-resources",
-            "--mathml",
-            "-o",
-            "index.html",
-        ],
-        build,
-    )
-    _run([pandoc, "source.md", "-f", "markdown", "-t", GFM, "--wrap=none", "-o", "index.md"], build)
+    if "index.html" in outputs:
+        html = ["-t", "html5", "-s", "--embed-resources", "--mathml", "-o", "index.html"]
+        _run([pandoc, "source.md", "-f", "markdown", *html], build)
+    for name in outputs:
+        if name.endswith(".md"):
+            _run([pandoc, "source.md", "-f", "markdown", "-t", GFM, "--wrap=none", "-o", name], build)
+    if "index.pdf" in outputs:
+        _render_typst(build, pandoc)
+
+
+def _render_typst(build: Path, pandoc: str) -> None:
+    import typst
+
     _run([pandoc, "source.md", "-f", "markdown", "-t", "typst", "-s", "-o", "index.typ"], build)
     try:  # embedded fonts only, so the PDF looks the same on every machine
         pdf = typst.compile(str(build / "index.typ"), root=str(build), ignore_system_fonts=True)
@@ -100,10 +96,46 @@ def _render_pandoc(build: Path) -> None:
     (build / "index.pdf").write_bytes(pdf)
 
 
-def _render_quarto(build: Path, project: Path) -> None:
+def _render_quarto(build: Path, project: Path, outputs: tuple[str, ...]) -> None:
     shutil.copyfile(project / "_quarto.yml", build / "_quarto.yml")
-    for fmt, name in (("html", "index.html"), ("typst", "index.pdf"), ("gfm", "index.md")):
-        _run(["quarto", "render", "source.md", "--to", fmt, "--output", name], build)
+    for fmt, name in (
+        ("html", "index.html"),
+        ("typst", "index.pdf"),
+        ("gfm", "index.md"),
+        ("gfm", "post.md"),
+    ):
+        if name in outputs:
+            _run(["quarto", "render", "source.md", "--to", fmt, "--output", name], build)
+
+
+_IMAGE_LINE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<src>[^)\s]+)\)[ \t]*$", re.M)
+
+
+def lesswrong_markdown(markdown: str, image_base_url: str | None = None) -> str:
+    """The Markdown as LessWrong imports it: each image at `image_base_url`/<its path beside the Markdown>
+    where given, since relative paths break when the text is pasted (pandoc already writes each figure's
+    caption as a paragraph under it: an image's alt text is not shown)."""
+    if not image_base_url:
+        return markdown
+
+    def figure(match: re.Match) -> str:
+        src = match["src"]
+        if not re.match(r"[a-z]+://", src):
+            src = f"{image_base_url.rstrip('/')}/{src}"
+        return f"![{match['caption']}]({src})"
+
+    return _IMAGE_LINE.sub(figure, markdown)
+
+
+def _finish_markdown(path: Path, image_base_url: str | None) -> None:
+    """Captions and image URLs (lesswrong_markdown), then the LessWrong checks: a problem fails the render."""
+    from metasae.report_checks import markdown_problems
+
+    text = lesswrong_markdown(path.read_text(), image_base_url)
+    problems = markdown_problems(text, path.parent, image_base_url)
+    if problems:
+        raise MetasaeError(f"{path.name} is not ready for LessWrong: {'; '.join(problems[:3])}")
+    path.write_text(text)
 
 
 def _input_name(path: Path, results: Path) -> str:
@@ -117,12 +149,21 @@ def render_report(
     template: str | Path = DEFAULT_TEMPLATE,
     renderer: str = "auto",
     compare: str | Path | None = None,
+    output_format: str = "all",
+    image_base_url: str | None = None,
 ) -> dict[str, Path]:
-    """Render `template` against `results` into `out` (index.html, index.pdf, index.md, figures/);
-    `compare`: a second study's results folder the log comparison sets beside this one."""
+    """Render `template` against `results` into `out` (index.html, index.pdf, index.md, figures/; with
+    `output_format` "lesswrong", only post.md and figures/: a bundle to upload to LessWrong);
+    `compare`: a second study's results folder the log comparison sets beside this one; `image_base_url`:
+    where the figures will be hosted (the Markdown's images then point at `image_base_url`/figures/...)."""
     results, out, template = Path(results), Path(out), Path(template)
     if renderer not in RENDERERS:
         raise MetasaeError(f"--renderer {renderer!r}: allowed values are {', '.join(RENDERERS)}")
+    if output_format not in FORMATS:
+        raise MetasaeError(f"--format {output_format!r}: allowed values are {', '.join(FORMATS)}")
+    if image_base_url is not None and not re.match(r"https?://[^\s()<>]+$", image_base_url):
+        raise MetasaeError(f"--image-base-url {image_base_url!r}: expected an http(s) URL")
+    outputs = FORMATS[output_format]
     if not template.is_file():
         raise MetasaeError(f"{template}: report template not found")
     if not results.is_dir():
@@ -140,12 +181,15 @@ def render_report(
         markdown, namespace = execute_cells(template.read_text(), params, str(template))
         (build / "source.md").write_text(markdown)
         if renderer == "quarto":
-            _render_quarto(build, template.parent)
+            _render_quarto(build, template.parent, outputs)
         else:
-            _render_pandoc(build)
+            _render_pandoc(build, outputs)
+        for name in outputs:
+            if name.endswith(".md"):
+                _finish_markdown(build / name, image_base_url)
         if (build / "figures").is_dir():
             shutil.copytree(build / "figures", staged / "figures")
-        for name in OUTPUTS:
+        for name in outputs:
             shutil.copyfile(build / name, staged / name)
         shutil.rmtree(build)
         inputs = sorted({p for v in namespace.values() if isinstance(v, ReportData) for p in v.inputs})
@@ -155,7 +199,9 @@ def render_report(
             "template_sha256": sha256_file(template),
             "renderer": renderer,
             "compare": str(compare) if compare else None,
+            "format": output_format,
+            "image_base_url": image_base_url,
             "inputs": {_input_name(p, results.resolve()): sha256_file(p) for p in inputs},
         }
         write_json(staged / PROVENANCE_FILE, provenance(config=config))
-    return {name: out / name for name in OUTPUTS}
+    return {name: out / name for name in outputs}
