@@ -1059,6 +1059,12 @@ class ReportData:
             "Mean label purity of alive latents' top-10 images vs depth. What to see: whether the curves "
             'rise with depth, as "latents become more atomic" asserts'
             + (f" (median {trend}; depths with dense routed codes left out)" if trend else "")
+            + (
+                ", and how far they stay above the dotted chance level of each dataset (the purity of random "
+                "top images)"
+                if "purity_chance" in self.trained
+                else ""
+            )
             + "."
         )
         return tables + "\n" + self._main_figure("purity_mean", what)

@@ -36,6 +36,9 @@ REFERENCES = {
     "decoder_fve": [(0.0, "0: explains nothing")],
 }
 
+# Per-dataset chance levels (a column of depths.csv): a dotted line in the dataset's colour.
+CHANCE = {"purity_mean": "purity_chance", "superclass_purity_mean": "superclass_purity_chance"}
+
 
 def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Path) -> None:
     modes = sorted(depths["mode"].unique())
@@ -48,11 +51,15 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
                 continue
             line = ax.plot(stats.index, stats["mean"], marker="o", label=f"{dataset} ({model})")[0]
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+            chance = group[CHANCE[metric]].median() if CHANCE.get(metric) in group else float("nan")
+            if chance == chance:  # not NaN
+                ax.axhline(chance, color=line.get_color(), linestyle=":", linewidth=1)
         for value, text in REFERENCES.get(metric, []):
             ax.axhline(value, color="0.3", linestyle="--", linewidth=1)
             ax.annotate(
                 text, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7, color="0.3", va="bottom"
             )
+        ax.set_xlim(depths["depth"].min() - 0.2, depths["depth"].max() + 0.2)  # one depth: no fractional axis
         ax.set_title(f"{mode} mode")
         ax.set_xlabel("depth")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -69,7 +76,8 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
             frameon=False,
             fontsize=8,
         )
-    fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max)", y=1.15, fontsize=10)
+    dotted = "; dotted: chance" if CHANCE.get(metric) in depths else ""
+    fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max{dotted})", y=1.15, fontsize=10)
     save(fig, path)
 
 
