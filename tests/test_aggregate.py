@@ -325,3 +325,21 @@ def test_report_reads_the_new_tables(tmp_path):
     counts = report.activation_counts()
     assert "961 (0.42)" in counts and "l0, mean_active_fraction, mean_active_per_image" in counts
     assert "(never active on the probe images; the guard is under 10%): d 20%" in report.tldr()
+
+
+def test_abstraction_gap_is_superclass_lift_minus_class_lift_and_a_claim_only_with_a_taxonomy():
+    table = _depths({s: [0.5, 0.5, 0.5] for s in range(3)})
+    assert table["abstraction_gap"].isna().all()  # digits: no superclasses, no claim
+    assert not stats.claims(table)["claim"].str.startswith("Deeper meta-latents").any()
+    raw = table.drop(columns=["abstraction_gap"]).assign(purity_chance=0.3, superclass_purity_chance=0.6)
+    for seed in range(3):  # class purity falls to chance while superclass purity stays pure: more abstract
+        at = raw["seed"] == seed
+        raw.loc[at, "purity_mean"] = [0.9, 0.6, 0.3 + 0.01 * seed]
+        raw.loc[at, "superclass_purity_mean"] = [1.0, 1.0, 1.0]
+    table = stats.derived_columns(
+        raw.drop(columns=["routed_codes_dense", "fixed_by_construction", "excluded_because"])
+    )
+    gap = table.loc[(table["seed"] == 0), "abstraction_gap"].round(6).tolist()
+    assert gap == [round(1 - 6 / 7, 6), round(1 - 3 / 7, 6), 1.0]  # superclass lift 1; class lift (p-0.3)/0.7
+    claim = _claim(table, "Deeper meta-latents are more abstract")
+    assert claim["verdict"] == "holds" and claim["basis"] == "measured"

@@ -85,6 +85,7 @@ IMAGE_STATISTICS = (  # computed from the image codes of a depth (routed codes i
     "count_fraction",
     "mean_active_per_image",
     "mean_active_fraction",
+    "abstraction_gap",
 )
 FIXED, DENSE = "fixed by construction", "dense routed codes"
 MEASURED, NOT_REACHED, NO_VALUE = "measured", "depth not reached", "no value"
@@ -122,6 +123,13 @@ TREND_CLAIMS = [  # (column, the log's claim, the log's own number, what the col
         "top-10 label purity from latents.parquet, at depths whose image codes are sparse",
     ),
 ]
+TAXONOMY_CLAIM = (  # only where the probe's labels have superclasses (metasae/taxonomy.py)
+    "abstraction_gap",
+    "Deeper meta-latents are more abstract: purer by superclass than by class",
+    "not in the log: a test on a real label taxonomy (Fashion-MNIST's tops, footwear, Trouser, Bag)",
+    "superclass purity lift minus class purity lift, each above its chance floor",
+    "lift = (purity - chance) / (1 - chance), chance = the purity of random top images; sparse depths only",
+)
 RULES = {  # written into study.json so the report states the rules the tables were made with
     "dense_routed_fraction": DENSE_ROUTED_FRACTION,
     "fixed_l0": FIXED_L0,
@@ -190,6 +198,7 @@ def depth_rows(summary_paths: list[str | Path], config: dict) -> pd.DataFrame:
         "l0",
         *[f for f in SUMMARY_FIELDS if f != "stack_fvu"],
         *FRACTIONS,
+        "abstraction_gap",
         *STABILITY_COLUMNS,
         *LINEAGE_COLUMNS,
         "routed_codes_dense",
@@ -241,7 +250,22 @@ def derived_columns(table: pd.DataFrame) -> pd.DataFrame:
     size = pd.to_numeric(table["d_sae"], errors="coerce").where(lambda d: d > 0)
     for fraction, count in FRACTIONS.items():
         table[fraction] = pd.to_numeric(table[count], errors="coerce") / size
+    table["abstraction_gap"] = abstraction_gap(table)
     return pd.concat([table, exclusions(table)], axis=1)
+
+
+def abstraction_gap(table: pd.DataFrame) -> pd.Series:
+    """Superclass purity's lift above its chance floor minus class purity's, each as (p - chance) /
+    (1 - chance): 0 when latents are as pure by superclass as by class, 1 when they are pure by superclass and
+    no purer than chance by class. NaN without a taxonomy (digits)."""
+
+    def lift(purity: str, chance: str) -> pd.Series:
+        if purity not in table or chance not in table:
+            return pd.Series(math.nan, index=table.index)
+        p, c = (pd.to_numeric(table[k], errors="coerce") for k in (purity, chance))
+        return (p - c) / (1 - c)
+
+    return lift("superclass_purity_mean", "superclass_purity_chance") - lift("purity_mean", "purity_chance")
 
 
 def exclusions(table: pd.DataFrame) -> pd.DataFrame:
@@ -691,7 +715,8 @@ def claims(depths: pd.DataFrame) -> pd.DataFrame:
     for key, group in depths.groupby(GROUP, sort=True):
         ident = {**dict(zip(GROUP, key, strict=True)), "architecture": _stack_architecture(group)}
         out.append({**ident, **_depth2_claim(group)})
-        for column, claim, log_value, what, note in TREND_CLAIMS:
+        taxonomy = [TAXONOMY_CLAIM] if group["abstraction_gap"].notna().any() else []
+        for column, claim, log_value, what, note in TREND_CLAIMS + taxonomy:
             out.append({**ident, **_trend_claim(group, column, claim, log_value, what, note)})
         out.append({**ident, **_collapse_claim(group)})
     return pd.DataFrame(out, columns=CLAIM_COLUMNS)
