@@ -144,3 +144,39 @@ def test_md_table_splits_wide_tables_repeating_the_row_labels():
     assert len(headers) == 3 and all(len(h) <= 6 and h[0] == "row" for h in headers)
     assert [c for h in headers for c in h[1:]] == [f"d{k}" for k in range(13)]
     assert "Wide. (part 1 of 3)" in text and "Continued (part 3 of 3)." in text
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Right-aligned (number) cells whose text runs over more than one line, in the report's own column.
+WRAPPED = """
+return Array.from(document.querySelectorAll('td[style*="right"]')).filter(td => {
+  const range = document.createRange(); range.selectNodeContents(td);
+  const tops = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top)));
+  return tops.size > 1;
+}).map(td => td.textContent);
+"""
+
+
+def test_html_tables_wrap_no_number(rendered, tmp_path):
+    """In a headless browser at a laptop's width, no number cell of any table breaks over two lines."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    _, out = rendered
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1280,900")
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get((out / "index.html").as_uri())
+        assert driver.execute_script("return document.querySelectorAll('td').length") > 0
+        assert driver.execute_script(WRAPPED) == []
+    finally:
+        driver.quit()
