@@ -120,6 +120,7 @@ def fmt(x: object) -> str:
     return str(x)
 
 
+RULE_CAP = 36  # a long text column gets at most this many characters' share of the width
 MAX_COLUMNS = 6  # LessWrong's editor and a 36em HTML column read tables this narrow without wrapping numbers
 
 
@@ -133,11 +134,18 @@ def _one_table(df: pd.DataFrame, caption: str, right: list[str]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
+    # The rule's dashes set the columns' relative widths where pandoc wraps a table to the text width: the
+    # longest word of a column (so that none is hyphenated), or its longest cell up to RULE_CAP characters.
+    words = [
+        max(len(word) for cell in [header[i], *(r[i] for r in rows)] for word in [*cell.split(), ""])
+        for i in range(len(header))
+    ]
+    dashes = [max(word, min(w, RULE_CAP)) for word, w in zip(words, widths, strict=True)]
     rule = (
         "|"
         + "|".join(
             ("-" * (w + 1) + ":") if c in right else (":" + "-" * (w + 1))
-            for c, w in zip(df.columns, widths, strict=True)
+            for c, w in zip(df.columns, dashes, strict=True)
         )
         + "|"
     )
