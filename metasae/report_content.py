@@ -57,6 +57,7 @@ OPTIMAL_COLUMNS = [
 CLAIMS_COLUMNS = ["claim", "log_value", "our_value", "verdict", "note"]
 VERDICTS = ("holds", "fails", "inconclusive", "untested")  # metasae.stages.aggregate.VERDICTS
 
+DEAD_GUARD = 0.1  # depth-1 dead fraction above which the write-up warns (issue 15's guard)
 LINEAGE_FIGURES = ("lineage_card", "top_images")
 MAX_LINEAGE_DEPTHS = 3
 
@@ -518,7 +519,7 @@ class ReportData:
     def _answer_optimal(self, head: pd.DataFrame) -> str:
         opt = self._headline_optimal(head)
         if opt is None or opt.empty:
-            return "**Is there an optimal depth?** Not measured here (`summary/optimal_depth.csv` is absent)."
+            return "**Optimal depth:** not measured here (`summary/optimal_depth.csv` is absent)."
         measured = opt.loc[opt["basis"] == "measured"] if "basis" in opt else opt
         if measured.empty:
             answer = "No criterion could be measured at enough depths to name one"
@@ -537,31 +538,29 @@ class ReportData:
         else:
             verdicts = opt["log_claim_depth2_holds"].map({True: "holds", False: "fails"})
         return (
-            f'**Is there an optimal depth?** {answer}. The research log\'s "depth 2 is optimal", judged by '
-            f"the CI of the optimal depth, {_counts(verdicts)} of {len(opt)} (configuration, criterion) "
-            "pairs."
+            f'**Optimal depth:** {answer[0].lower()}{answer[1:]}; the research log\'s "depth 2 is optimal", '
+            f"judged by the CI of the optimal depth, {_counts(verdicts)} of {len(opt)} (configuration, "
+            "criterion) pairs."
         )
 
     def _answer_atomic(self, head: pd.DataFrame) -> str:
         rows = self._claim_rows("atomic", head)
         if rows.empty:
-            return (
-                "**Do latents get more atomic with depth?** Not tested here (no such claim in `claims.csv`)."
-            )
+            return "**More atomic with depth:** not tested here (no such claim in `claims.csv`)."
         groups = rows.groupby("mode") if "mode" in rows else [(None, rows)]
         parts = [(f"in `{mode}` mode " if mode else "") + _verdict_phrase(g) for mode, g in groups]
         text = "; ".join(parts)
-        return f"**Do latents get more atomic (purer in label) with depth?** {text[0].upper()}{text[1:]}."
+        return f"**More atomic (purer in label) with depth:** {text}."
 
     def _answer_cost(self, head: pd.DataFrame) -> str:
         """The headline reconstruction: the layer rebuilt from the first and the deepest depth per mode
         (stack FVU and loss recovered), never each depth's own-input FVU."""
         if "stack_fvu" not in head or head["stack_fvu"].isna().all():
-            return "**What does depth cost?** Not measured here (no stack FVU in `summary/depths.csv`)."
+            return "**Cost of depth:** not measured here (no stack FVU in `summary/depths.csv`)."
         parts = [f"in `{mode}` mode {_headline_reconstruction(g)}" for mode, g in head.groupby("mode")]
         text = "; ".join(parts)
         return (
-            f"**What does depth cost?** {text[0].upper()}{text[1:]} (FVU 1 is no better than predicting the "
+            f"**Cost of depth:** {text} (FVU 1 is no better than predicting the "
             "mean; loss recovered 0 is no better than zeroing the layer)."
         )
 
@@ -592,6 +591,13 @@ class ReportData:
                 "embedded stand-ins only, so the numbers say how the method behaves, not what real "
                 "images contain"
             )
+        if "dead_fraction" in head:
+            dead = head.loc[head["depth"] == 1, "dead_fraction"].max()
+            if dead >= DEAD_GUARD:
+                sure.append(
+                    f"up to {dead:.0%} of the depth-1 latents are dead (never active on the probe images; "
+                    f"the guard is under {DEAD_GUARD:.0%})"
+                )
         if self.claims_table is not None:
             counts = self.claims_table["verdict"].value_counts()
             sure.append(
@@ -600,7 +606,7 @@ class ReportData:
                 f"{counts.get('inconclusive', 0)} are inconclusive and {counts.get('untested', 0)} untested "
                 "(a statistic fixed by construction or measured on dense codes decides nothing)"
             )
-        sentences.append("**How sure?** " + "; ".join(sure)[0].upper() + "; ".join(sure)[1:] + ".")
+        sentences.append("**How sure:** " + "; ".join(sure) + ".")
         return "\n\n".join(sentences) + "\n"
 
     def claims_summary(self) -> str:
@@ -1099,13 +1105,14 @@ class ReportData:
         )
         wide = wide[list(dict.fromkeys(o["criterion"]))].reset_index().fillna("–")
         wide.columns.name = None
-        seeds = sorted(o["n_seeds"].dropna().astype(int).unique())
+        seeds = sorted(n for n in o["n_seeds"].dropna().astype(int).unique() if n > 0)
+        span = "–".join(map(str, sorted({seeds[0], seeds[-1]}))) if seeds else "0"
         caption = (
             "Optimal depth per configuration (rows: "
             + " · ".join(k.replace("_", " ") for k in keys)
             + ") and "
             "criterion (columns; defined in Method): the median over seeds of each seed's best depth, with "
-            f"its 95% percentile-bootstrap CI over {', '.join(map(str, seeds))} seeds. The log's \"depth 2 "
+            f"its 95% percentile-bootstrap CI over {span} seeds. The log's \"depth 2 "
             'is optimal" holds where the CI lies within (1.5, 2.5), fails where it lies outside, is '
             "inconclusive where it crosses; a criterion whose statistic is fixed by construction, rests on "
             "dense routed codes or lacks depths 1-3 gives no optimum (–, with the reason)."
@@ -1243,7 +1250,7 @@ class ReportData:
             ]
             table["verdict"] = g["verdict"]
             table["basis"] = [
-                f"{b}: {e}" if e and b != "measured" else b
+                (e if e.startswith(b) else f"{b}: {e}") if e and b != "measured" else b
                 for b, e in zip(g["basis"], g["excluded"], strict=True)
             ]
             out.append(

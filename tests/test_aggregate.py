@@ -318,13 +318,13 @@ def test_report_reads_the_new_tables(tmp_path):
     write_json(summary / "study.json", {"rules": {**stats.RULES, "dense_routed_fraction": 0.4}})
     report = ReportData(tmp_path, tmp_path / "figs")
     claims = report.claims()
-    assert "| fixed by construction |" in claims and "3 (< 5)" in claims
+    assert "| fixed by construction at depth 1 2 3 |" in claims and "3 (< 5)" in claims
     assert "it holds when the CI lies above 0." in claims
     assert "more than 40% of the dictionary" in report.method()  # the rule study.json records
     assert "| max_mean_active" in report.optimal_depth() and "fixed by construction" in report.optimal_depth()
-    counts = report.activation_counts()
-    assert "961 (0.42)" in counts and "l0, mean_active_fraction, mean_active_per_image" in counts
-    assert "(never active on the probe images; the guard is under 10%): d 20%" in report.tldr()
+    appendix = report.more_metrics()
+    assert "961 (0.42)" in appendix and "l0, mean_active_fraction, mean_active_per_image" in appendix
+    assert "up to 20% of the depth-1 latents are dead (never active on the probe images" in report.tldr()
 
 
 def test_abstraction_gap_is_superclass_lift_minus_class_lift_and_a_claim_only_with_a_taxonomy():

@@ -269,14 +269,15 @@ def test_tldr_numbers_are_computed_from_the_results(tmp_path):
     assert "0.105" not in tldr  # own-input FVU (0.1 * depth + 0.01 * seed) is not a headline
     assert "peaks at depth 2 (median 30)" in data.activation_counts()  # the count figure's caption
     # glyphs' optimal-depth row is not headline: the log's depth 2 holds for 1 of the 2 mnist rows.
-    assert "No single depth: the measured criteria's optima range over depths 1–2" in tldr
+    assert "no single depth: the measured criteria's optima range over depths 1–2" in tldr
     assert "holds in 1 and fails in 1 of 2 (configuration, criterion) pairs" in tldr
     assert (
         "of all 3 re-tests of the research log's claims, 1 hold, 1 fail, 0 are inconclusive and 1 untested"
         in tldr
     )
-    assert "**How sure?**" in tldr and "2 seed(s), fewer than the 5" in tldr
-    assert 3 <= tldr.count(". ") + tldr.count(".\n") <= 6  # a few sentences, not a list of metrics
+    assert "**How sure:**" in tldr and "2 seed(s), fewer than the 5" in tldr
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z*])", tldr.strip())
+    assert 3 <= len(sentences) <= 5, sentences  # a few sentences, not a list of metrics
     assert "\n- " not in tldr
 
 
