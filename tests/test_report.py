@@ -461,3 +461,22 @@ def test_bad_renderer_is_a_one_line_cli_error(tmp_path, capsys):
         == 2
     )
     assert "allowed values are auto, quarto, pandoc" in capsys.readouterr().err
+
+
+def test_superclass_purity_is_tabled_only_where_the_labels_have_superclasses(tmp_path):
+    root = make_results(tmp_path)
+    assert "Purity one level up" not in ReportData(root, tmp_path / "figs").purity()
+    path = root / "summary" / "depths.csv"
+    depths = pd.read_csv(path)
+    mnist = depths["dataset"] == "mnist"  # stands in for Fashion-MNIST here
+    depths["purity_chance"] = 0.3
+    depths.loc[mnist, "superclass_purity_mean"] = 1.0
+    depths.loc[mnist, "superclass_purity_chance"] = 0.6
+    depths.loc[mnist, "abstraction_gap"] = 0.25
+    depths.to_csv(path, index=False)
+    text = ReportData(root, tmp_path / "figs").purity()
+    table = text.split("Purity one level up")[0].rsplit("\n\n", 2)[-2]
+    assert (
+        "| configuration" in table and "| superclass purity (chance)" in table and "abstraction gap" in table
+    )
+    assert "| 1 (0.6)" in table and "| 0.25" in table  # superclass purity beside its chance; the gap
