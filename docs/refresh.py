@@ -18,12 +18,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-FIGURES = {  # summary figure (results/summary/figures/<stem>.png) -> (file under docs/, alt text)
-    "count_all_top10_nonzero_vs_depth": (
-        "headline_counts.png",
-        "Latents whose top-10 activations are all non-zero (the log's count) vs depth",
+FIGURES = {  # a main-text figure of the report (report/figures/main-<stem>.png) -> (file under docs/, alt)
+    "purity_mean_vs_depth": (
+        "headline_purity.png",
+        "Mean label purity of latents' top images vs depth, with each dataset's chance level",
     ),
-    "stack_fvu_vs_depth": ("headline_stack_fvu.png", "FVU of the layer through the stack vs depth"),
+    "stack_fvu_vs_depth": ("headline_stack_fvu.png", "FVU of the layer rebuilt from each depth vs depth"),
 }
 MAX_WIDTH = 900  # pixels: small enough for the README, large enough to read
 START = "<!-- headline:start (written by `python docs/refresh.py <results>`; do not edit by hand) -->"
@@ -31,7 +31,7 @@ END = "<!-- headline:end -->"
 
 
 def tldr(report_md: Path) -> str:
-    """The TL;DR section of the rendered report's Markdown (its bullets, as the report words them)."""
+    """The TL;DR section of the rendered report's Markdown (its sentences, as the report words them)."""
     text = report_md.read_text()
     if "## TL;DR" not in text:
         sys.exit(f"{report_md}: no TL;DR section (render the report first)")
@@ -68,7 +68,7 @@ def main() -> None:
     study = json.loads((results / "summary" / "study.json").read_text())
     figures = []
     for stem, (name, alt) in FIGURES.items():
-        source = results / "summary" / "figures" / f"{stem}.png"
+        source = results / "report" / "figures" / f"main-{stem}.png"
         if not source.is_file():
             sys.exit(f"{source}: missing (run the study to the end first)")
         small_png(source, ROOT / "docs" / name)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from metasae.errors import MetasaeError
+from metasae.groundtruth import cosine_matrix
 from metasae.layout import parse_summary_path
 from metasae.stages import aggregate as stats
 
@@ -281,7 +282,7 @@ def test_stability_matches_code_columns_when_seeds_have_their_own_classifier(tmp
         1: _folder(tmp_path, "b", codes[:, [4, 2, 0, 1, 3, 5]] * 2, "models/seed1"),
     }
     basis, matrices = stats.stability_inputs(seeds)
-    assert basis == "codes" and matrices[0].shape == (5, 50)
+    assert basis == "codes" and matrices[0].columns.shape == (50, 5)
     assert stats.seed_stability(matrices)[1] == pytest.approx((1.0, 1.0))
     shared = {0: _folder(tmp_path, "c", codes, "models/one"), 1: _folder(tmp_path, "d", codes, "models/one")}
     assert stats.stability_inputs(shared)[0] == "decoder rows"
@@ -343,3 +344,20 @@ def test_abstraction_gap_is_superclass_lift_minus_class_lift_and_a_claim_only_wi
     assert gap == [round(1 - 6 / 7, 6), round(1 - 3 / 7, 6), 1.0]  # superclass lift 1; class lift (p-0.3)/0.7
     claim = _claim(table, "Deeper meta-latents are more abstract")
     assert claim["verdict"] == "holds" and claim["basis"] == "measured"
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5])  # the sparse product, and the dense one
+def test_code_columns_correlation_equals_the_cosine_of_centred_dense_columns(density):
+    g = torch.Generator().manual_seed(0)
+    codes = [
+        torch.rand(300, 20, generator=g, dtype=torch.float64) * (torch.rand(300, 20, generator=g) < density)
+        for _ in range(2)
+    ]
+    codes[1][:, 3] = 0.7  # a constant column correlates with nothing: 0, as a zero row's cosine
+    alive = [torch.ones(20, dtype=torch.bool), torch.arange(20) % 4 != 0]
+    columns = [stats.CodeColumns.of(c.to_sparse(), a) for c, a in zip(codes, alive, strict=True)]
+    centred = [(c[:, a] - c[:, a].mean(0)).T for c, a in zip(codes, alive, strict=True)]
+    expected = cosine_matrix(*centred).numpy()
+    assert np.allclose(columns[0].correlation(columns[1]), expected, atol=1e-10)
+    assert len(columns[1]) == 15
+    assert stats.matched_similarity(columns[0], columns[0]) == pytest.approx((1.0, 1.0))
