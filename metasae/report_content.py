@@ -1304,9 +1304,17 @@ class ReportData:
                 f"- Confidence intervals rest on {n} seed(s) per configuration"
                 + (f", fewer than the {few} a real study uses: they are wide and coarse." if n < few else ".")
             )
+            widths = self.trained.groupby("depth")["d_sae"].median()
+            if len(widths) > 1 and widths.iloc[-1] < widths.iloc[0]:
+                lines.append(
+                    f"- Dictionaries shrink with depth ({fmt(widths.iloc[0])} to {fmt(widths.iloc[-1])} "
+                    "latents, median), so a statistic that rises with depth may rise with fewer, broader "
+                    "latents alone: a width-matched control (a depth-1 SAE of each deeper depth's width) is "
+                    "not run."
+                )
             if "dead_fraction" in self.trained:
                 dead = self.trained.loc[self.trained["depth"] == 1, "dead_fraction"].max()
-                if dead >= 0.1:
+                if dead >= DEAD_GUARD:
                     lines.append(
                         f"- Up to {dead:.0%} of the depth-1 latents are dead (never active on the probe "
                         "images); the meta-SAEs decompose dictionaries with that many unused rows."
