@@ -339,6 +339,9 @@ def _register_analyse(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+MAX_EXPLORER_LATENTS = 256
+
+
 def _register_explore(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="one self-contained HTML explorer of every analysed depth (offline)")
     p.add_argument("--results", required=True, type=Path, help="results folder (reads analysis/ and sae/)")
@@ -347,8 +350,9 @@ def _register_explore(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-latents-per-depth",
         type=int,
-        default=None,
-        help="keep at most N latents per depth (alive, most active first) to bound the file size",
+        default=MAX_EXPLORER_LATENTS,
+        help=f"keep at most N latents per depth (alive, most active first) to bound the file size (default "
+        f"{MAX_EXPLORER_LATENTS}; a study of 2304-latent depths would otherwise write a file of a gigabyte)",
     )
 
     def run(a: argparse.Namespace) -> None:

@@ -31,6 +31,7 @@ from metasae.stack import Depth
 TEMPLATE = "explorer_template.html"
 DATA_SLOT = "__EXPLORER_DATA__"
 TITLE_SLOT = "__EXPLORER_TITLE__"
+MAX_PARENTS = 8  # lineage edges kept per meta-latent, the strongest
 MAX_IMAGE_SIDE = 64  # larger probe images are shrunk: the page shows thumbnails
 SUMMARY_KEYS = (
     "n_images",
@@ -133,13 +134,21 @@ def _latent(row: Any, top_ids: list[int]) -> dict:
     }
 
 
-def _lineage(sae: Depth) -> list[list]:
-    """[parent latent, meta-latent, weight] edges with a non-zero weight; none at depth 1."""
+def _lineage(sae: Depth, shown: pd.Series) -> list[list]:
+    """[parent latent, meta-latent, weight] edges of the shown meta-latents: the MAX_PARENTS strongest
+    non-zero ones of each (a ReLU meta-SAE links every latent to thousands of parents); none at depth 1."""
     table = sae.lineage
     if table is None:
         return []
-    table = table[table.weight != 0]
-    return [[int(p), int(m), _num(w)] for p, m, w in table.itertuples(index=False, name=None)]
+    table = table[(table.weight != 0) & table.meta_latent.isin(shown)]
+    strongest = (
+        table.assign(strength=table.weight.abs())
+        .sort_values(["meta_latent", "strength", "parent_latent"], ascending=[True, False, True])
+        .groupby("meta_latent")
+        .head(MAX_PARENTS)
+    )
+    columns = strongest[["parent_latent", "meta_latent", "weight"]]
+    return [[int(p), int(m), _num(w)] for p, m, w in columns.itertuples(index=False, name=None)]
 
 
 def _depth_record(
@@ -166,7 +175,7 @@ def _depth_record(
         _latent(row, images.ids(sae.acts_dir, row.top_rows.tolist(), row.top_indices.tolist()))
         for row in kept.itertuples(index=False)
     ]
-    record["lineage"] = _lineage(sae)
+    record["lineage"] = _lineage(sae, kept["latent"])
     record["omitted"] = len(table) - len(kept)
     return record
 

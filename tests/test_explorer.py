@@ -16,6 +16,7 @@ import torch
 from depth_folders import write_depth
 from PIL import Image
 
+from metasae import explorer as explorer_module
 from metasae.data import load_dataset
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
@@ -118,10 +119,29 @@ def test_explorer_embeds_every_depth_its_latents_and_lineage(results, explorer):
     assert [lat["label"] for lat in first] == latents.auto_label.tolist()
     for lat, values in zip(first, latents.top_values, strict=True):
         assert [value for _, value, _ in lat["top"]] == pytest.approx(values.tolist(), rel=1e-3)
-    lineage = pd.read_parquet(results / "sae" / RUN / "decoder" / "depth2" / LINEAGE_FILE)
-    edges = {(p, m) for p, m, _ in depths["decoder", 2]["lineage"]}
-    assert edges == set(zip(lineage.parent_latent.tolist(), lineage.meta_latent.tolist(), strict=True))
+    edges = _assert_strongest_parents(results, depths, explorer_module.MAX_PARENTS)
     assert len(edges) > 6  # the fixture must give the browser test parents and siblings to follow
+
+
+def _assert_strongest_parents(results, depths: dict, most: int) -> set:
+    """The page's decoder depth-2 edges are each meta-latent's `most` strongest non-zero lineage edges."""
+    lineage = pd.read_parquet(results / "sae" / RUN / "decoder" / "depth2" / LINEAGE_FILE)
+    lineage = lineage[lineage.weight != 0]
+    edges = {(p, m) for p, m, _ in depths["decoder", 2]["lineage"]}
+    assert edges <= set(zip(lineage.parent_latent.tolist(), lineage.meta_latent.tolist(), strict=True))
+    for meta, group in lineage.groupby("meta_latent"):
+        kept = group[[(p, meta) in edges for p in group.parent_latent]]
+        assert len(kept) == min(len(group), most)
+        assert kept.weight.abs().min() >= group.drop(kept.index).weight.abs().max()
+    return edges
+
+
+def test_lineage_keeps_each_meta_latents_strongest_parents(results, tmp_path, monkeypatch):
+    monkeypatch.setattr(explorer_module, "MAX_PARENTS", 2)
+    data = _blob(explore(results, tmp_path / "two.html"))
+    lineage = pd.read_parquet(results / "sae" / RUN / "decoder" / "depth2" / LINEAGE_FILE)
+    assert (lineage[lineage.weight != 0].groupby("meta_latent").size() > 2).any()  # some are cut
+    _assert_strongest_parents(results, _depths(data), 2)
 
 
 def test_each_probe_image_is_embedded_once_as_its_own_pixels(results, explorer):
