@@ -182,7 +182,7 @@ def _register_aggregate(sub: argparse._SubParsersAction) -> None:
         type=_json_arg,
         help="the study config as JSON (as the workflow resolved it)",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/summary")
+    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/synth_summary")
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.aggregate import aggregate
@@ -546,7 +546,7 @@ def _register_synth_acts(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth-summary", help="criterion x true depth tables of the planted-tree runs")
     p.add_argument("scores", nargs="+", type=Path, help="score.json files of every synth run and depth")
     p.add_argument("--config-json", required=True, type=_json_arg, help="the study config as JSON")
-    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/summary")
+    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/synth_summary")
 
     def run_summary(a: argparse.Namespace) -> None:
         from metasae.stages.score_synth import synth_summary

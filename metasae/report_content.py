@@ -58,6 +58,7 @@ CLAIMS_COLUMNS = ["claim", "log_value", "our_value", "verdict", "note"]
 VERDICTS = ("holds", "fails", "inconclusive", "untested")  # metasae.stages.aggregate.VERDICTS
 
 DEAD_GUARD = 0.1  # depth-1 dead fraction above which the write-up warns (issue 15's guard)
+SYNTH_SUMMARY_DIR = "synth_summary"  # `metasae synth-summary`'s folder in a results folder
 LINEAGE_FIGURES = ("lineage_card", "top_images")
 MAX_LINEAGE_DEPTHS = 3
 
@@ -1150,7 +1151,8 @@ class ReportData:
     def known_depth(self) -> str:
         """Do the criteria find a known depth? The planted-tree runs (issue 16): synth_depth.csv and
         synth_accuracy.csv of `metasae synth-summary`, and its figure."""
-        path = self.summary / "synth_depth.csv"
+        folder = self.results / SYNTH_SUMMARY_DIR  # its own folder: aggregate replaces summary/ whole
+        path = folder / "synth_depth.csv"
         depth = self._load(path, ["criterion", "mode", "true_depth", "estimated_median", "ci_low", "ci_high"])
         if depth is None:
             return self._not_run("optimal-depth criteria on planted trees of known depth", path)
@@ -1168,12 +1170,12 @@ class ReportData:
             "is L. root_match is not a criterion but the oracle: the first depth whose latents best match "
             "the planted roots.",
         )
-        accuracy = self._load(self.summary / "synth_accuracy.csv", ["criterion", "mode", "fraction_correct"])
+        accuracy = self._load(folder / "synth_accuracy.csv", ["criterion", "mode", "fraction_correct"])
         if accuracy is not None:
             right = accuracy["fraction_correct"].map(lambda f: f"{f:.0%}")
             accuracy = accuracy.assign(fraction_correct=right)
             text += "\n" + md_table(accuracy, "Share of all (L, seed) cases each criterion gets right.")
-        figure = self.summary / "synth_depth.png"
+        figure = folder / "synth_depth.png"
         if figure.is_file():
             text += "\n" + self.figure(
                 figure,

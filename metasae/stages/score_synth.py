@@ -17,7 +17,7 @@ import torch
 
 from metasae.errors import MetasaeError
 from metasae.groundtruth import level_purity, match_levels, mcc
-from metasae.io import read_json, write_json
+from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
 from metasae.stages.synth_acts import load_truth
@@ -166,6 +166,7 @@ def _score_where(path: str | Path) -> dict:
     }
 
 
+@stage_output(SYNTH_DEPTH_FILE)
 def synth_summary(
     score_paths: list[str | Path], config: dict, out_dir: str | Path
 ) -> dict[str, pd.DataFrame]:
@@ -190,11 +191,10 @@ def synth_summary(
         .reset_index()
     )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / SYNTH_SCORES_FILE, index=False)
-    depth_table.to_csv(out_dir / SYNTH_DEPTH_FILE, index=False)
     accuracy.to_csv(out_dir / SYNTH_ACCURACY_FILE, index=False)
     _figure(depth_table, out_dir / SYNTH_FIGURE)
+    depth_table.to_csv(out_dir / SYNTH_DEPTH_FILE, index=False)  # the marker, last
     return {"scores": table, "depth": depth_table, "accuracy": accuracy}
 
 

@@ -16,7 +16,7 @@ rule report:
         quarto="report/_quarto.yml",
         compare=lambda w: compare_summary(),
         dsprites=dsprites_targets(),  # the dSprites section reads probes/ and probes_summary/
-        synth=synth_targets(),  # "Do the criteria find a known depth?" reads summary/synth_*.csv
+        synth=synth_targets(),  # "Do the criteria find a known depth?" reads synth_summary/synth_*.csv
     output:
         html=report(f"{R}/report/index.html", category="Write-up"),
         pdf=f"{R}/report/index.pdf",

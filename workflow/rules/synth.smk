@@ -66,10 +66,10 @@ rule synth_summary:
     input:
         scores=synth_score_files(),
     output:
-        depth=report(f"{R}/summary/synth_depth.csv", category="Summary"),
-        accuracy=f"{R}/summary/synth_accuracy.csv",
-        scores=f"{R}/summary/synth_scores.csv",
-        figure=report(f"{R}/summary/synth_depth.png", category="Figures vs depth"),
+        depth=report(f"{R}/synth_summary/synth_depth.csv", category="Summary"),
+        accuracy=f"{R}/synth_summary/synth_accuracy.csv",
+        scores=f"{R}/synth_summary/synth_scores.csv",
+        figure=report(f"{R}/synth_summary/synth_depth.png", category="Figures vs depth"),
     params:
         out=lambda w, output: str(Path(output.depth).parent),
         config=as_json(config),
