@@ -1311,8 +1311,8 @@ class ReportData:
                 lines.append(
                     f"- Dictionaries shrink with depth ({fmt(widths.iloc[0])} to {fmt(widths.iloc[-1])} "
                     "latents, median), so a statistic that rises with depth may rise with fewer, broader "
-                    "latents alone: a width-matched control (a depth-1 SAE of each deeper depth's width) is not "
-                    "part of this study."
+                    "latents alone: a width-matched control (a depth-1 SAE of each deeper depth's width) "
+                    "is not part of this study."
                 )
             if "dead_fraction" in self.trained:
                 dead = self.trained.loc[self.trained["depth"] == 1, "dead_fraction"].max()
