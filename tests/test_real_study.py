@@ -4,7 +4,6 @@ reported as real from the activation cache's manifest to the report's TL;DR."""
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from snakemake_plan import planned_commands
 
 from metasae import study
-from metasae.cli import build_parser, split_commands
+from metasae.cli import build_parser
 from metasae.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,31 +63,7 @@ def test_mnist_config_passes_the_door(presets):
 @pytest.mark.parametrize("presets", [(), (LOG,)], ids=["mnist", "mnist+log"])
 def test_mnist_config_plans_with_snakemake(presets, tmp_path):
     files = [str(p.relative_to(ROOT)) for p in (MNIST, *presets)]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "-p",
-            "--configfile",
-            *files,
-            "--config",
-            f"results={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    commands = [  # a job's chain of commands (`--then`) split into its commands
-        command
-        for line in (proc.stdout + proc.stderr).splitlines()
-        if "Shell command: metasae " in line
-        for command in split_commands(
-            shlex.split(line.partition("Shell command: metasae ")[2].split(" > ")[0])
-        )
-    ]
+    commands = planned_commands(files, tmp_path)
     parser = build_parser()
     for argv in commands:
         parser.parse_args(argv)
