@@ -31,3 +31,19 @@ def save(fig: plt.Figure, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
+
+
+def figure_legend(fig: plt.Figure, ax: plt.Axes, y: float, ncol: int | None = None) -> None:
+    """One legend for the whole figure from `ax`'s lines, centred above (y > 1) or below (y <= 0) the panels;
+    `ncol` columns (default: one per entry, at most 4)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            ncol=ncol or min(4, len(labels)),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, y),
+        )

@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from metasae.figures import save
+from metasae.figures import figure_legend, save
 
 TASKS = [
     ("shape", "accuracy"),
@@ -76,14 +76,7 @@ def score_vs_layer(table: pd.DataFrame, probe: str, trained: str, path: Path) ->
         ax.set_ylim(-0.1, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{probe} probe score (accuracy / R²)")
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=3,
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.12),
-    )
+    figure_legend(fig, axes[0], y=1.12, ncol=3)
     fig.suptitle(
         f"ViT trained on {trained}, last checkpoint (solid); random init (dashed); raw pixels (dotted); "
         "orientation ceiling (dash-dot)",
@@ -186,14 +179,7 @@ def runs_vs_layer(table: pd.DataFrame, path: Path, probe: str = "linear") -> Non
         ax.set_ylim(-0.05, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{probe} probe score, held-out sprites")
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=6,
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, 0.0),
-    )
+    figure_legend(fig, axes[0], y=0.0, ncol=6)
     fig.suptitle(
         "Last checkpoint of each ViT, better of CLS / patch-mean pooling per layer; bars: 95% bootstrap CI",
         y=1.03,
@@ -263,10 +249,7 @@ def orientation_per_shape(table: pd.DataFrame, path: Path, probe: str = "linear"
                 fontsize=9,
             )
         axes[1, col].set_xlabel("layer")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="upper center", ncol=7, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0)
-    )
+    figure_legend(fig, axes[0, 0], y=0.0, ncol=7)
     fig.suptitle(
         f"Orientation within each shape ({probe} probes, last checkpoint); dash-dot: the symmetry ceiling",
         fontsize=9,

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from metasae.figures import save
+from metasae.figures import figure_legend, save
 
 METRICS = {
     "fvu": "FVU (own inputs)",
@@ -65,17 +65,7 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(label)
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    if handles:
-        fig.legend(
-            handles,
-            labels,
-            loc="upper center",
-            ncol=min(4, len(labels)),
-            bbox_to_anchor=(0.5, 1.08),
-            frameon=False,
-            fontsize=8,
-        )
+    figure_legend(fig, axes[0][-1], y=1.08)
     dotted = "; dotted: chance" if CHANCE.get(metric) in depths else ""
     fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max{dotted})", y=1.15, fontsize=10)
     save(fig, path)
