@@ -189,9 +189,7 @@ def test_dense_routed_codes_are_excluded_in_decoder_mode():
         d_sae=[512, 128, 32],
     )
     table.loc[table["depth"] > 1, "architecture"] = "batchtopk"
-    table = stats.derived_columns(
-        table.drop(columns=["routed_codes_dense", "fixed_by_construction", "excluded_because"])
-    )
+    table = stats.derived_columns(table)
     assert table["routed_codes_dense"].tolist() == [False, False, True] * 3
     deep = table[table["depth"] == 3].iloc[0]
     assert "routed codes dense: 31.8 of 32" in deep["excluded_because"]
@@ -337,9 +335,7 @@ def test_abstraction_gap_is_superclass_lift_minus_class_lift_and_a_claim_only_wi
         at = raw["seed"] == seed
         raw.loc[at, "purity_mean"] = [0.9, 0.6, 0.3 + 0.01 * seed]
         raw.loc[at, "superclass_purity_mean"] = [1.0, 1.0, 1.0]
-    table = stats.derived_columns(
-        raw.drop(columns=["routed_codes_dense", "fixed_by_construction", "excluded_because"])
-    )
+    table = stats.derived_columns(raw)
     gap = table.loc[(table["seed"] == 0), "abstraction_gap"].round(6).tolist()
     assert gap == [round(1 - 6 / 7, 6), round(1 - 3 / 7, 6), 1.0]  # superclass lift 1; class lift (p-0.3)/0.7
     claim = _claim(table, "Deeper meta-latents are more abstract")

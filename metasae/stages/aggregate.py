@@ -89,6 +89,7 @@ IMAGE_STATISTICS = (  # computed from the image codes of a depth (routed codes i
     "mean_active_fraction",
     "abstraction_gap",
 )
+EXCLUSION_COLUMNS = ["routed_codes_dense", "fixed_by_construction", "excluded_because"]  # exclusions()'s
 FIXED, DENSE = "fixed by construction", "dense routed codes"
 MEASURED, NOT_REACHED, NO_VALUE = "measured", "depth not reached", "no value"
 VERDICTS = ("holds", "fails", "inconclusive", "untested")
@@ -253,7 +254,8 @@ def derived_columns(table: pd.DataFrame) -> pd.DataFrame:
     for fraction, count in FRACTIONS.items():
         table[fraction] = pd.to_numeric(table[count], errors="coerce") / size
     table["abstraction_gap"] = abstraction_gap(table)
-    return pd.concat([table, exclusions(table)], axis=1)
+    # derived anew from the raw columns, so a table whose raw values were edited can be passed again
+    return pd.concat([table.drop(columns=EXCLUSION_COLUMNS, errors="ignore"), exclusions(table)], axis=1)
 
 
 def abstraction_gap(table: pd.DataFrame) -> pd.Series:
@@ -295,9 +297,7 @@ def exclusions(table: pd.DataFrame) -> pd.DataFrame:
                 fixed += [*L0_STATISTICS, *(["meta_latents_per_parent"] if row.depth >= 2 else [])]
                 why.append(f"{how}: active latents per image")
         out.append((dense, " ".join(fixed), "; ".join(why)))
-    return pd.DataFrame(
-        out, columns=["routed_codes_dense", "fixed_by_construction", "excluded_because"], index=table.index
-    )
+    return pd.DataFrame(out, columns=EXCLUSION_COLUMNS, index=table.index)
 
 
 def excluded_as(row: pd.Series, column: str) -> str | None:
