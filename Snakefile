@@ -27,20 +27,25 @@ study.drop_nulls(config)
 try:
     study.validate_schema(config)
     validate(config, str(study.SCHEMA))
-    study.validate_semantics(config, study.known_datasets())
+    KNOWN = study.known_datasets()
+    study.validate_semantics(config, KNOWN)
+    study.check_data_dir(config, KNOWN)
 except MetasaeError as exc:
     sys.exit(f"metasae: config error: {exc}")
 
 R = config["results"]
 
-
-onstart:
-    # One run per results folder (the profiles run without Snakemake's own lock, which SIGKILL leaves stale).
-    if workflow.is_main_process:
-        try:
-            runlock.lock_results(R)
-        except MetasaeError as exc:
-            sys.exit(f"metasae: {exc}")
+# One run per results folder (the profiles run without Snakemake's own lock, which SIGKILL leaves stale),
+# taken here, before the DAG is built or a plan printed, so a busy folder is refused at once. Only the driver
+# takes it: Snakemake parses this file again in job subprocesses and on SLURM nodes (exec mode subprocess /
+# remote), while the driver holds the lock. Dry runs take it too: a busy folder's plan would be wrong.
+if workflow.is_main_process:
+    try:
+        runlock.lock_results(R)
+    except MetasaeError as exc:
+        sys.exit(f"metasae: {exc}")
+    except OSError as exc:
+        sys.exit(f"metasae: {exc.filename or R}: cannot take the results folder's lock: {exc.strerror}")
 
 
 RUNS = study.runs(config)

@@ -1,5 +1,5 @@
 """One SAE training step per architecture, and one meta-SAE step on decoder rows, against the floor: the one
-[batch x d_in] @ [d_in x d_sae] encoder matmul no implementation can avoid, into a warm buffer (the physical
+[batch x d_in] @ [d_in x width] encoder matmul no implementation can avoid, into a warm buffer (the physical
 floor, and a steady one). Also reported: the product as `x @ W + b` allocates it in torch
 (extra_info["vs_torch_addmm"]; its page faults make it 10-60% slower and noisy on a CPU) and, for TopK /
 BatchTopK, the straightforward dense-autograd implementation ("vs_dense").
@@ -72,7 +72,7 @@ def _encoder_matmul(sae, x: torch.Tensor):
 
 def _warm_matmul(sae, x: torch.Tensor, dtype: torch.dtype = torch.float32):
     x, W = x.to(dtype), sae.W_enc.detach().to(dtype)
-    out = x.new_empty(len(x), sae.cfg.d_sae)
+    out = x.new_empty(len(x), sae.cfg.width)
 
     @torch.no_grad()
     def run() -> None:

@@ -14,6 +14,8 @@ from metasae.errors import MetasaeError
 from metasae.io import load_tensors, read_json, sha256_file
 from metasae.layout import ACTS_FILE, MANIFEST_FILE
 
+RERUN = "rerun `metasae cache-acts`"  # what every other artefact's checksum error names: its producer
+
 
 @dataclasses.dataclass
 class ActivationCache:
@@ -30,11 +32,13 @@ def load_activations(cache_dir: str | Path) -> ActivationCache:
     path = cache_dir / ACTS_FILE
     for key in ("n", "dim", "sha256"):
         if key not in manifest:
-            raise MetasaeError(f"{cache_dir / MANIFEST_FILE}: missing key {key!r}")
+            raise MetasaeError(f"{cache_dir / MANIFEST_FILE}: missing key {key!r}; {RERUN}")
     if not path.is_file():
-        raise MetasaeError(f"{path}: file not found")
+        raise MetasaeError(f"{path}: file not found; {RERUN}")
     if sha256_file(path) != manifest["sha256"]:
-        raise MetasaeError(f"{path}: sha256 does not match {MANIFEST_FILE} (corrupt or replaced file)")
+        raise MetasaeError(
+            f"{path}: sha256 does not match {MANIFEST_FILE} (corrupt or replaced file); {RERUN}"
+        )
     tensors = load_tensors(path)
     acts, labels, index = tensors["acts"], tensors["labels"], tensors["index"]
     n, dim = manifest["n"], manifest["dim"]

@@ -133,6 +133,7 @@ class DepthAnalysis:
             "dead_fraction": float(self.stats.dead.double().mean()) if len(alive) else None,
             "purity_mean": _number(purity.mean()),
             "purity_median": _number(purity.median()) if len(purity) else None,
+            **self._rated_purity(),
             "entropy_mean": _number(entropy.mean()),
             "count_all_top10_nonzero": int((self.stats.n_active >= LOG_TOP).sum()),
             "mean_active_per_image": self.stats.mean_l0,
@@ -140,6 +141,20 @@ class DepthAnalysis:
             **self._purity_levels(alive),
             "label_names": self.probe.label_names,
             "notes": self.notes,
+        }
+
+    def _rated_purity(self) -> dict[str, Any]:
+        """Purity over the latents with a full top-n (rated), beside its chance floor: a latent firing on one
+        image has purity 1 by arithmetic, so rare latents are counted apart and kept out of the mean."""
+        n_top = self.top.n_nonzero
+        rated = n_top >= self.top.rows.shape[1]
+        full = torch.full((1,), self.top.rows.shape[1], dtype=n_top.dtype)
+        chance = chance_purity(self.probe.cache.labels, full, len(self.probe.label_names))
+        return {
+            "rated_latents": int(rated.sum()),
+            "rare_latents": int(((n_top > 0) & ~rated).sum()),
+            "purity_rated_mean": _number(self.purity[rated].mean()),
+            "purity_rated_chance": _number(chance) if bool(rated.any()) else None,
         }
 
     def _purity_levels(self, alive: torch.Tensor) -> dict[str, Any]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from metasae.errors import MetasaeError
-from metasae.io import load_tensors, save_tensors
+from metasae.io import atomic_path, load_tensors, save_tensors, sha256_file
 
 
 def save_codes(path: str | Path, codes: torch.Tensor) -> str:
@@ -41,3 +42,16 @@ def load_codes(path: str | Path, checksums: dict | None = None, producer: str | 
     if len(values) and ((indices[0] >= shape[0]).any() or (indices[1] >= shape[1]).any()):
         raise MetasaeError(f"{path}: code indices out of range for shape {shape}")
     return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
+
+
+def write_lineage(path: Path, meta_codes: torch.Tensor) -> str:
+    """One row per (parent latent, meta-latent) pair with a non-zero weight; sorted for stable bytes.
+    Returns the file's sha256."""
+    mc = meta_codes.coalesce()
+    parent, meta = mc.indices()
+    table = pd.DataFrame(
+        {"parent_latent": parent.numpy(), "meta_latent": meta.numpy(), "weight": mc.values().numpy()}
+    ).sort_values(["parent_latent", "meta_latent"])
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+        return sha256_file(tmp)

@@ -1,17 +1,21 @@
-"""Score learned latents against planted features (metasae.synth_tree): directions, codes and labels.
+"""Score learned latents against planted features (metasae.synth_tree): directions, codes, labels and clades.
 
 Cosines are signed throughout: a latent's code is non-negative, so a decoder row reconstructs a feature only
 when it points along +feature; a row along -feature explains none of it and must not count as a match.
+
+One-to-one matchings are averaged over max(m, n) slots (an unmatched latent or feature scores 0): averaged
+over the min(m, n) matched pairs instead, a level with few features (the roots) is matched by the best few
+of many latents and wins the comparison between levels at every depth.
 """
 
 from __future__ import annotations
 
 import torch
 from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score
 from torch import Tensor
 
-from metasae.latent_stats import label_histogram, purity_entropy
-from metasae.synth_tree import SynthTree
+from metasae.synth_tree import SynthTree, TreeSpec
 
 MATCH_COSINE = 0.9  # a planted feature counts as recovered when some learned row has cosine above this
 
@@ -38,14 +42,14 @@ def recovered_fraction(learned: Tensor, true: Tensor, threshold: float = MATCH_C
 
 
 def _hungarian_mean(score: Tensor) -> float:
-    """Mean score over a one-to-one matching maximising the total (min(m, n) pairs)."""
+    """Total score of a one-to-one matching maximising it, over max(m, n) (unmatched rows count 0)."""
     rows, cols = linear_sum_assignment(score.numpy(), maximize=True)
-    return float(score[rows, cols].mean())
+    return float(score[rows, cols].sum()) / max(score.shape)
 
 
 def hungarian_mean_cosine(learned: Tensor, true: Tensor) -> float:
     """Mean cosine over the best one-to-one matching: unlike max cosine, one latent cannot stand for two
-    features. Averaged over the min(m, n) matched pairs."""
+    features. Averaged over max(m, n): a missing feature or an extra latent counts 0."""
     return _hungarian_mean(cosine_matrix(learned, true))
 
 
@@ -59,18 +63,19 @@ def correlation_matrix(x: Tensor, y: Tensor) -> Tensor:
 
 def mcc(learned_codes: Tensor, true_codes: Tensor) -> float:
     """Mean correlation coefficient (ICA literature, SynthSAEBench): mean |Pearson r| over the Hungarian
-    matching of learned latents to true features by |r|, over the min(m, n_true) matched pairs."""
+    matching of learned latents to true features by |r|, averaged over max(m, n_true)."""
     return _hungarian_mean(correlation_matrix(learned_codes, true_codes).abs())
 
 
-def level_purity(top_rows: Tensor, level_labels: Tensor) -> Tensor:
-    """[m]: share of the most common tree-level label among each latent's top rows (top_rows [m, top_n],
-    -1 = padding, as metasae.latent_stats.top_activations gives); rows with label -1 (no active tree) are
-    ignored; NaN where a latent has no labelled row."""
-    labelled = top_rows.clone()
-    labelled[(top_rows >= 0) & (level_labels[top_rows.clamp_min(0)] < 0)] = -1
-    n_classes = int(level_labels.max()) + 1 if len(level_labels) else 0
-    return purity_entropy(label_histogram(labelled, level_labels, max(n_classes, 1)))[0]
+def level_purity(top_rows: Tensor, level_active: Tensor) -> Tensor:
+    """[m]: the largest share of each latent's top rows (top_rows [m, top_n], -1 = padding, as
+    metasae.latent_stats.top_activations gives) in which one node of the level is active (level_active:
+    bool [n, n_nodes], the multi-label truth, since several trees fire in a sample); rows with no active
+    node are ignored; NaN where a latent has no such row."""
+    valid = top_rows >= 0
+    active = level_active[top_rows.clamp_min(0)] & valid.unsqueeze(-1)  # [m, top_n, n_nodes]
+    counted = active.any(-1).sum(1)
+    return torch.where(counted > 0, active.sum(1).amax(-1) / counted.clamp_min(1), torch.nan)
 
 
 def match_levels(decoder_rows: Tensor, tree: SynthTree, threshold: float = MATCH_COSINE) -> dict:
@@ -91,3 +96,43 @@ def match_levels(decoder_rows: Tensor, tree: SynthTree, threshold: float = MATCH
         for level, c in enumerate(per_level, start=1)
     ]
     return {"levels": levels, "best_level": best_level + 1, "best_cosine": best_cosine}
+
+
+def leaf_clusters(root_rows: Tensor, leaves: Tensor, meta_codes: list[Tensor]) -> Tensor:
+    """int64 [n_leaves]: the latent of a depth that each true leaf belongs to, through the stack's lineage:
+    the depth-1 latent whose row best matches the leaf, then at each deeper depth the meta-latent its parent
+    latent's meta-code weighs most (meta_codes: C_2 .. C_d, [parent latents, latents]); -1 where a latent's
+    meta-code is all zero (the leaf is lost)."""
+    cluster = cosine_matrix(leaves, root_rows).argmax(1)
+    for codes in meta_codes:
+        row = codes[cluster.clamp_min(0)]
+        cluster = torch.where((cluster >= 0) & (row.amax(1) > 0), row.argmax(1), -1)
+    return cluster
+
+
+def is_clade(leaves: list[int], spec: TreeSpec) -> bool:
+    """Whether a set of leaves (global indices) is exactly the leaf set of one true node: leaves are
+    numbered tree by tree, so a node of level l owns the aligned run of b^(L - l) consecutive leaves."""
+    sizes = {spec.branching ** (spec.depth - level) for level in range(1, spec.depth + 1)}
+    first, n = min(leaves, default=0), len(leaves)
+    return n in sizes and first % n == 0 and sorted(leaves) == list(range(first, first + n))
+
+
+def clade_recovery(cluster: Tensor, latents: Tensor, spec: TreeSpec) -> dict:
+    """How a depth's latents partition the true leaves (cluster: leaf_clusters). clade_share: the share of
+    `latents` (the depth's alive ones) whose leaf set is exactly one true clade; ari: per level l (list
+    index l - 1), the adjusted Rand index of the partition against the level's (leaves by their ancestor),
+    a lost leaf counting as a cluster of its own. A perfect depth d of a halving stack has share 1 and ARI 1
+    at level L - d + 1; merging across trees (past the roots) lowers both."""
+    members = {int(j): [] for j in latents}
+    for leaf, j in enumerate(cluster.tolist()):
+        if j in members:
+            members[j].append(leaf)
+    share = sum(is_clade(leaves, spec) for leaves in members.values() if leaves) / max(len(members), 1)
+    predicted = torch.where(cluster >= 0, cluster, -1 - torch.arange(len(cluster))).numpy()
+    leaf = torch.arange(len(cluster))
+    ari = [
+        float(adjusted_rand_score((leaf // spec.branching ** (spec.depth - level)).numpy(), predicted))
+        for level in range(1, spec.depth + 1)
+    ]
+    return {"clade_share": share, "ari": ari}

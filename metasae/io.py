@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import functools
 import hashlib
 import inspect
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import torch
@@ -31,74 +33,188 @@ from metasae.errors import MetasaeError
 from metasae.layout import CFG_FILE, SHA256_KEY
 
 T = TypeVar("T")
+PARTIAL_SUFFIX = ".partial"  # a stage's outputs are written into .<folder>.partial beside their folder
+RESUME_KEY_FILE = ".resume-key"  # in a resumable stage's partial folder: which run's checkpoint it holds
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's bytes, or a folder's entries, to the disk: a rename is durable only once both sides
+    are, so a crash right after publishing never leaves a marker beside torn or missing data."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # a folder on a filesystem that cannot sync folders (some network mounts)
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_error(exc: BaseException, path: Path, temporary: Path | None = None) -> OSError | None:
+    """The OSError naming `path` (the output asked for, never our hidden temp file) that a library's write
+    error stands for, or None where `exc` is no I/O error or names another file (an input being read)."""
+    if isinstance(exc, SafetensorError):  # safetensors' Rust I/O errors end in "(os error 28)"
+        found = re.search(r"(?:os error |code: )(\d+)", str(exc))
+        if found is None:
+            return None
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    if not isinstance(exc, OSError):
+        return None
+    if exc.filename is not None and temporary is not None and Path(exc.filename) != temporary:
+        return None
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds, synced to the
+    disk before and after the rename. A write error (full disk, read-only folder; safetensors', pyarrow's or
+    PIL's own) becomes an OSError naming `path`, the file the user knows of."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are meant to be shared
     try:
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are meant to be shared
         yield tmp_path
+        fsync(tmp_path)
         os.replace(tmp_path, path)
+        if not _is_partial(path.parent):  # a stage's partial folder is synced once, when it is published
+            fsync(path.parent)
+    except Exception as exc:
+        named = _write_error(exc, path, tmp_path)
+        if named is None:
+            raise
+        raise named from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
+def _is_partial(folder: Path) -> bool:
+    return folder.name.startswith(".") and folder.name.endswith(PARTIAL_SUFFIX)
+
+
 @contextlib.contextmanager
 def staged_dir(
-    out_dir: str | os.PathLike, marker: str, resumable: bool = False, shared: bool = False
+    out_dir: str | os.PathLike,
+    marker: str,
+    resumable: bool = False,
+    shared: bool = False,
+    resume_key: str = "",
 ) -> Iterator[Path]:
     """All-or-nothing outputs of a stage: it writes into `.<name>.partial` beside `out_dir`, and only when it
     succeeds do its entries move into `out_dir`, `marker` (the file readers require) last; the old marker goes
-    first, so readers never see old and new outputs as one complete set. On failure `out_dir` is left as it
-    was and the partial folder is removed, except for a `resumable` stage interrupted (Ctrl-C; SIGKILL runs
-    nothing), whose checkpoint a rerun resumes. `out_dir` is the stage's own: what an earlier run left there
-    goes, unless it is `shared` with another stage (then only the entries this stage writes are replaced)."""
+    first, so readers never see old and new outputs as one complete set. On any failure, the publishing
+    included, `out_dir` holds no new marker and the partial folder is removed, except for a `resumable` stage
+    interrupted (Ctrl-C; SIGKILL runs nothing), whose checkpoint a rerun with the same `resume_key` (the
+    run's config digest) resumes; any other partial folder found on entry is cleared. `out_dir` is the
+    stage's own: what an earlier run left there goes, unless it is `shared` with another stage (then only the
+    entries this stage writes are replaced). An I/O error names `out_dir`'s path, never the partial's."""
     out_dir = Path(out_dir)
-    partial = out_dir.parent / f".{out_dir.name}.partial"
-    if partial.exists() and not resumable:
-        shutil.rmtree(partial)  # left by a killed run
-    partial.mkdir(parents=True, exist_ok=True)
+    partial = out_dir.parent / f".{out_dir.name}{PARTIAL_SUFFIX}"
+    try:
+        _prepare_partial(partial, resumable, resume_key)
+    except OSError as exc:  # a read-only parent folder: name the output, not our hidden folder
+        _fail_staged(exc, partial, out_dir)
     try:
         yield partial
     except (KeyboardInterrupt, SystemExit):
         if not resumable:
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    except OSError as exc:  # disk full, read-only, ...: name the output the user asked for, not our temp
-        shutil.rmtree(partial, ignore_errors=True)
-        where = str(exc.filename or out_dir).replace(str(partial), str(out_dir))
-        raise OSError(exc.errno, exc.strerror, where) from exc
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    except BaseException as exc:
+        _fail_staged(exc, partial, out_dir)
+    try:
+        _publish(partial, out_dir, marker, shared)
+    except BaseException as exc:  # a read-only or full output folder: nothing of the partial stays behind
+        _fail_staged(exc, partial, out_dir)
+
+
+def _fail_staged(exc: BaseException, partial: Path, out_dir: Path) -> NoReturn:
+    """Remove the partial folder and raise `exc`, its paths naming the output folder (see `_outside`)."""
+    shutil.rmtree(partial, ignore_errors=True)
+    named = _outside(exc, partial, out_dir)
+    if named is exc:
+        raise exc
+    raise named from None
+
+
+def _prepare_partial(partial: Path, resumable: bool, resume_key: str) -> None:
+    """An empty partial folder, or (resumable) the one a killed run of the same `resume_key` left."""
+    key_file = partial / RESUME_KEY_FILE
+    own = resumable and key_file.is_file() and key_file.read_text() == resume_key
+    if partial.exists() and not own:
+        shutil.rmtree(partial)  # left by a killed run, of other settings, or by a failed publish
+    partial.mkdir(parents=True, exist_ok=True)
+    if resumable and not own:
+        key_file.write_text(resume_key)
+
+
+def _outside(exc: BaseException, partial: Path, out_dir: Path) -> BaseException:
+    """`exc` as the user should read it: where an OSError, SafetensorError or MetasaeError names the hidden
+    partial folder, it names the output folder; any other exception is returned as it is."""
+    if isinstance(exc, SafetensorError):
+        exc = _write_error(exc, out_dir) or exc
+    if isinstance(exc, MetasaeError) and str(partial) in str(exc):
+        return MetasaeError(str(exc).replace(str(partial), str(out_dir)))
+    if not isinstance(exc, OSError):
+        return exc
+    where = str(exc.filename or out_dir).replace(str(partial), str(out_dir))
+    return OSError(exc.errno, (exc.strerror or str(exc)).replace(str(partial), str(out_dir)), where)
+
+
+def _publish(partial: Path, out_dir: Path, marker: str, shared: bool) -> None:
+    """Move a finished partial folder's entries into `out_dir`, durably: every file synced first, the folder
+    synced before the marker's rename and after it (`fsync`)."""
     if not (partial / marker).is_file():
-        shutil.rmtree(partial, ignore_errors=True)
         raise MetasaeError(f"{out_dir}: the stage finished without writing {marker}")
+    (partial / RESUME_KEY_FILE).unlink(missing_ok=True)
+    _fsync_contents(partial)
+    created = not out_dir.is_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / marker).unlink(missing_ok=True)
+    if (out_dir / marker).exists():
+        (out_dir / marker).unlink()
+        fsync(out_dir)  # the old marker is gone from the disk before any new file arrives beside it
     written = {entry.name for entry in partial.iterdir()}
     for old in [] if shared else [e for e in out_dir.iterdir() if e.name not in written]:
         shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     for entry in sorted(partial.iterdir(), key=lambda e: e.name == marker):
         target = out_dir / entry.name
+        if entry.name == marker:
+            fsync(out_dir)  # the data's renames reach the disk before the marker's
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(entry, target)
+    fsync(out_dir)
     partial.rmdir()
+    if created:
+        fsync(out_dir.parent)
+
+
+def _fsync_contents(folder: Path) -> None:
+    """Sync every file and folder under `folder`, the deepest first (`folder`'s own entries move out, so
+    they need no sync: a folder sync costs a journal commit, milliseconds even when nothing changed)."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                fsync(os.path.join(root, name))
+        if root != str(folder):
+            fsync(root)
 
 
 def stage_output(
     marker: str, arg: str = "out_dir", resumable: bool = False, shared: bool = False
 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Decorate a stage function so that its output folder argument `arg` is staged (see `staged_dir`)."""
+    """Decorate a stage function so that its output folder argument `arg` is staged (see `staged_dir`); a
+    `resumable` stage's resume key is the digest of its other arguments, so a partial folder left by a run of
+    other settings is cleared instead of resumed."""
 
     def decorate(fn: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(fn)
@@ -107,13 +223,21 @@ def stage_output(
         def run(*args: Any, **kwargs: Any) -> T:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            with staged_dir(bound.arguments[arg], marker, resumable, shared) as partial:
+            others = {k: v for k, v in bound.arguments.items() if k != arg}
+            key = _arguments_digest(others) if resumable else ""
+            with staged_dir(bound.arguments[arg], marker, resumable, shared, key) as partial:
                 bound.arguments[arg] = partial
                 return fn(*bound.args, **bound.kwargs)
 
         return run
 
     return decorate
+
+
+def _arguments_digest(arguments: dict[str, Any]) -> str:
+    """sha256 of a call's arguments (JSON, sorted keys; what JSON cannot hold, as its repr)."""
+    text = json.dumps(arguments, sort_keys=True, default=lambda obj: repr(obj))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -1,6 +1,6 @@
 """Reconstruction, sparsity, spliced-classifier and probing metrics, each named for what it computes.
 
-Conventions: `x` [N, d] inputs, `x_hat` their reconstructions, `codes` [N, d_sae] SAE latents. FVU is about
+Conventions: `x` [N, d] inputs, `x_hat` their reconstructions, `codes` [N, width] SAE latents. FVU is about
 the per-dimension mean of x (SAELens 6.18 / SAEBench 0.6 computed it about zero; that one is kept as
 `fvu_about_zero` so the two are never confused).
 """
@@ -25,7 +25,7 @@ def l0(codes: Tensor) -> float:
 
 
 def feature_density(codes: Tensor) -> Tensor:
-    """Fraction of examples on which each latent is non-zero, [d_sae]."""
+    """Fraction of examples on which each latent is non-zero, [width]."""
     return (codes != 0).float().mean(0)
 
 
@@ -139,7 +139,7 @@ def sae_metrics(
     was_training = sae.training
     sae.eval()
     stats = ReconstructionStats()
-    fires = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    fires = torch.zeros(sae.cfg.width, dtype=torch.float64)
     active = 0.0
     for sl in _batches(len(data), batch_size):
         x = data[sl].to(device)

@@ -13,12 +13,16 @@ from pathlib import Path
 from metasae.errors import MetasaeError
 
 LOCK_FILE = ".metasae.lock"
-_held: list[int] = []  # open descriptors: the lock lives as long as this process
+_held: dict[Path, int] = {}  # folder -> open descriptor: the lock lives as long as this process
 
 
 def lock_results(results: str | Path) -> None:
-    """Take the results folder's lock for the rest of this process, or raise naming the process holding it."""
+    """Take the results folder's lock for the rest of this process, or raise naming the process holding it.
+    Taking it again in the same process is a no-op (flock locks are per open file: a second descriptor
+    would refuse its own process)."""
     results = Path(results)
+    if results.resolve() in _held:
+        return
     results.mkdir(parents=True, exist_ok=True)
     fd = os.open(results / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -31,4 +35,4 @@ def lock_results(results: str | Path) -> None:
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held.append(fd)
+    _held[results.resolve()] = fd

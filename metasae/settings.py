@@ -15,7 +15,9 @@ from typing import Any
 
 from metasae.errors import MetasaeError
 
-ARCHITECTURE_NAMES = ("relu", "topk", "batchtopk", "jumprelu")  # metasae.sae.registry.ARCHITECTURES
+# metasae.sae.registry.ARCHITECTURES's keys, and those whose class has `needs_k` (tests hold them together)
+ARCHITECTURE_NAMES = ("relu", "topk", "batchtopk", "jumprelu")
+K_ARCHITECTURES = ("topk", "batchtopk")
 L1_REDUCTIONS = ("decoder_norm", "sum")
 SAMPLINGS = ("epoch", "replacement")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")

@@ -91,8 +91,8 @@ class Depth:
         return self.cfg["mode"] if self.cfg else self.metrics.get("mode")
 
     @property
-    def d_sae(self) -> int:
-        return int(self.metrics.get("d_sae") or 0)
+    def width(self) -> int:
+        return int(self.metrics.get("width") or 0)
 
     @property
     def checksums(self) -> dict:

@@ -14,10 +14,10 @@ from typing import NoReturn
 import yaml
 
 from metasae.errors import MetasaeError
+from metasae.settings import K_ARCHITECTURES
 
 SCHEMA = Path(__file__).resolve().parent / "schema.yaml"  # package data: works from a wheel
 MODEL_LAYERS = {"mlp": ("fc1", "fc2", "fc3"), "cnn": ("conv1", "conv2", "fc1", "fc2")}
-K_ARCHITECTURES = ("topk", "batchtopk")
 MAX_DEPTH = 64  # meta.max_depth; checked before any width schedule is built
 MAX_WIDTH = 2**31 - 1  # latents of any depth; also keeps width schedules clear of float overflow
 MAX_MESSAGE = 200  # a config error is one line shorter than this
@@ -77,9 +77,17 @@ def validate_schema(config: dict, schema_path: str | Path = SCHEMA) -> None:
     from jsonschema.exceptions import best_match
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    error = best_match(_strict_validator(jsonschema)(schema).iter_errors(config))
     if error is not None:
         raise MetasaeError(_clip(f"config key {_key(error.absolute_path)}: {_schema_detail(error)}"))
+
+
+def _strict_validator(jsonschema):
+    """Draft 2020-12 whose "integer" is a whole number written as one: JSON Schema counts 3.0 as an integer,
+    and `epochs: 3.0` or `seeds: [0.0]` would reach range() and a CLI flag as floats."""
+    base = jsonschema.Draft202012Validator
+    integer = base.TYPE_CHECKER.redefine("integer", lambda _checker, v: type(v) is int)
+    return jsonschema.validators.extend(base, type_checker=integer)
 
 
 def _schema_detail(error) -> str:
@@ -101,6 +109,7 @@ class KnownDataset:
 
     splits: tuple[str, ...]
     sizes: Mapping[str, int] = field(default_factory=dict)  # split -> images, where known without loading
+    real: bool = False  # read from data_dir (not embedded nor generated)
 
 
 Known = Mapping[str, KnownDataset] | Collection[str]
@@ -224,6 +233,22 @@ def _check_ref(parse_ref, ref: str, key: str, known: Known | None) -> None:
     _check_slice(parsed, key, facts.sizes.get(parsed.split))
 
 
+def check_data_dir(config: dict, known: Mapping[str, KnownDataset]) -> None:
+    """A `data_dir` that is set must exist where the study reads a real dataset from it (a typo would
+    otherwise plan the whole study and fail its first job). Relative paths are from the working directory,
+    as the stages resolve them."""
+    data_dir = config.get("data_dir")
+    if data_dir is None or Path(data_dir).is_dir():
+        return
+    from metasae.data.refs import parse_ref
+
+    for key, ref in _config_refs(config):
+        facts = known.get(parse_ref(ref).name)
+        if facts is not None and facts.real:
+            where = data_dir if len(data_dir) <= 80 else "…" + data_dir[-79:]
+            _fail("data_dir", f"{where} is not a folder, and {key} ({_show(ref, 40)}) reads from it")
+
+
 def _closest_first(name: str, names: Collection[str]) -> list[str]:
     """Sorted names, those spelled most like `name` first (for a message that cannot list them all)."""
     import difflib
@@ -266,6 +291,26 @@ def _check_meta(config: dict) -> None:
             )
         for mode, spec in meta["modes"].items():
             _check_schedule(spec, f"meta.modes.{mode}", sae["width"], key, max_depth)
+    for mode, spec in meta["modes"].items():
+        _check_some_meta_depth_trains(config["sae"], spec, f"meta.modes.{mode}", max_depth)
+
+
+def _check_some_meta_depth_trains(saes: dict, spec: dict, key: str, max_depth: int) -> None:
+    """A mode whose depth 2 is below width.min from every depth-1 SAE (the widest is checked: widths grow
+    with it) trains no meta-SAE at all, and the study would report depth 1 alone. One small SAE stopping at
+    depth 2 is a result, not a config error."""
+    if max_depth < 2 or not saes:
+        return
+    factor, min_width = spec["width"]["factor"], spec["width"]["min"]
+    name, sae = max(saes.items(), key=lambda item: item[1]["width"])
+    depth2 = width_schedule(sae["width"], factor, 2)[1]
+    if depth2 < min_width:
+        _fail(
+            f"{key}.width.min",
+            f"{_show(min_width)} is above every depth-2 width (sae.{name}.width {sae['width']} gives "
+            f"{depth2}): no meta-SAE would train; lower width.min, raise width.factor, or set "
+            "meta.max_depth: 1",
+        )
 
 
 def _check_mode(spec: dict, key: str) -> None:
@@ -403,17 +448,18 @@ def known_datasets() -> dict[str, KnownDataset]:
     from metasae.data.registry import REGISTRY
 
     sizes = _split_sizes()
-    return {name: KnownDataset(e.splits, sizes.get(name, {})) for name, e in REGISTRY.items()}
+    return {name: KnownDataset(e.splits, sizes.get(name, {}), e.is_real) for name, e in REGISTRY.items()}
 
 
 def _split_sizes() -> dict[str, Mapping[str, int]]:
-    """Images per split from constants: the embedded modules' SPLIT_SIZES and the dSprites grid (real and
-    generated alike). The real MNIST family and CIFAR have no size table yet: only their splits are checked.
-    """
+    """Images per split from constants: the embedded modules' SPLIT_SIZES, the dSprites grid (real and
+    generated alike) and the official sizes of the real MNIST family and CIFAR (data/sizes.py)."""
     from metasae.data import digits, dsprites_grid, glyphs, patches
+    from metasae.data.sizes import REAL_SPLIT_SIZES
 
     grid = dict.fromkeys(dsprites_grid.SPLITS, dsprites_grid.N_GRID)
     return {
+        **REAL_SPLIT_SIZES,
         "digits": digits.SPLIT_SIZES,
         "glyphs": glyphs.SPLIT_SIZES,
         "patches": patches.SPLIT_SIZES,

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import torch
 
-from metasae.codes import save_codes
+from metasae.codes import save_codes, write_lineage
 from metasae.io import write_json
 from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, SHA256_KEY
 from metasae.sae import save_sae
-from metasae.stages.train_sae import write_lineage
 
 
 def write_depth(

@@ -13,6 +13,12 @@ from metasae.cli import split_commands
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _data_dir() -> str:
+    """../shared/data, or where it is absent any existing folder (the repository): the door refuses a
+    data_dir that does not exist when a real dataset reads it, and planning reads no file."""
+    return "../shared/data" if (ROOT.parent / "shared" / "data").is_dir() else str(ROOT)
+
+
 def planned_commands(configfiles: list[str], results: Path) -> list[list[str]]:
     """Every planned command, with data_dir set (as the real-data configs set it) so that rules passing it
     are planned too; a job's chain (`A --then B`) is several commands, its log redirection dropped."""
@@ -27,7 +33,7 @@ def planned_commands(configfiles: list[str], results: Path) -> list[list[str]]:
             *configfiles,
             "--config",
             f"results={results}",
-            "data_dir=../shared/data",
+            f"data_dir={_data_dir()}",
         ],
         cwd=ROOT,
         capture_output=True,

@@ -1,3 +1,6 @@
+"""The study's statistics (`metasae.statistics`) on hand-made depth tables: optima, claims, exclusions,
+intervals, verdicts and cross-seed stability, and the report reading the tables they make."""
+
 import json
 from types import SimpleNamespace
 
@@ -9,18 +12,31 @@ import torch
 from metasae.errors import MetasaeError
 from metasae.groundtruth import cosine_matrix
 from metasae.layout import parse_summary_path
-from metasae.stages import aggregate as stats
+from metasae.statistics.claims import BY_CONSTRUCTION, claims, trend_evidence
+from metasae.statistics.columns import derived_columns
+from metasae.statistics.exclusions import DENSE, excluded_as
+from metasae.statistics.intervals import bootstrap_median_ci, spearman
+from metasae.statistics.optimal import CRITERIA, knee_plateau, optimal_depths
+from metasae.statistics.rules import RULES
+from metasae.statistics.seed_stability import (
+    CodeColumns,
+    matched_similarity,
+    seed_stability,
+    stability_inputs,
+)
+from metasae.statistics.verdicts import TOO_FEW, VERDICTS, verdict
 
 
 def test_knee_is_the_point_farthest_from_the_chord():
     depths = np.array([1, 2, 3, 4, 5])
-    assert stats.knee_depth(depths, np.array([0.1, 0.12, 0.15, 0.7, 0.9])) == 3
-    assert stats.knee_depth(np.array([1, 2]), np.array([0.3, 0.1])) == 2
+    assert knee_plateau(depths, np.array([0.1, 0.12, 0.15, 0.7, 0.9])) == (3,)
+    assert knee_plateau(np.array([1, 2]), np.array([0.3, 0.1])) == (2,)
+    assert knee_plateau(depths, 0.1 * depths) == (1, 2, 3, 4, 5)  # a straight line: no knee, all tie
 
 
 def test_bootstrap_ci_brackets_the_median_and_is_degenerate_for_one_value():
-    assert stats.bootstrap_median_ci([2]) == (2.0, 2.0)
-    lo, hi = stats.bootstrap_median_ci([1, 2, 2, 3, 5])
+    assert bootstrap_median_ci([2]) == (2.0, 2.0)
+    lo, hi = bootstrap_median_ci([1, 2, 2, 3, 5])
     assert lo <= 2 <= hi and lo >= 1 and hi <= 5
 
 
@@ -29,13 +45,13 @@ def _depths(
     mode: str = "activations",
     architecture: str = "relu",
     mean_active: dict[int, list[float]] | None = None,
-    d_sae: list[int] | None = None,
+    width: list[int] | None = None,
 ) -> pd.DataFrame:
     """Depth rows as `depth_rows` makes them (derived columns included), one value list per seed."""
     rows = []
     for seed, values in purity_by_seed.items():
         for depth, value in enumerate(values, start=1):
-            size = (d_sae or [64] * len(values))[depth - 1]
+            size = (width or [64] * len(values))[depth - 1]
             rows.append(
                 {
                     "model": "m",
@@ -48,7 +64,7 @@ def _depths(
                     "architecture": architecture,
                     "status": "trained",
                     "stop_reason": None,
-                    "d_sae": size,
+                    "width": size,
                     "fvu": 0.1 * depth,
                     "stack_fvu": 0.1 * depth,
                     "alive_latents": size,
@@ -58,27 +74,32 @@ def _depths(
                     "stability_mean_cosine": value,
                 }
             )
-    return stats.derived_columns(pd.DataFrame(rows))
+    return derived_columns(pd.DataFrame(rows))
 
 
-def test_optimal_depth_per_seed_median_and_log_claim():
+def test_optimal_depth_per_seed_mean_and_log_claim():
     table = _depths({0: [0.5, 0.9, 0.2], 1: [0.5, 0.8, 0.7], 2: [0.9, 0.1, 0.1]})
-    optimal = stats.optimal_depths(table)
+    optimal = optimal_depths(table)
     purity = optimal[optimal["criterion"] == "max_purity"].iloc[0]
-    assert purity["per_seed"] == "2 2 1" and purity["optimal_depth"] == 2 and purity["n_seeds"] == 3
+    assert purity["per_seed"] == "2 2 1" and purity["n_seeds"] == 3
+    assert purity["optimal_depth"] == pytest.approx(5 / 3)
+    assert purity["estimate_low"] == purity["estimate_high"] == purity["optimal_depth"]  # no plateau
     assert purity["architecture"] == "relu" and purity["basis"] == "measured"
-    assert purity["ci_low"] <= 2 <= purity["ci_high"]
-    # One seed of three disagrees: a third of resampled medians are 1, so the CI crosses 1.5.
-    assert purity["log_claim_depth2"] == "inconclusive" and not purity["log_claim_depth2_holds"]
-    assert set(optimal["criterion"]) == {*stats.CRITERIA, "fvu_knee"}
-    agreed = stats.optimal_depths(_depths({s: [0.5, 0.9, 0.2] for s in range(3)}))
-    assert (agreed.set_index("criterion").loc["max_purity", "log_claim_depth2"]) == "holds"
+    # the t-interval on the mean of 2, 2, 1: 5/3 +/- t(0.975, 2) * 0.577 / sqrt(3)
+    assert (purity["ci_low"], purity["ci_high"]) == pytest.approx((5 / 3 - 1.4342, 5 / 3 + 1.4342), abs=1e-3)
+    assert purity["log_claim_depth2"] == "inconclusive" and not purity["log_claim_depth2_holds"]  # 3 seeds
+    assert set(optimal["criterion"]) == {*CRITERIA, "fvu_knee"}
+    # Five seeds all at depth 2 of 3: p = (1/3)^5 = 0.004, Holm over the table's 5 rows: 0.02 < 0.05.
+    agreed = optimal_depths(_depths({s: [0.5, 0.9, 0.2] for s in range(5)})).set_index("criterion")
+    assert agreed.loc["max_purity", "log_claim_depth2"] == "holds"
+    assert agreed.loc["fvu_knee", "per_seed"] == " ".join(["1-3"] * 5)  # a straight FVU line has no knee
+    assert agreed.loc["fvu_knee", "log_claim_depth2"] == "inconclusive"  # a plateau counts for neither side
 
 
 def test_stopped_depths_never_win():
     table = _depths({0: [0.5, 0.9, 0.2]})
     table.loc[table["depth"] == 2, "status"] = "stopped"
-    optimal = stats.optimal_depths(table)
+    optimal = optimal_depths(table)
     assert optimal[optimal["criterion"] == "max_purity"].iloc[0]["optimal_depth"] == 1
 
 
@@ -99,23 +120,34 @@ def test_summary_paths_encode_the_run():
 
 
 def _claim(table: pd.DataFrame, prefix: str) -> pd.Series:
-    claims = stats.claims(table)
-    assert set(claims["verdict"]) <= set(stats.VERDICTS)
-    return claims[claims["claim"].str.startswith(prefix)].iloc[0]
+    rows = claims(table)
+    assert set(rows["verdict"]) <= set(VERDICTS)
+    return rows[rows["claim"].str.startswith(prefix)].iloc[0]
+
+
+RISING = {0: [0.2, 0.5, 0.9], 1: [0.1, 0.4, 0.8], 2: [0.3, 0.6, 0.7], 3: [0.2, 0.3, 0.4], 4: [0.1, 0.2, 0.6]}
 
 
 def test_claims_verdicts_follow_the_numbers():
-    table = _depths({0: [0.2, 0.5, 0.9], 1: [0.1, 0.4, 0.8], 2: [0.3, 0.6, 0.7]})
+    table = _depths(RISING)
     purity = _claim(table, "Latents become more atomic")
-    assert purity["verdict"] == "holds" and purity["basis"] == "measured" and purity["estimate"] > 0.8
-    assert purity["ci_low"] > 0 and purity["n_seeds"] == 3 and "fewer than the 5" in purity["our_value"]
-    assert purity["depths_used"] == "1 2 3"
+    assert purity["verdict"] == "holds" and purity["basis"] == "measured" and purity["estimate"] == 1
+    assert purity["n_seeds"] == 5 and purity["n_agree"] == 5 and purity["depths_used"] == "1 2 3"
+    assert purity["p_value"] == pytest.approx(6.0**-5) and purity["p_holm"] < 0.05 < purity["p_against"]
+    assert np.isnan(purity["control_estimate"]) and purity["verdict_reason"].startswith("p_holm = ")
+    # every seed peaks at depth 3: depth 2 is nobody's optimum, and depth 3 is, beyond chance
     depth2 = _claim(table, "Depth 2 is optimal")
-    assert depth2["verdict"] == "fails" and depth2["ci_low"] == 3  # every seed peaks at depth 3
-    falling = _claim(_depths({s: [0.9, 0.5, 0.2] for s in range(3)}), "Latents become more atomic")
+    assert depth2["verdict"] == "fails" and depth2["estimate"] == 0 and depth2["n_agree"] == 0
+    assert depth2["p_against"] == pytest.approx(2 * 3.0**-5) and depth2["p_against_holm"] < 0.05
+    assert depth2["ci_low"] == 0 and depth2["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 5))
+    falling = _claim(_depths({s: v[::-1] for s, v in RISING.items()}), "Latents become more atomic")
     assert falling["verdict"] == "fails" and falling["ci_high"] < 0
-    mixed = _claim(_depths({0: [0.2, 0.5, 0.9], 1: [0.9, 0.5, 0.2], 2: [0.5, 0.6, 0.4]}), "Latents become")
-    assert mixed["verdict"] == "inconclusive" and mixed["ci_low"] < 0 < mixed["ci_high"]
+    mixed = {**RISING, 1: [0.9, 0.5, 0.2], 2: [0.5, 0.6, 0.4]}
+    unsure = _claim(_depths(mixed), "Latents become")
+    assert unsure["verdict"] == "inconclusive" and unsure["ci_low"] < unsure["estimate"] < unsure["ci_high"]
+    few = _claim(_depths({s: RISING[s] for s in range(3)}), "Latents become more atomic")
+    assert few["verdict"] == "inconclusive" and few["verdict_reason"] == TOO_FEW
+    assert few["p_value"] == pytest.approx(6.0**-3) and "fewer than the 5" in few["our_value"]
 
 
 def test_untested_when_the_study_stops_short():
@@ -124,29 +156,33 @@ def test_untested_when_the_study_stops_short():
     assert depth2["verdict"] == "untested" and depth2["basis"] == "depth not reached"
     collapse = _claim(table, "Deep stacks collapse")  # nothing reached depth 7, nothing collapsed
     assert collapse["verdict"] == "untested" and collapse["basis"] == "depth not reached"
+    two_depths = _claim(table, "Latents become more atomic")  # a trend needs 3 depths per seed
+    assert two_depths["verdict"] == "untested" and two_depths["verdict_reason"] == "depth not reached"
     one_depth = _claim(_depths({0: [0.2], 1: [0.3]}), "Latents become more atomic")
     assert one_depth["verdict"] == "untested"
 
 
 def test_collapse_is_measured_when_stacks_die():
-    table = _depths({s: [0.5, 0.4, 0.3] for s in range(3)})
+    table = _depths({s: [0.5, 0.4, 0.3] for s in range(5)})
     table.loc[table["depth"] == 3, ["status", "stop_reason"]] = [
         "stopped",
         "parent has 2 alive latents, fewer than stop.min_alive=8",
     ]
-    collapse = _claim(table, "Deep stacks collapse")
-    assert collapse["estimate"] == 1 and collapse["verdict"] == "holds"
+    collapse = _claim(table, "Deep stacks collapse")  # the only tested row: Holm leaves p = 1/32
+    assert collapse["estimate"] == 1 and collapse["n_agree"] == 5 and collapse["verdict"] == "holds"
+    assert collapse["p_holm"] == pytest.approx(2.0**-5)
+    assert collapse["ci_low"] == pytest.approx(0.025 ** (1 / 5))  # Clopper-Pearson for 5 of 5
 
 
 def test_topk_activation_counts_are_fixed_by_construction_and_never_a_verdict():
     # TopK in activations mode: k = 16 at depth 1, then 8, while widths halve, so the mean active count
     # falls and its fraction rises whatever the data do.
     table = _depths(
-        {s: [0.3, 0.4, 0.5] for s in range(3)},
+        {s: [0.3, 0.4, 0.5] for s in range(5)},
         mode="activations",
         architecture="topk",
-        mean_active={s: [16.0, 8.0, 8.0] for s in range(3)},
-        d_sae=[512, 256, 128],
+        mean_active={s: [16.0, 8.0, 8.0] for s in range(5)},
+        width=[512, 256, 128],
     )
     assert set(table["fixed_by_construction"]) == {
         "l0 mean_active_per_image mean_active_fraction",
@@ -157,25 +193,27 @@ def test_topk_activation_counts_are_fixed_by_construction_and_never_a_verdict():
     assert active["verdict"] == "untested" and active["basis"] == "fixed by construction"
     assert "not evidence: fixed by construction" in active["our_value"] and active["estimate"] > 0
     assert "fixed by construction at depth 1 2 3" in active["excluded"]
-    optimal = stats.optimal_depths(table).set_index("criterion")
+    optimal = optimal_depths(table).set_index("criterion")
     assert optimal.loc["max_mean_active", "basis"] == "fixed by construction"
     assert np.isnan(optimal.loc["max_mean_active", "optimal_depth"])
     assert optimal.loc["max_mean_active", "log_claim_depth2"] == "untested"
     # Purity is not fixed by TopK: it still gets a verdict.
     assert _claim(table, "Latents become more atomic")["verdict"] == "holds"
+    collapse = _claim(table, "Deep stacks collapse")  # TopK at every depth: codes cannot go dead
+    assert collapse["verdict"] == "untested" and collapse["verdict_reason"] == BY_CONSTRUCTION
 
 
 def test_relu_lets_the_activation_count_vary_and_be_tested():
     table = _depths(
-        {s: [0.3, 0.4, 0.5] for s in range(3)},
+        {s: [0.3, 0.4, 0.5] for s in range(5)},
         architecture="relu",
-        mean_active={0: [2.0, 9.0, 1.0], 1: [3.0, 11.0, 2.0], 2: [2.5, 10.0, 1.5]},
+        mean_active={s: [2.0 + s / 2, 9.0 + s, 1.0 + s / 2] for s in range(5)},
     )
     assert (table["fixed_by_construction"] == "").all()
     active = _claim(table, "The average number of activations increases")
-    assert active["basis"] == "measured" and active["verdict"] in {"fails", "inconclusive"}
-    depth2 = stats.optimal_depths(table).set_index("criterion").loc["max_mean_active"]
-    assert depth2["per_seed"] == "2 2 2" and depth2["log_claim_depth2"] == "holds"
+    assert active["basis"] == "measured" and active["verdict"] == "inconclusive"  # up then down: rho -0.5
+    depth2 = optimal_depths(table).set_index("criterion").loc["max_mean_active"]
+    assert depth2["per_seed"] == "2 2 2 2 2" and depth2["log_claim_depth2"] == "holds"
 
 
 def test_dense_routed_codes_are_excluded_in_decoder_mode():
@@ -186,79 +224,75 @@ def test_dense_routed_codes_are_excluded_in_decoder_mode():
         mode="decoder",
         architecture="topk",
         mean_active={s: [16.0, 20.0, 31.8] for s in range(3)},
-        d_sae=[512, 128, 32],
+        width=[512, 128, 32],
     )
     table.loc[table["depth"] > 1, "architecture"] = "batchtopk"
-    table = stats.derived_columns(table)
+    table = derived_columns(table)
     assert table["routed_codes_dense"].tolist() == [False, False, True] * 3
     deep = table[table["depth"] == 3].iloc[0]
     assert "routed codes dense: 31.8 of 32" in deep["excluded_because"]
-    assert stats.excluded_as(deep, "purity_mean") == stats.DENSE
-    assert (
-        stats.excluded_as(deep, "stack_fvu") is None
-    )  # the layer rebuilt from depth 3 is not image-code based
-    purity = _claim(table, "Latents become more atomic")
-    assert purity["basis"] == "measured" and purity["depths_used"] == "1 2"
+    assert excluded_as(deep, "purity_mean") == DENSE
+    assert excluded_as(deep, "stack_fvu") is None  # the layer rebuilt from depth 3 is not image-code based
+    purity = _claim(table, "Latents become more atomic")  # two sparse depths give no trend
+    assert purity["verdict"] == "untested" and purity["basis"] == DENSE and purity["depths_used"] == ""
     assert "dense routed codes at depth 3" in purity["excluded"]
     depth2 = _claim(table, "Depth 2 is optimal")  # needs depths 1-3: depth 3 is dense
     assert depth2["verdict"] == "untested" and depth2["basis"] == "dense routed codes"
     active = _claim(table, "The average number of activations increases")
     assert active["verdict"] == "untested"  # depth 1 fixed by TopK, depth 3 dense: one depth left
     # Stability matched on dense code columns follows the data's main directions: excluded there too.
-    assert stats.excluded_as(deep, "stability_mean_cosine") is None  # no basis recorded: not code columns
+    assert excluded_as(deep, "stability_mean_cosine") is None  # no basis recorded: not code columns
     coded = table.assign(stability_basis="codes")
-    assert stats.excluded_as(coded[coded["depth"] == 3].iloc[0], "stability_mean_cosine") == stats.DENSE
-    stable = stats.optimal_depths(coded).set_index("criterion").loc["max_stability"]
+    assert excluded_as(coded[coded["depth"] == 3].iloc[0], "stability_mean_cosine") == DENSE
+    stable = optimal_depths(coded).set_index("criterion").loc["max_stability"]
     assert stable["depths_used"] == "1 2" and "dense routed codes at depth 3" in stable["excluded"]
 
 
-def test_spearman_and_its_seed_bootstrap_ci():
-    assert stats.spearman(np.array([1, 2, 3]), np.array([0.1, 0.5, 0.4])) == pytest.approx(0.5)
-    assert stats.spearman(np.array([1, 2, 3]), np.array([2.0, 2.0, 2.0])) == 0
-    assert np.isnan(stats.spearman(np.array([1, 1]), np.array([0.1, 0.2])))
+def test_spearman_and_the_trend_evidence():
+    assert spearman(np.array([1, 2, 3]), np.array([0.1, 0.5, 0.4])) == pytest.approx(0.5)
+    assert spearman(np.array([1, 2, 3]), np.array([2.0, 2.0, 2.0])) == 0
+    assert spearman(np.array([1, 2, 3]), np.array([0.2, 0.2 + 1e-12, 0.5])) == pytest.approx(np.sqrt(3) / 2)
+    assert np.isnan(spearman(np.array([1, 1]), np.array([0.1, 0.2])))
     # Seeds differ in level but each rises: the within-seed correlation is 1 in every seed.
-    rising = [(np.array([1.0, 2, 3]), np.array([0.1, 0.2, 0.3]) + s) for s in range(3)]
-    assert stats.seed_spearman(rising) == (1.0, 1.0, 1.0, 3)
-    mixed = [(np.array([1.0, 2, 3]), np.array(v)) for v in ([1, 2, 3], [3, 2, 1], [1, 3, 2])]
-    mean, lo, hi, n = stats.seed_spearman(mixed)
-    assert mean == pytest.approx(0.5 / 3) and lo == -1 and hi == 1 and n == 3
-    assert np.isnan(stats.seed_spearman([(np.array([1.0]), np.array([0.3]))])[0])
+    rising = trend_evidence([np.array([0.1, 0.2, 0.3]) + s for s in range(3)])
+    assert (rising.estimate, rising.ci_low, rising.ci_high, rising.n_seeds) == (1, 1, 1, 3)
+    assert rising.p_value == pytest.approx(6.0**-3) and rising.p_against == 1
+    mixed = trend_evidence([np.array(v, float) for v in ([1, 2, 3], [3, 2, 1], [1, 3, 2])])
+    assert mixed.estimate == pytest.approx(0.5 / 3) and mixed.n_agree == 2
+    assert mixed.ci_low == -1 and mixed.ci_high == 1  # the t-interval, clipped to a correlation's range
+    assert trend_evidence([np.array([0.3]), np.array([0.1, 0.2])]).n_seeds == 0  # no seed has 3 depths
 
 
 @pytest.mark.parametrize(
-    "low, high, n, verdict",
+    "p_holm, p_against_holm, n, expected, why",
     [
-        (0.2, 0.8, 3, "holds"),
-        (-0.8, -0.1, 3, "fails"),
-        (-0.2, 0.5, 3, "inconclusive"),
-        (0.2, 0.8, 1, "inconclusive"),  # one seed: no CI
-        (float("nan"), float("nan"), 3, "inconclusive"),
+        (0.01, 0.99, 5, "holds", "p_holm = 0.01 < 0.05"),
+        (0.99, 0.01, 5, "fails", "p_against_holm = 0.01 < 0.05"),
+        (0.2, 0.9, 5, "inconclusive", "neither direction significant after Holm"),
+        (0.01, 0.99, 3, "inconclusive", TOO_FEW),  # too few seeds, whatever the p-value
+        (0.01, 0.01, 5, "inconclusive", "both directions significant after Holm"),
+        (float("nan"), float("nan"), 5, "untested", "depth not reached"),  # the basis is the reason
     ],
 )
-def test_interval_verdict_rule(low, high, n, verdict):
-    assert stats.interval_verdict(low, high, stats.TREND_REGION, n) == verdict
-
-
-def test_depth_region_verdicts():
-    assert stats.interval_verdict(2, 2, stats.DEPTH2_REGION, 3) == "holds"
-    assert stats.interval_verdict(3, 4, stats.DEPTH2_REGION, 3) == "fails"
-    assert stats.interval_verdict(1, 2, stats.DEPTH2_REGION, 3) == "inconclusive"
+def test_verdict_rule(p_holm, p_against_holm, n, expected, why):
+    decided, reason = verdict(p_holm, p_against_holm, n, "depth not reached")
+    assert decided == expected and reason.startswith(why)
 
 
 def test_stability_on_planted_rows():
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(40, 16, generator=gen)
-    assert stats.matched_similarity(rows, rows) == pytest.approx((1.0, 1.0))
+    assert matched_similarity(rows, rows) == pytest.approx((1.0, 1.0))
     permuted = rows[torch.randperm(40, generator=gen)] * 3.0  # order and scale do not matter
-    assert stats.matched_similarity(rows, permuted) == pytest.approx((1.0, 1.0))
+    assert matched_similarity(rows, permuted) == pytest.approx((1.0, 1.0))
     other = torch.randn(40, 16, generator=gen)
-    mean, matched = stats.matched_similarity(rows, other)
+    mean, matched = matched_similarity(rows, other)
     assert mean < 0.6 and matched == 0
     half = torch.cat([rows[:20], other[:20]])
-    assert stats.matched_similarity(rows, half)[1] == pytest.approx(0.5)
-    per_seed = stats.seed_stability({0: rows, 1: permuted, 2: other})
+    assert matched_similarity(rows, half)[1] == pytest.approx(0.5)
+    per_seed = seed_stability({0: rows, 1: permuted, 2: other})
     assert per_seed[0][1] == pytest.approx(0.5) and per_seed[2][1] == 0  # seed 0 matches seed 1, not 2
-    assert np.isnan(stats.matched_similarity(rows[:0], rows)[0])
+    assert np.isnan(matched_similarity(rows[:0], rows)[0])
 
 
 def _folder(tmp_path, name, codes, source, mode="base"):
@@ -279,24 +313,29 @@ def test_stability_matches_code_columns_when_seeds_have_their_own_classifier(tmp
         0: _folder(tmp_path, "a", codes, "models/seed0"),
         1: _folder(tmp_path, "b", codes[:, [4, 2, 0, 1, 3, 5]] * 2, "models/seed1"),
     }
-    basis, matrices = stats.stability_inputs(seeds)
+    basis, matrices = stability_inputs(seeds)
     assert basis == "codes" and matrices[0].columns.shape == (50, 5)
-    assert stats.seed_stability(matrices)[1] == pytest.approx((1.0, 1.0))
+    assert seed_stability(matrices)[1] == pytest.approx((1.0, 1.0))
     shared = {0: _folder(tmp_path, "c", codes, "models/one"), 1: _folder(tmp_path, "d", codes, "models/one")}
-    assert stats.stability_inputs(shared)[0] == "decoder rows"
+    assert stability_inputs(shared)[0] == "decoder rows"
 
 
 def test_report_reads_the_new_tables(tmp_path):
     """The write-up renders per-claim tables with CIs, the exclusions and the rules the tables were made
     with, from what `aggregate` writes."""
     from metasae.io import write_json
-    from metasae.report_content import ReportData
+    from metasae.writeup.data import ReportData
+    from metasae.writeup.sections.claims import claims as claims_section
+    from metasae.writeup.sections.headline import tldr
+    from metasae.writeup.sections.method import method
+    from metasae.writeup.sections.metrics import more_metrics
+    from metasae.writeup.sections.optimal_depth import optimal_depth
 
     table = _depths(
         {s: [0.3, 0.4, 0.5] for s in range(3)},
         architecture="topk",
         mean_active={s: [16.0, 8.0, 8.0] for s in range(3)},
-        d_sae=[512, 256, 128],
+        width=[512, 256, 128],
     ).assign(
         train_dataset="digits:train",
         dataset_ref="digits:train",
@@ -312,30 +351,30 @@ def test_report_reads_the_new_tables(tmp_path):
     summary = tmp_path / "summary"
     summary.mkdir()
     table.to_csv(summary / "depths.csv", index=False)
-    stats.optimal_depths(table).to_csv(summary / "optimal_depth.csv", index=False)
-    stats.claims(table).to_csv(summary / "claims.csv", index=False)
-    write_json(summary / "study.json", {"rules": {**stats.RULES, "dense_routed_fraction": 0.4}})
+    optimal_depths(table).to_csv(summary / "optimal_depth.csv", index=False)
+    claims(table).to_csv(summary / "claims.csv", index=False)
+    write_json(summary / "study.json", {"rules": {**RULES, "dense_routed_fraction": 0.4}})
     report = ReportData(tmp_path, tmp_path / "figs")
-    claims = report.claims()
-    assert "| fixed by construction at depth 1 2 3 |" in claims and "3 (< 5)" in claims
-    assert "it holds when the CI lies above 0." in claims
-    assert "more than 40% of the dictionary" in report.method()  # the rule study.json records
-    assert "| max_mean_active" in report.optimal_depth() and "fixed by construction" in report.optimal_depth()
-    appendix = report.more_metrics()
+    text = claims_section(report)
+    assert "| fixed by construction at depth 1 2 3 |" in text and "3 (< 5)" in text
+    assert "it holds when the Holm-corrected p-value of a rise (permutation test" in text
+    assert "more than 40% of the dictionary" in method(report)  # the rule study.json records
+    assert "| max_mean_active" in optimal_depth(report) and "fixed by construction" in optimal_depth(report)
+    appendix = more_metrics(report)
     assert "961 (0.42)" in appendix and "l0, mean_active_fraction, mean_active_per_image" in appendix
-    assert "up to 20% of the depth-1 latents are dead (never active on the probe images" in report.tldr()
+    assert "up to 20% of the depth-1 latents are dead (never active on the probe images" in tldr(report)
 
 
 def test_abstraction_gap_is_superclass_lift_minus_class_lift_and_a_claim_only_with_a_taxonomy():
-    table = _depths({s: [0.5, 0.5, 0.5] for s in range(3)})
+    table = _depths({s: [0.5, 0.5, 0.5] for s in range(5)})
     assert table["abstraction_gap"].isna().all()  # digits: no superclasses, no claim
-    assert not stats.claims(table)["claim"].str.startswith("Deeper meta-latents").any()
+    assert not claims(table)["claim"].str.startswith("Deeper meta-latents").any()
     raw = table.drop(columns=["abstraction_gap"]).assign(purity_chance=0.3, superclass_purity_chance=0.6)
-    for seed in range(3):  # class purity falls to chance while superclass purity stays pure: more abstract
+    for seed in range(5):  # class purity falls to chance while superclass purity stays pure: more abstract
         at = raw["seed"] == seed
         raw.loc[at, "purity_mean"] = [0.9, 0.6, 0.3 + 0.01 * seed]
         raw.loc[at, "superclass_purity_mean"] = [1.0, 1.0, 1.0]
-    table = stats.derived_columns(raw)
+    table = derived_columns(raw)
     gap = table.loc[(table["seed"] == 0), "abstraction_gap"].round(6).tolist()
     assert gap == [round(1 - 6 / 7, 6), round(1 - 3 / 7, 6), 1.0]  # superclass lift 1; class lift (p-0.3)/0.7
     claim = _claim(table, "Deeper meta-latents are more abstract")
@@ -351,9 +390,9 @@ def test_code_columns_correlation_equals_the_cosine_of_centred_dense_columns(den
     ]
     codes[1][:, 3] = 0.7  # a constant column correlates with nothing: 0, as a zero row's cosine
     alive = [torch.ones(20, dtype=torch.bool), torch.arange(20) % 4 != 0]
-    columns = [stats.CodeColumns.of(c.to_sparse(), a) for c, a in zip(codes, alive, strict=True)]
+    columns = [CodeColumns.of(c.to_sparse(), a) for c, a in zip(codes, alive, strict=True)]
     centred = [(c[:, a] - c[:, a].mean(0)).T for c, a in zip(codes, alive, strict=True)]
     expected = cosine_matrix(*centred).numpy()
     assert np.allclose(columns[0].correlation(columns[1]), expected, atol=1e-10)
     assert len(columns[1]) == 15
-    assert stats.matched_similarity(columns[0], columns[0]) == pytest.approx((1.0, 1.0))
+    assert matched_similarity(columns[0], columns[0]) == pytest.approx((1.0, 1.0))

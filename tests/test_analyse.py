@@ -161,7 +161,7 @@ def test_figures_report_draws_what_the_report_embeds_and_none_draws_nothing(run,
 
 def test_report_figures_are_the_ones_the_report_embeds(depth1):
     from metasae.figures.depth import REPORT_FIGURES
-    from metasae.report_content import LINEAGE_FIGURES
+    from metasae.writeup.sections.lineage import LINEAGE_FIGURES
 
     every = {*read_json(depth1[0] / SUMMARY_FILE)["figures"], "lineage_card.png"}  # depth 1 has no card
     assert {f for f in every if f.startswith(LINEAGE_FIGURES)} == REPORT_FIGURES

@@ -95,7 +95,7 @@ def test_applied_meta_depths_route_this_probes_codes(stacks):
     dec2 = Depth.load(b / "dec2")
     assert torch.equal(dec2.meta_codes, Depth.load(a / "dec2").meta_codes)
     assert torch.allclose(dec2.codes.to_dense(), parent.codes.to_dense() @ dec2.meta_codes, atol=1e-5)
-    assert dec2.lineage is not None and dec2.metrics["parent_d_sae"] == 24
+    assert dec2.lineage is not None and dec2.metrics["parent_width"] == 24
 
 
 def test_a_stopped_source_depth_stops_the_applied_one(stacks):

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from metasae import study
+from metasae.data.refs import parse_ref
+from metasae.data.sizes import REAL_SPLIT_SIZES
 from metasae.errors import MetasaeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +77,14 @@ BAD = {  # id: (key the message must name, edit of config/test.yaml)
     "width_growth": bad("meta.modes.activations.width.factor", 1.5),
     "max_depth_65": bad("meta.max_depth", 65),
     "max_depth_2000": bad("meta.max_depth", 2000),
+    "slice_past_mnist": bad("probes.digits", "mnist:test[:20000]"),  # 10,000 images, files or not
+    "slice_past_emnist": bad(f"{CLF}.train", "emnist_letters:train[124000:124801]"),
+    "seeds_float": ("seeds.1", put("seeds", [0.0, 1.0])),  # JSON Schema's "integer" takes 1.0
+    "max_depth_float": bad("meta.max_depth", 3.0),
+    "width_float": bad("sae.topk.width", 32.0),
+    "epochs_float": bad("sae.topk.epochs", 3.0),
+    "max_depth_bool": bad("meta.max_depth", True),
+    "no_meta_sae": bad("meta.modes.decoder.width.min", 9),  # 32 -> 8 latents at depth 2: below 9
     "long_schedule_k_exceeds": (
         "meta.modes.activations.k",
         lambda c: (put("meta.max_depth", 64)(c), put("meta.modes.activations.width.min", 1)(c)),
@@ -138,20 +148,48 @@ def test_width_growth_needs_allow_growth_a_boolean():
 
 
 def test_edges_that_stay_valid():
-    """k equal to a width, k above only a depth that stops (width < width.min), a slice ending at the split's
-    end, and a slice of a real dataset whose size is not known without its files."""
+    """k equal to a width, k above only a depth that stops (width < width.min), slices ending at a split's end
+    (a real one's too, from the official sizes, without its files), depth 2 at exactly width.min."""
     edits = [
         put("sae.topk.k", 32),
         put("meta.modes.decoder.k", 8),
         put("meta.modes.activations.k", 9),
         put("meta.modes.activations.width", {"factor": 0.5, "min": 9}),
         put(f"{CLF}.test", "digits:test[300:359]"),
-        put("probes.digits", "mnist:test[:99999]"),
+        put("probes.digits", "mnist:test[:10000]"),
+        put("meta.modes.decoder.width.min", 8),  # depth 2 has exactly width.min latents
     ]
     config = base_config()
     for edit in edits:
         edit(config)
     door(config)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_SPLIT_SIZES))
+def test_every_real_slice_is_checked_against_the_official_size(name):
+    for split, size in REAL_SPLIT_SIZES[name].items():
+        study._check_ref(parse_ref, f"{name}:{split}[{size - 1}:]", "probes.x", KNOWN)
+        with pytest.raises(MetasaeError, match=f"config key probes.x: .*has {size} images"):
+            study._check_ref(parse_ref, f"{name}:{split}[:{size + 1}]", "probes.x", KNOWN)
+
+
+def test_every_real_dataset_of_the_registry_has_its_official_sizes():
+    from metasae.data.registry import REGISTRY
+
+    real = {name: e.splits for name, e in REGISTRY.items() if e.is_real and name != "dsprites"}
+    assert {name: tuple(REAL_SPLIT_SIZES[name]) for name in real} == real
+    assert all(KNOWN[name].real and KNOWN[name].sizes for name in real)
+
+
+def test_a_missing_data_dir_is_rejected_only_where_a_real_dataset_reads_it(tmp_path):
+    config = base_config()
+    put("data_dir", str(tmp_path / "no-such-folder"))(config)
+    study.check_data_dir(config, KNOWN)  # embedded datasets only: nothing reads it
+    put("probes.digits", "mnist:test")(config)
+    message = assert_rejected(lambda: study.check_data_dir(config, KNOWN), "data_dir")
+    assert "no-such-folder" in message and "probes.digits" in message
+    put("data_dir", str(tmp_path))(config)
+    study.check_data_dir(config, KNOWN)
 
 
 def test_bare_names_still_check_only_names():
@@ -225,3 +263,40 @@ def test_snakemake_dry_run_rejects_at_parse_time(tmp_path):
         assert done.returncode != 0, output
         assert f"metasae: config error: config key {key}:" in output, output
         assert "Traceback" not in output, output
+
+
+NEW_AT_THE_DOOR = (  # issue: passed the door before, each now one line at parse time
+    "slice_past_mnist",
+    "seeds_float",
+    "max_depth_float",
+    "width_float",
+    "epochs_float",
+    "max_depth_bool",
+    "no_meta_sae",
+    "missing_data_dir",
+)
+
+
+def _snakemake_dry_run(config: dict, path: Path) -> tuple[int, str]:
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        ["snakemake", "-n", "--configfile", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.slow  # eight snakemake start-ups; the same door runs in-process above
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
+@pytest.mark.parametrize("case", NEW_AT_THE_DOOR, ids=str)
+def test_snakemake_dry_run_rejects_new_cases_in_one_line(case, tmp_path):
+    if case == "missing_data_dir":
+        key, config = "data_dir", base_config()
+        put("data_dir", str(tmp_path / "no-such-folder"))(config)
+        put("probes.digits", "mnist:test")(config)
+    else:
+        key, config = bad_config(case)
+    config["results"] = str(tmp_path / "results")
+    rc, output = _snakemake_dry_run(config, tmp_path / f"{case}.yaml")
+    errors = [line for line in output.splitlines() if line.startswith("metasae:")]
+    assert rc != 0 and len(errors) == 1 and f"config key {key}:" in errors[0], output
+    assert "Traceback" not in output and "Building DAG" not in output, output

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 ARCHS = sorted(ARCHITECTURES)
 
 
-def _sae(arch: str, d_in: int = 32, d_sae: int = 256) -> torch.nn.Module:
-    cfg = SAEConfig(arch, d_in, d_sae, k=8, l1_coeff=1e-3, k_aux=16)
+def _sae(arch: str, d_in: int = 32, width: int = 256) -> torch.nn.Module:
+    cfg = SAEConfig(arch, d_in, width, k=8, l1_coeff=1e-3, k_aux=16)
     sae = build_sae(cfg, torch.Generator().manual_seed(0)).double()
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))

@@ -1,8 +1,13 @@
+import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import SafetensorError
 
+from metasae import io
 from metasae.errors import MetasaeError
 from metasae.io import (
     atomic_path,
@@ -125,3 +130,103 @@ def test_staged_dir_keeps_a_resumable_partial_on_interrupt_and_shared_entries(tm
         (d / "checkpoint").rmdir()
         (d / "ksparse.json").write_text("{}")
     assert sorted(p.name for p in out.iterdir()) == ["ksparse.json", "probes.csv"]
+
+
+FULL = "Error while serializing: I/O error: No space left on device (os error 28)"  # safetensors' own words
+
+
+def test_a_library_write_error_names_the_output_not_the_temp_file(tmp_path, monkeypatch):
+    """safetensors' SafetensorError and an OSError without a file name (pyarrow's) become one OSError naming
+    the file asked for; the hidden temp file goes."""
+
+    def full(*_args, **_kwargs):
+        raise SafetensorError(FULL)
+
+    monkeypatch.setattr(io, "save_file", full)
+    with pytest.raises(OSError) as info:
+        io.save_tensors(tmp_path / "sae.safetensors", {"w": torch.zeros(3)})
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "sae.safetensors"))
+    with pytest.raises(OSError) as info, atomic_path(tmp_path / "lineage.parquet"):
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+    assert info.value.filename == str(tmp_path / "lineage.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_input_read_error_inside_a_write_keeps_its_own_name(tmp_path):
+    with pytest.raises(FileNotFoundError) as info, atomic_path(tmp_path / "out.csv"):
+        open(tmp_path / "missing-input.csv")  # noqa: SIM115
+    assert info.value.filename == str(tmp_path / "missing-input.csv")
+
+
+def test_a_write_error_in_a_stage_names_the_output_folder_and_removes_the_partial(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "save_file", lambda *_a, **_k: (_ for _ in ()).throw(SafetensorError(FULL)))
+    out = tmp_path / "depth1"
+    with pytest.raises(OSError) as info, staged_dir(out, "metrics.json", resumable=True) as d:
+        io.save_tensors(d / "sae.safetensors", {"w": torch.zeros(3)})
+    assert info.value.filename == str(out / "sae.safetensors") and ".partial" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_publish_names_the_output_and_leaves_no_partial(tmp_path, monkeypatch):
+    """A read-only output folder fails the moves out of the partial folder: that is inside the clean-up."""
+    out = tmp_path / "depth1"
+    real_replace = os.replace
+
+    def read_only(src, dst):
+        if Path(dst).parent == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(src), str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", read_only)
+    with pytest.raises(PermissionError) as info, staged_dir(out, "metrics.json") as d:
+        write_json(d / "codes.json", {})
+        write_json(d / "metrics.json", {})
+    assert info.value.filename == str(out / "codes.json"), info.value
+    assert not (tmp_path / ".depth1.partial").exists()
+
+
+def test_a_resumable_partial_is_reused_only_by_the_same_run(tmp_path):
+    out = tmp_path / "depth1"
+    partial = tmp_path / ".depth1.partial"
+    with pytest.raises(KeyboardInterrupt), staged_dir(out, "m.json", resumable=True, resume_key="a") as d:
+        (d / "checkpoint").mkdir()
+        raise KeyboardInterrupt
+    assert (partial / "checkpoint").is_dir()
+    with pytest.raises(KeyboardInterrupt), staged_dir(out, "m.json", resumable=True, resume_key="b") as d:
+        assert not (d / "checkpoint").exists()  # another run's: cleared
+        (d / "checkpoint").mkdir()
+        raise KeyboardInterrupt
+    partial.joinpath(io.RESUME_KEY_FILE).unlink()  # a partial folder without a key: cleared
+    with staged_dir(out, "m.json", resumable=True, resume_key="b") as d:
+        assert not (d / "checkpoint").exists()
+        (d / "m.json").write_text("{}")
+    assert [p.name for p in out.iterdir()] == ["m.json"] and not partial.exists()
+
+
+def test_a_resumable_stage_keys_its_partial_by_its_arguments(tmp_path):
+    @io.stage_output("m.json", resumable=True)
+    def stage(width: int, out_dir: Path) -> None:
+        if (out_dir / "checkpoint").is_dir():
+            (out_dir / "m.json").write_text(f"resumed {width}")
+            return
+        (out_dir / "checkpoint").mkdir()
+        raise KeyboardInterrupt
+
+    out = tmp_path / "depth1"
+    with pytest.raises(KeyboardInterrupt):
+        stage(8, out)
+    with pytest.raises(KeyboardInterrupt):
+        stage(16, out)  # other settings: starts afresh
+    stage(16, out)
+    assert (out / "m.json").read_text() == "resumed 16"
+
+
+def test_publishing_syncs_files_and_folders_to_disk(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real = io.fsync
+    monkeypatch.setattr(io, "fsync", lambda p: (synced.append(Path(p).name), real(p))[1])
+    out = tmp_path / "depth1"
+    with staged_dir(out, "metrics.json") as d:
+        (d / "codes.bin").write_bytes(b"x")  # written without atomic_path: synced when published
+        write_json(d / "metrics.json", {})
+    assert "codes.bin" in synced and synced.count("depth1") == 2 and synced[-1] == tmp_path.name

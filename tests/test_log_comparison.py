@@ -11,7 +11,8 @@ import pytest
 
 from metasae.cli import main
 from metasae.io import read_json, write_json
-from metasae.report_content import LOG_NUMBERS, ReportData
+from metasae.writeup.data import ReportData
+from metasae.writeup.sections.log_comparison import LOG_NUMBERS, log_comparison
 
 
 def make_study(
@@ -45,7 +46,7 @@ def make_study(
                             depth=depth,
                             status="stopped" if stopped else "trained",
                             stop_reason="parent has 0 alive latents" if stopped else "",
-                            d_sae=2304,
+                            width=2304,
                             alive_latents=None if stopped else 2000 - 500 * depth,
                             dead_fraction=0.1,
                             fvu=0.1,
@@ -106,7 +107,7 @@ def table_rows(markdown: str) -> dict[tuple[str, str], dict[str, str]]:
 
 def test_the_log_the_preset_and_the_fixed_setup_side_by_side(studies, tmp_path):
     fixed, log = studies
-    markdown = ReportData(fixed, tmp_path / "figures", compare=log).log_comparison()
+    markdown = log_comparison(ReportData(fixed, tmp_path / "figures", compare=log))
     rows = table_rows(markdown)
     first = next(iter(rows.values()))
     assert list(first) == [
@@ -150,9 +151,9 @@ def test_a_depth_some_seeds_stopped_at_says_how_many_trained_it(studies, tmp_pat
     fixed, log = studies
     depths = pd.read_csv(log / "summary" / "depths.csv")
     one = (depths["seed"] == 1) & (depths["depth"] == 3) & (depths["dataset"] == "fashion_mnist")
-    depths.loc[one, ["status", "count_all_top10_nonzero", "d_sae"]] = ["trained", 2115, 2304]
+    depths.loc[one, ["status", "count_all_top10_nonzero", "width"]] = ["trained", 2115, 2304]
     depths.to_csv(log / "summary" / "depths.csv", index=False)
-    rows = table_rows(ReportData(fixed, tmp_path / "figures", compare=log).log_comparison())
+    rows = table_rows(log_comparison(ReportData(fixed, tmp_path / "figures", compare=log)))
     fashion = rows[("Fashion-MNIST: top-10 count", "3")]
     assert fashion["log preset: activations (2 seeds)"] == "2115/2304 (1/2 seeds)"
     assert fashion["preset reproduces"] == "no"  # the stopped seed counts as collapsed: mean 1058 vs 2115
@@ -160,10 +161,10 @@ def test_a_depth_some_seeds_stopped_at_says_how_many_trained_it(studies, tmp_pat
 
 def test_the_preset_run_alone_and_the_fixed_run_alone(studies, tmp_path):
     fixed, log = studies
-    alone = ReportData(fixed, tmp_path / "figures").log_comparison()
+    alone = log_comparison(ReportData(fixed, tmp_path / "figures"))
     assert "log preset" not in table_rows(alone)[("MNIST test accuracy", "–")]
     assert "The log preset's columns are absent" in alone
-    preset = ReportData(log, tmp_path / "figures", compare=tmp_path / "nowhere").log_comparison()
+    preset = log_comparison(ReportData(log, tmp_path / "figures", compare=tmp_path / "nowhere"))
     assert "log preset: activations (2 seeds)" in table_rows(preset)[("MNIST test accuracy", "–")]
 
 
@@ -172,7 +173,7 @@ def test_a_study_without_an_mnist_classifier_says_so(studies, tmp_path):
     depths = pd.read_csv(fixed / "summary" / "depths.csv").assign(train_dataset="digits:train")
     depths.to_csv(fixed / "summary" / "depths.csv", index=False)
     data = ReportData(fixed, tmp_path / "figures")
-    assert data.log_comparison().startswith("*Not run: no classifier here was trained on MNIST")
+    assert log_comparison(data).startswith("*Not run: no classifier here was trained on MNIST")
 
 
 def test_report_cli_compare_renders_the_table_and_records_its_inputs(studies, tmp_path):

@@ -53,7 +53,7 @@ def test_sparsity_metrics():
 
 
 class _Identity(nn.Module):
-    cfg = type("C", (), {"d_sae": 2})()
+    cfg = type("C", (), {"width": 2})()
 
     def encode(self, x):
         return x

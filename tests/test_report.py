@@ -19,8 +19,15 @@ from PIL import Image
 from metasae.cli import main
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
-from metasae.report_content import ReportData, depth_table, fmt, md_table
 from metasae.stages.report import execute_cells, render_report
+from metasae.writeup.data import ReportData
+from metasae.writeup.format import depth_table, fmt, md_table
+from metasae.writeup.sections import headline
+from metasae.writeup.sections.activation_counts import activation_counts
+from metasae.writeup.sections.metrics import more_metrics
+from metasae.writeup.sections.optimal_depth import known_depth
+from metasae.writeup.sections.out_of_distribution import out_of_distribution
+from metasae.writeup.sections.purity import purity
 
 HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
 
@@ -52,7 +59,7 @@ def make_results(root: Path) -> Path:
                             status="trained",
                             stop_reason="",
                             stack_fvu=0.2 * depth,
-                            d_sae=64 // 2 ** (depth - 1),
+                            width=64 // 2 ** (depth - 1),
                             alive_latents=60 - 10 * depth,
                             dead_fraction=0.1 * depth,
                             fvu=0.1 * depth + 0.01 * seed,
@@ -258,7 +265,7 @@ def test_provenance_lists_what_was_read(rendered):
 
 def test_tldr_numbers_are_computed_from_the_results(tmp_path):
     data = ReportData(make_results(tmp_path), tmp_path / "figs")
-    tldr = data.tldr()
+    tldr = headline.tldr(data)
     # Headline = real rows (mnist), and the layer rebuilt from the stack (stack FVU 0.2 * depth, loss
     # recovered 0.95 - 0.1 * depth), never each depth's own-input FVU.
     assert "real data (mnist)" in tldr
@@ -267,7 +274,7 @@ def test_tldr_numbers_are_computed_from_the_results(tmp_path):
         "from depth 3, median FVU 0.6 and loss recovered 0.65" in tldr
     )
     assert "0.105" not in tldr  # own-input FVU (0.1 * depth + 0.01 * seed) is not a headline
-    assert "peaks at depth 2 (median 30)" in data.activation_counts()  # the count figure's caption
+    assert "peaks at depth 2 (median 30)" in activation_counts(data)  # the count figure's caption
     # glyphs' optimal-depth row is not headline: the log's depth 2 holds for 1 of the 2 mnist rows.
     assert "no single depth: the measured criteria's optima range over depths 1–2" in tldr
     assert "holds in 1 and fails in 1 of 2 (configuration, criterion) pairs" in tldr
@@ -285,14 +292,14 @@ def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
     results = make_results(tmp_path)
     path = results / "summary" / "depths.csv"
     pd.read_csv(path).assign(is_real=False).to_csv(path, index=False)
-    tldr = ReportData(results, tmp_path / "figs").tldr()
+    tldr = headline.tldr(ReportData(results, tmp_path / "figs"))
     assert "embedded stand-ins only (glyphs, mnist); no real dataset was run" in tldr
     assert "holds in 1 and fails in 2 of 3" in tldr  # every optimal-depth row now speaks
     assert "embedded stand-ins only, so the numbers say how the method behaves" in tldr
 
 
 def test_stopped_depths_are_reported_apart(tmp_path):
-    text = ReportData(make_results(tmp_path), tmp_path / "figs").more_metrics()  # in the appendix
+    text = more_metrics(ReportData(make_results(tmp_path), tmp_path / "figs"))  # in the appendix
     assert re.search(r"\| decoder\s+\| 4\s+\| stopped\s+\| min_alive\s+\| 1\s+\|", text)
     assert "| d4" not in text  # the stopped depth's FVU of 9 enters no table
 
@@ -321,7 +328,7 @@ def test_only_in_distribution_probes_say_ood_not_run(tmp_path):
         results / "summary" / "depths.csv"
     )  # mnist:test[8000:] probes a model trained on mnist
     depths.loc[depths["dataset"] == "mnist"].to_csv(results / "summary" / "depths.csv", index=False)
-    text = ReportData(results, tmp_path / "figs").out_of_distribution()
+    text = out_of_distribution(ReportData(results, tmp_path / "figs"))
     assert text.startswith("*Not run: every probe dataset")
 
 
@@ -465,7 +472,7 @@ def test_bad_renderer_is_a_one_line_cli_error(tmp_path, capsys):
 
 def test_superclass_purity_is_tabled_only_where_the_labels_have_superclasses(tmp_path):
     root = make_results(tmp_path)
-    assert "Purity one level up" not in ReportData(root, tmp_path / "figs").purity()
+    assert "Purity one level up" not in purity(ReportData(root, tmp_path / "figs"))
     path = root / "summary" / "depths.csv"
     depths = pd.read_csv(path)
     mnist = depths["dataset"] == "mnist"  # stands in for Fashion-MNIST here
@@ -474,7 +481,7 @@ def test_superclass_purity_is_tabled_only_where_the_labels_have_superclasses(tmp
     depths.loc[mnist, "superclass_purity_chance"] = 0.6
     depths.loc[mnist, "abstraction_gap"] = 0.25
     depths.to_csv(path, index=False)
-    text = ReportData(root, tmp_path / "figs").purity()
+    text = purity(ReportData(root, tmp_path / "figs"))
     table = text.split("Purity one level up")[0].rsplit("\n\n", 2)[-2]
     assert (
         "| configuration" in table and "| superclass purity (chance)" in table and "abstraction gap" in table
@@ -484,7 +491,7 @@ def test_superclass_purity_is_tabled_only_where_the_labels_have_superclasses(tmp
 
 def test_known_depth_reads_synth_summary_in_its_own_folder(tmp_path):
     root = make_results(tmp_path)
-    assert "Not run" in ReportData(root, tmp_path / "figs").known_depth()
+    assert "Not run" in known_depth(ReportData(root, tmp_path / "figs"))
     folder = root / "synth_summary"  # not summary/: aggregate publishes that folder whole
     folder.mkdir()
     pd.DataFrame(
@@ -499,5 +506,5 @@ def test_known_depth_reads_synth_summary_in_its_own_folder(tmp_path):
             "fraction_correct": [0.4],
         }
     ).to_csv(folder / "synth_depth.csv", index=False)
-    text = ReportData(root, tmp_path / "figs").known_depth()
+    text = known_depth(ReportData(root, tmp_path / "figs"))
     assert "| max_purity" in text and "[1, 3]" in text and "40%" in text

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from metasae.layout import PROBE_COLUMNS
-from metasae.report_content import ReportData
 from metasae.stages.probe_summary import probe_summary
+from metasae.writeup.data import ReportData
+from metasae.writeup.sections.dsprites import dsprites, dsprites_appendix
 
 LAYERS = ("embed.cls", "embed.mean", "block0.cls", "block0.mean")
 
@@ -77,7 +78,7 @@ def results(tmp_path_factory):
 
 def test_section_places_one_figure_per_question_with_a_reading(results, tmp_path):
     data = ReportData(results, tmp_path / "figs")
-    text, appendix = data.dsprites(), data.dsprites_appendix()
+    text, appendix = dsprites(data), dsprites_appendix(data)
     assert "probes_summary-score_vs_layer.png" in text and text.count("](") == 1  # one main-text figure
     assert "What to see:" in text
     for name in ("shape_vs_step", "orientation_per_shape"):  # the others in the appendix
@@ -101,7 +102,7 @@ def test_section_places_one_figure_per_question_with_a_reading(results, tmp_path
 
 
 def test_shape_table_has_every_vit_layer_and_control_with_cis(results, tmp_path):
-    text = ReportData(results, tmp_path / "figs").dsprites_appendix()
+    text = dsprites_appendix(ReportData(results, tmp_path / "figs"))
     table = text.split("| layer")[1].split("\n\n")[0]
     assert "dsprites_shape (step 100)" in table and "fashion_mnist (step 100)" in table
     assert "random init (step 0)" in table
@@ -111,6 +112,6 @@ def test_shape_table_has_every_vit_layer_and_control_with_cis(results, tmp_path)
 
 
 def test_appendix_keeps_every_runs_tables(results, tmp_path):
-    text = ReportData(results, tmp_path / "figs").dsprites_appendix()
+    text = dsprites_appendix(ReportData(results, tmp_path / "figs"))
     assert "**`dsprites_shape`**" in text and "**`fashion_mnist`**" in text
     assert text.count("Probe score per layer at the last training step") == 2

@@ -19,8 +19,8 @@ from metasae.report_checks import (
     pdf_layout_problems,
     tables,
 )
-from metasae.report_content import md_table
 from metasae.stages.report import render_report
+from metasae.writeup.format import md_table
 from tests.test_report import make_results
 
 APPENDIX = "Appendix: supporting tables and figures"

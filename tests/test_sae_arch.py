@@ -17,9 +17,9 @@ from metasae.sae.sparse import BatchTopK
 ARCHS = sorted(ARCHITECTURES)
 
 
-def _sae(arch: str, d_in: int = 6, d_sae: int = 20, k: int = 3, seed: int = 0, **kw):
+def _sae(arch: str, d_in: int = 6, width: int = 20, k: int = 3, seed: int = 0, **kw):
     return build_sae(
-        SAEConfig(arch, d_in, d_sae, k=k, l1_coeff=0.01, **kw), torch.Generator().manual_seed(seed)
+        SAEConfig(arch, d_in, width, k=k, l1_coeff=0.01, **kw), torch.Generator().manual_seed(seed)
     )
 
 
@@ -28,17 +28,17 @@ def _sae(arch: str, d_in: int = 6, d_sae: int = 20, k: int = 3, seed: int = 0, *
     arch=st.sampled_from(ARCHS),
     batch=st.integers(1, 9),
     d_in=st.integers(1, 8),
-    d_sae=st.integers(4, 24),
+    width=st.integers(4, 24),
     seed=st.integers(0, 2**16),
 )
-def test_shapes_and_unit_decoder_rows(arch, batch, d_in, d_sae, seed):
-    sae = _sae(arch, d_in, d_sae, k=min(3, d_sae), seed=seed)
+def test_shapes_and_unit_decoder_rows(arch, batch, d_in, width, seed):
+    sae = _sae(arch, d_in, width, k=min(3, width), seed=seed)
     x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(seed))
-    assert sae.encode(x).shape == (batch, d_sae)
+    assert sae.encode(x).shape == (batch, width)
     assert sae(x).shape == (batch, d_in)
-    assert sae.W_enc.shape == (d_in, d_sae) and sae.W_dec.shape == (d_sae, d_in)
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(d_sae))
-    parts = sae.loss(x, dead=torch.ones(d_sae, dtype=torch.bool))
+    assert sae.W_enc.shape == (d_in, width) and sae.W_dec.shape == (width, d_in)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(width))
+    parts = sae.loss(x, dead=torch.ones(width, dtype=torch.bool))
     assert torch.isfinite(parts.total)
     # a training step keeps the rows at unit norm
     parts.total.backward()
@@ -47,7 +47,7 @@ def test_shapes_and_unit_decoder_rows(arch, batch, d_in, d_sae, seed):
         for p in sae.parameters():
             p -= 0.1 * p.grad
     sae.normalize_decoder_()
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(d_sae))
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(width))
 
 
 @settings(max_examples=25, deadline=None)
@@ -73,7 +73,7 @@ def test_batchtopk_selects_k_times_batch(batch, k, seed):
     assert set((rows * 20 + idx).tolist()) == expected
     assert torch.equal(vals, pre[rows, idx])
     selector = BatchTopK(k)  # the GPU's path (one flat top-k over the whole batch) picks the same pairs
-    selector.d_sae = 20
+    selector.width = 20
     flat_rows, flat_idx, flat_vals = selector._flat_pairs(pre)
     assert torch.equal(flat_rows, rows) and set((flat_rows * 20 + flat_idx).tolist()) == expected
     assert torch.equal(flat_vals, pre[flat_rows, flat_idx])
@@ -114,18 +114,18 @@ def _batchtopk_in_chunks(pre: torch.Tensor, k: int, bounds: list[int]):
 @settings(max_examples=60, deadline=None)
 @given(
     batch=st.integers(1, 40),
-    d_sae=st.sampled_from([20, 64, 96]),
+    width=st.sampled_from([20, 64, 96]),
     k=st.integers(1, 6),
     cuts=st.lists(st.integers(0, 40), max_size=4),
     shift=st.floats(-3, 3),
     ties=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_batchtopk_in_chunks_is_exact(batch, d_sae, k, cuts, shift, ties, seed):
+def test_batchtopk_in_chunks_is_exact(batch, width, k, cuts, shift, ties, seed):
     """Any chunking, rows of very different scales, scarce positives, ties: the pairs are exactly the positive
     values >= the (k*B)-th largest of the batch."""
     g = torch.Generator().manual_seed(seed)
-    pre = torch.randn(batch, d_sae, generator=g) * torch.randn(batch, 1, generator=g).mul(2).exp() + shift
+    pre = torch.randn(batch, width, generator=g) * torch.randn(batch, 1, generator=g).mul(2).exp() + shift
     if ties:
         pre = pre.round()
     rows, idx, vals, _ = _batchtopk_in_chunks(pre, k, sorted(c for c in cuts if c < batch))
@@ -136,9 +136,9 @@ def test_batchtopk_in_chunks_is_exact(batch, d_sae, k, cuts, shift, ties, seed):
     assert torch.equal(vals, pre[rows, idx])
 
 
-@pytest.mark.parametrize("d_sae", [64, 20])  # with and without 32-column blocks
-def test_batchtopk_refuses_nan_pre_activations(d_sae):
-    pre = torch.randn(8, d_sae)
+@pytest.mark.parametrize("width", [64, 20])  # with and without 32-column blocks
+def test_batchtopk_refuses_nan_pre_activations(width):
+    pre = torch.randn(8, width)
     pre[3, 5] = math.nan
     with pytest.raises(MetasaeError, match="NaN pre-activations"):
         BatchTopK(2).select(pre)
@@ -154,7 +154,7 @@ def test_batchtopk_recomputes_a_chunk_whose_floor_lies_above_the_threshold():
 
 
 def test_batchtopk_mean_l0_near_k_at_inference():
-    sae = _sae("batchtopk", d_in=8, d_sae=64, k=4, threshold_momentum=0.9)
+    sae = _sae("batchtopk", d_in=8, width=64, k=4, threshold_momentum=0.9)
     g = torch.Generator().manual_seed(3)
     for _ in range(50):
         sae.loss(torch.randn(256, 8, generator=g))
@@ -193,7 +193,7 @@ def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, 
     monkeypatch.setattr(topk, "DENSE_AUX_MAX_DEAD_PER_K", 10**6 if aux_path == "dense" else 0)
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(0)
-    sae = _sae(arch, d_in=5, d_sae=16, k=3, k_aux=2).double()
+    sae = _sae(arch, d_in=5, width=16, k=3, k_aux=2).double()
     with torch.no_grad():
         sae.b_enc.normal_()
         sae.b_dec.normal_()
@@ -228,7 +228,7 @@ def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, 
 def test_bf16_autocast_loss_and_gradients_near_float32(arch):
     """Under bf16 autocast the encoder (and dense decoder) products run in bf16: the loss moves by rounding
     only, the gradients keep their direction, and parameters and gradients stay float32."""
-    sae = _sae(arch, d_in=64, d_sae=256, k=8)
+    sae = _sae(arch, d_in=64, width=256, k=8)
     x = torch.randn(512, 64, generator=torch.Generator().manual_seed(0))
     results = {}
     for enabled in (False, True):
@@ -288,7 +288,7 @@ def test_sparse_relu_step_equals_dense(l1_reduction, pre_encoder_bias, monkeypat
     statistics and gradients."""
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", 3 * 64)  # 3 rows per chunk
     sae = _sae(
-        "relu", d_in=6, d_sae=64, l1_reduction=l1_reduction, pre_encoder_bias=pre_encoder_bias
+        "relu", d_in=6, width=64, l1_reduction=l1_reduction, pre_encoder_bias=pre_encoder_bias
     ).double()
     with torch.no_grad():
         sae.b_enc.fill_(-2.5)  # a few percent of the pre-activations positive
@@ -325,7 +325,7 @@ def test_positive_selector_gives_up_on_a_dense_chunk():
 
 
 def test_relu_sum_loss_is_the_research_log_loss():
-    sae = _sae("relu", d_in=2, d_sae=3, l1_reduction="sum", normalize_decoder=False, pre_encoder_bias=False)
+    sae = _sae("relu", d_in=2, width=3, l1_reduction="sum", normalize_decoder=False, pre_encoder_bias=False)
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, 0.5]]))
         sae.b_enc.zero_()
@@ -340,7 +340,7 @@ def test_relu_sum_loss_is_the_research_log_loss():
 
 
 def test_relu_decoder_norm_l1_weights_by_row_norm():
-    sae = _sae("relu", d_in=1, d_sae=2, normalize_decoder=False, pre_encoder_bias=False)
+    sae = _sae("relu", d_in=1, width=2, normalize_decoder=False, pre_encoder_bias=False)
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor([[1.0, 1.0]]))
         sae.b_enc.zero_()
@@ -355,7 +355,7 @@ def test_jumprelu_straight_through_threshold_gradient():
     sae = _sae(
         "jumprelu",
         d_in=1,
-        d_sae=1,
+        width=1,
         jumprelu_init_threshold=1.0,
         jumprelu_bandwidth=0.5,
         pre_encoder_bias=False,
@@ -401,7 +401,7 @@ def test_jumprelu_gradients_elementwise():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_folding_the_input_scale_gives_an_sae_on_raw_inputs(arch):
-    sae = _sae(arch, d_sae=12, k=3)
+    sae = _sae(arch, width=12, k=3)
     with torch.no_grad():
         sae.b_enc.normal_(generator=torch.Generator().manual_seed(5))
         sae.b_dec.normal_(generator=torch.Generator().manual_seed(6))
@@ -424,7 +424,7 @@ def test_bad_config_is_a_one_line_error():
     with pytest.raises(MetasaeError, match="l1_reduction='mean'"):
         SAEConfig("relu", 4, 8, l1_reduction="mean")
     with pytest.raises(MetasaeError, match=r"unknown key\(s\) \['kk'\]"):
-        SAEConfig.from_dict({"architecture": "relu", "d_in": 4, "d_sae": 8, "kk": 1})
+        SAEConfig.from_dict({"architecture": "relu", "d_in": 4, "width": 8, "kk": 1})
 
 
 def test_encode_is_per_example_for_batchtopk():

@@ -141,7 +141,13 @@ def test_nan_input_names_the_row(tmp_path):
 def test_outputs_and_roundtrip(tmp_path):
     sae = _small_run(tmp_path)
     cfg = read_json(tmp_path / "cfg.json")
-    assert cfg["d_in"] == 8 and cfg["d_sae"] == 24 and cfg["architecture"] == "topk" and cfg["k"] == 2
+    assert (
+        cfg["d_in"] == 8
+        and cfg["d_sae"] == 24
+        and cfg["sae_cfg"]["width"] == 24
+        and cfg["architecture"] == "topk"
+        and cfg["k"] == 2
+    )
     assert cfg["provenance"]["seed"] == 0 and "git_commit" in cfg["provenance"]
     with open(tmp_path / "train_log.csv") as fh:
         rows = list(csv.DictReader(fh))

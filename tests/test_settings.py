@@ -62,7 +62,7 @@ def test_every_setting_is_a_train_sae_flag_and_reaches_the_configs():
         "epochs": 2,
         "sampling": "replacement",
     }
-    sae_cfg, train_cfg = spec_to_configs(spec, d_in=4, d_sae=8, seed=3)
+    sae_cfg, train_cfg = spec_to_configs(spec, d_in=4, width=8, seed=3)
     assert (
         sae_cfg.l1_coeff,
         sae_cfg.normalize_decoder,
@@ -75,7 +75,7 @@ def test_every_setting_is_a_train_sae_flag_and_reaches_the_configs():
 
 
 def test_schedule_flags_update_the_spec_schedule():
-    from metasae.cli import _spec
+    from metasae.cli.flags import merged_spec as _spec
 
     args = build_parser().parse_args(
         [
@@ -99,4 +99,4 @@ def test_schedule_flags_update_the_spec_schedule():
 
 def test_unknown_setting_is_one_line_naming_it():
     with pytest.raises(MetasaeError, match=r"sae spec: unknown key\(s\) \['d_sae'\]"):
-        spec_to_configs({"architecture": "topk", "d_sae": 8}, d_in=4, d_sae=8, seed=0)
+        spec_to_configs({"architecture": "topk", "d_sae": 8}, d_in=4, width=8, seed=0)

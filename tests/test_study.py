@@ -63,8 +63,11 @@ def test_unknown_dataset_and_probe_and_layer_are_named():
 
 def test_a_schedule_reaching_zero_stops_at_width_min_first():
     config = load()
-    config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.01  # 512, 5, 0, ...: depth 2 is below min 8
+    config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.02  # 512, 10, 0, ...: depth 3 is below min 8
     study.validate_semantics(config, study.known_datasets())
+    config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.01  # 512, 5, ...: no meta-SAE would train
+    with pytest.raises(MetasaeError, match="meta.modes.decoder.width.min: 8 is above every depth-2"):
+        study.validate_semantics(config, study.known_datasets())
     assert study._trained_depths(study.width_schedule(512, 0.01, 5), 8) == []
     assert study._trained_depths(study.width_schedule(32, 0.25, 5), 8) == [(2, 8)]
 

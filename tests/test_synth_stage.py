@@ -80,7 +80,7 @@ def test_planted_l2_tree_depth1_latents_match_leaves(tmp_path):
     assert (roots["level"], leaves["level"], leaves["n_features"]) == (1, 2, 24)
     assert leaves["fraction_matched"] >= 0.8, leaves
     assert leaves["mcc"] > 0.5 and 0 < leaves["purity_mean"] <= 1
-    for key in ("count_all_top10_nonzero", "mean_active_per_image", "stack_fvu", "purity_mean", "d_sae"):
+    for key in ("count_all_top10_nonzero", "mean_active_per_image", "stack_fvu", "purity_mean", "width"):
         assert score[key] is not None, key
 
 

@@ -23,7 +23,8 @@ from metasae.sae import SAEConfig
 from metasae.sae.trainer import TrainConfig, train_sae
 from metasae.synth_tree import TreeSpec, generate
 
-SPEC = TreeSpec(
+SPEC = TreeSpec(  # the path regime; the leaf regime's tests are in tests/test_synth_oracle.py
+    regime="path",
     n_trees=4,
     depth=3,
     branching=3,
@@ -148,6 +149,7 @@ def test_path_directions():
         ("child_parent_mix", -0.1),
         ("seed", -1),
         ("seed", True),
+        ("regime", "tree"),
     ],
 )
 def test_bad_spec_names_the_field(field, value):
@@ -182,7 +184,9 @@ def test_hungarian_does_not_let_one_row_match_two_features():
     learned = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     assert max_cosine(true, learned).tolist() == [1.0, 0.0]
     assert hungarian_mean_cosine(learned, true) == pytest.approx(0.5)  # pairs (1.0, 0.0)
-    assert hungarian_mean_cosine(torch.tensor([[0.0, 1.0]]), true) == pytest.approx(1.0)  # m < n: pairs
+    assert hungarian_mean_cosine(torch.tensor([[0.0, 1.0]]), true) == pytest.approx(0.5)  # m < n: missing = 0
+    extra = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert hungarian_mean_cosine(extra, true) == pytest.approx(2 / 3)  # m > n: an extra latent counts 0
 
 
 def test_mcc_identity_permuted_scaled_random_and_constant():
@@ -193,31 +197,36 @@ def test_mcc_identity_permuted_scaled_random_and_constant():
     assert mcc(-true, true) == pytest.approx(1.0)  # absolute correlations
     assert mcc(torch.rand(2000, 6, generator=g), true) < 0.1
     with_constant = torch.cat([true, torch.ones(2000, 1)], 1)
-    assert mcc(with_constant, true) == pytest.approx(1.0)  # a constant latent correlates 0, not NaN
+    assert mcc(with_constant, true) == pytest.approx(6 / 7)  # a constant latent correlates 0, not NaN
 
 
-def test_level_purity_ignores_padding_and_unlabelled_rows():
-    labels = torch.tensor([0, 0, 1, -1, 2, -1])
+def test_level_purity_is_multi_label_and_ignores_padding_and_unlabelled_rows():
+    active = torch.tensor(  # rows x 3 nodes; row 2 has two active nodes (two trees), rows 3 and 5 none
+        [[1, 0, 0], [1, 0, 0], [0, 1, 1], [0, 0, 0], [0, 0, 1], [0, 0, 0]], dtype=torch.bool
+    )
     top_rows = torch.tensor(
         [
-            [0, 1, 2, -1],  # labels 0, 0, 1 -> 2/3
-            [3, 4, -1, -1],  # -1 ignored -> 1
-            [3, 5, -1, -1],  # nothing labelled -> NaN
-            [4, 4, 4, 2],
+            [0, 1, 2, -1],  # node 0 in 2 of 3
+            [3, 4, -1, -1],  # row 3 ignored -> node 2 in 1 of 1
+            [3, 5, -1, -1],  # nothing active -> NaN
+            [4, 4, 4, 2],  # node 2 in all 4: row 2 counts for every node active in it
         ]
-    )  # 3 of 4
-    purity = level_purity(top_rows, labels)
-    assert purity[[0, 1, 3]].tolist() == pytest.approx([2 / 3, 1.0, 0.75]) and math.isnan(purity[2])
+    )
+    purity = level_purity(top_rows, active)
+    assert purity[[0, 1, 3]].tolist() == pytest.approx([2 / 3, 1.0, 1.0]) and math.isnan(purity[2])
 
 
 def test_match_levels_on_the_planted_features():
     tree = generate(dataclasses.replace(SPEC, d=128))
     rows = torch.cat(tree.features)
     result = match_levels(rows, tree)
-    for entry in result["levels"]:
+    for entry, own in zip(result["levels"], tree.features, strict=True):
         assert entry["mean_max_cosine"] == pytest.approx(1.0)
-        assert entry["hungarian_mean_cosine"] == pytest.approx(1.0)
+        assert entry["hungarian_mean_cosine"] == pytest.approx(len(own) / len(rows))  # the rest are extra
         assert entry["fraction_matched"] == 1.0
+        assert match_levels(own, tree)["levels"][entry["level"] - 1][
+            "hungarian_mean_cosine"
+        ] == pytest.approx(1)
     expected = torch.cat([torch.full((len(f),), level) for level, f in enumerate(tree.features, start=1)])
     assert torch.equal(result["best_level"], expected)
     assert result["levels"][2]["n_features"] == 36
@@ -235,6 +244,7 @@ def test_match_levels_on_the_planted_features():
 #     near-exact one-latent code).
 def _depth1_topk(tmp_path, p_active, magnitude, width, k, epochs):
     spec = TreeSpec(
+        regime="path",
         n_trees=8,
         depth=2,
         branching=3,

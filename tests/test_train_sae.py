@@ -28,7 +28,7 @@ def planted_parent(folder, seed=0):
     codes = torch.rand(N_IMAGES, N_LATENTS, generator=g) * (
         torch.rand(N_IMAGES, N_LATENTS, generator=g) < 0.05
     )
-    metrics = {"d_sae": N_LATENTS, "fvu": 0.1, "alive_latents_images": N_LATENTS}
+    metrics = {"width": N_LATENTS, "fvu": 0.1, "alive_latents_images": N_LATENTS}
     write_depth(folder, sae, codes, 1, "base", folder / "acts", metrics=metrics)
     return atoms, codes
 
@@ -49,7 +49,7 @@ DECODER_SPEC = {
 def test_decoder_mode_recovers_planted_meta_atoms(tmp_path):
     atoms, parent_codes = planted_parent(tmp_path / "depth1")
     metrics = meta.train_meta(tmp_path / "depth1", "decoder", 2, DECODER_SPEC, tmp_path / "depth2", seed=0)
-    assert metrics["status"] == "trained" and metrics["d_sae"] == 2 * N_ATOMS
+    assert metrics["status"] == "trained" and metrics["width"] == 2 * N_ATOMS
     learned = torch.nn.functional.normalize(load_sae(tmp_path / "depth2").W_dec.detach(), dim=1)
     best = (atoms @ learned.T).max(1).values
     assert (best > 0.9).float().mean() >= 0.75, best
@@ -106,7 +106,7 @@ def test_activations_mode_trains_on_parent_codes(tmp_path):
         "epochs": 2,
     }
     metrics = meta.train_meta(tmp_path / "depth1", "activations", 2, spec, tmp_path / "depth2", seed=1)
-    assert metrics["status"] == "trained" and metrics["d_sae"] == N_LATENTS // 4
+    assert metrics["status"] == "trained" and metrics["width"] == N_LATENTS // 4
     codes = load_codes(tmp_path / "depth2" / "codes.safetensors")
     assert codes.shape == (N_IMAGES, N_LATENTS // 4)
     assert (codes.to_dense() != 0).sum(1).max() <= 3

@@ -34,7 +34,8 @@ from metasae.stack import Depth
 
 N_FEATURE_VIZ = 4  # latents and classifier neurons visualised by optimisation
 N_LINEAGE = 3  # meta-latents, and siblings per meta-latent, on the lineage card
-# The per-depth figures the report embeds (metasae/report_content.py LINEAGE_FIGURES names their prefixes).
+# The per-depth figures the report embeds (LINEAGE_FIGURES of metasae/writeup/sections/lineage.py names
+# their prefixes).
 REPORT_FIGURES = frozenset({"top_images_densest.png", "top_images_purest.png", "lineage_card.png"})
 
 # Image grids: each image scaled up by a whole factor to about TILE_PX (nearest neighbour: pixels stay

@@ -16,12 +16,19 @@ from torch import Tensor, nn
 from metasae.errors import MetasaeError
 from metasae.sae.encoder import dense_encode
 from metasae.sae.sparse import Selection
-from metasae.settings import L1_REDUCTIONS
+from metasae.settings import ARCHITECTURE_NAMES, K_ARCHITECTURES, L1_REDUCTIONS
+
+
+def _ascending_below(sizes: object, width: int) -> bool:
+    """Matryoshka prefix sizes must nest strictly inside the full dictionary, or a level would be empty."""
+    if not isinstance(sizes, list | tuple) or not all(type(m) is int for m in sizes):
+        return False
+    return all(a < b for a, b in zip([0, *sizes], [*sizes, width], strict=True))
 
 
 @dataclass
 class SAEConfig:
-    """Architecture and loss of one SAE. `d_in` is the input width, `d_sae` the number of latents.
+    """Architecture and loss of one SAE. `d_in` is the input width, `width` the number of latents.
 
     l1_reduction (relu only): `decoder_norm` = the "April update" loss, sum_dims MSE averaged over the
     batch + l1_coeff * mean_batch sum_j |z_j| * ||W_dec[j]||; `sum` = the research log's loss exactly,
@@ -30,12 +37,13 @@ class SAEConfig:
 
     architecture: str
     d_in: int
-    d_sae: int
-    k: int | None = None  # topk / batchtopk: active latents per example (mean, for batchtopk)
+    width: int
+    k: int | None = None  # topk / batchtopk / matryoshka: active latents per example (batch mean)
     l1_coeff: float = 0.0  # relu: L1 coefficient; jumprelu: L0 coefficient
     l1_reduction: str = "decoder_norm"
     k_aux: int | None = None  # AuxK latents per example; None = d_in // 2 (Gao et al.)
     aux_coeff: float = 1 / 32
+    prefixes: list[int] | None = None  # matryoshka: nested prefix sizes; None = width/8, width/4, width/2
     normalize_decoder: bool = True  # keep decoder rows at unit norm (parallel gradient removed)
     pre_encoder_bias: bool = True  # subtract b_dec before encoding
     threshold_momentum: float = 0.99  # batchtopk: EMA of the smallest kept activation -> inference threshold
@@ -43,20 +51,23 @@ class SAEConfig:
     jumprelu_bandwidth: float = 0.001
 
     def __post_init__(self) -> None:
-        from metasae.sae.registry import ARCHITECTURES  # the registry imports this module
-
-        if self.architecture not in ARCHITECTURES:
-            raise MetasaeError(f"sae.architecture={self.architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
-        if self.d_in < 1 or self.d_sae < 1:
-            raise MetasaeError(f"sae.d_in={self.d_in}, sae.d_sae={self.d_sae}: both must be >= 1")
-        if ARCHITECTURES[self.architecture].needs_k and not (self.k and 1 <= self.k <= self.d_sae):
-            raise MetasaeError(f"sae.k={self.k}: {self.architecture} needs 1 <= k <= d_sae={self.d_sae}")
+        if self.architecture not in ARCHITECTURE_NAMES:
+            allowed = ", ".join(ARCHITECTURE_NAMES)
+            raise MetasaeError(f"sae.architecture={self.architecture!r}; allowed: {allowed}")
+        if self.d_in < 1 or self.width < 1:
+            raise MetasaeError(f"sae.d_in={self.d_in}, sae.width={self.width}: both must be >= 1")
+        if self.architecture in K_ARCHITECTURES and not (self.k and 1 <= self.k <= self.width):
+            raise MetasaeError(f"sae.k={self.k}: {self.architecture} needs 1 <= k <= width={self.width}")
         if self.l1_reduction not in L1_REDUCTIONS:
             raise MetasaeError(f"sae.l1_reduction={self.l1_reduction!r}; allowed: {', '.join(L1_REDUCTIONS)}")
         if self.k_aux is not None and self.k_aux < 0:
             raise MetasaeError(f"sae.k_aux={self.k_aux}: must be >= 0")
         if self.l1_coeff < 0 or self.aux_coeff < 0:
             raise MetasaeError("sae.l1_coeff and sae.aux_coeff must be >= 0")
+        if self.prefixes is not None and not _ascending_below(self.prefixes, self.width):
+            raise MetasaeError(
+                f"sae.prefixes={self.prefixes}: need ascending latent counts 1 <= m < width={self.width}"
+            )
 
     @property
     def k_aux_resolved(self) -> int:
@@ -68,6 +79,8 @@ class SAEConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "sae config") -> SAEConfig:
         names = {f.name for f in dataclasses.fields(cls)}
+        if "width" not in d:  # a cfg.json written before `width` names it d_sae, as SAELens does
+            d = {("width" if key == "d_sae" else key): value for key, value in d.items()}  # SAELens name
         unknown = sorted(set(d) - names)
         if unknown:
             raise MetasaeError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
@@ -83,7 +96,7 @@ class LossParts:
     sparsity: Tensor
     aux: Tensor
     l0: Tensor  # mean active latents per example (0-d; a tensor so a GPU step need not wait to read it)
-    fired: Tensor  # bool [d_sae]: latents active on at least one example of the batch
+    fired: Tensor  # bool [width]: latents active on at least one example of the batch
     x_hat: Tensor  # detached reconstruction, for batch FVU
 
     @classmethod
@@ -94,13 +107,13 @@ class LossParts:
         sparsity: Tensor,
         aux: Tensor,
         sel: Selection,
-        d_sae: int,
+        width: int,
         x_hat: Tensor,
     ) -> LossParts:
         """The statistics of codes given as selected pairs (sparse ops)."""
         live = sel.vals > 0
         # index_add, not fired[idx[live]] = True: a boolean mask makes a GPU wait for the host
-        fired = torch.zeros(d_sae, device=x_hat.device).index_add_(0, sel.idx, live.float()) > 0
+        fired = torch.zeros(width, device=x_hat.device).index_add_(0, sel.idx, live.float()) > 0
         return cls(
             total=total,
             mse=mse.detach(),
@@ -127,7 +140,7 @@ class LossParts:
 
 
 class SAE(nn.Module):
-    """W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in] (rows unit norm), b_dec [d_in]."""
+    """W_enc [d_in, width], b_enc [width], W_dec [width, d_in] (rows unit norm), b_dec [d_in]."""
 
     needs_k: ClassVar[bool] = False
     saelens_architecture: ClassVar[str] = "standard"
@@ -135,21 +148,21 @@ class SAE(nn.Module):
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        W_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=generator)  # noqa: N806
+        W_dec = torch.randn(cfg.width, cfg.d_in, generator=generator)  # noqa: N806
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(W_dec)
         # Encoder = decoder transpose: each latent starts by reading the direction it writes.
         self.W_enc = nn.Parameter(W_dec.t().clone())
-        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.width))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
 
     # -- the architecture's job -------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
-        """Dense codes [B, d_sae], per example (no dependence on the rest of the batch)."""
+        """Dense codes [B, width], per example (no dependence on the rest of the batch)."""
         raise NotImplementedError
 
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
-        """Training objective on a batch; `dead` (bool [d_sae]) feeds AuxK where the architecture has it."""
+        """Training objective on a batch; `dead` (bool [width]) feeds AuxK where the architecture has it."""
         raise NotImplementedError
 
     def _scale_thresholds(self, scale: float) -> None:

@@ -22,7 +22,7 @@ def _saelens_keys(sae: Any) -> dict[str, Any]:
     keys: dict[str, Any] = {
         "architecture": arch,
         "d_in": cfg.d_in,
-        "d_sae": cfg.d_sae,
+        "d_sae": cfg.width,  # SAELens names the number of latents d_sae
         "dtype": "float32",
         "device": "cpu",
         "apply_b_dec_to_input": cfg.pre_encoder_bias,
@@ -78,12 +78,12 @@ def load_sae(sae_dir: str | Path, device: str = "cpu", cfg: dict | None = None) 
 
 
 def export_saelens(sae_dir: str | Path, out_dir: str | Path) -> Path:
-    """Folder with SAELens's names: sae_weights.safetensors (W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc,
-    b_dec, and `threshold` [d_sae] for JumpReLU-style inference) + its cfg.json."""
+    """Folder with SAELens's names: sae_weights.safetensors (W_enc [d_in, width], W_dec [width, d_in], b_enc,
+    b_dec, and `threshold` [width] for JumpReLU-style inference) + its cfg.json (width as SAELens's d_sae)."""
     sae = load_sae(sae_dir)
     tensors = {name: getattr(sae, name).detach() for name in ("W_enc", "W_dec", "b_enc", "b_dec")}
     if sae.saelens_architecture == "jumprelu":
-        tensors["threshold"] = sae.threshold.detach().expand(sae.cfg.d_sae).clone()
+        tensors["threshold"] = sae.threshold.detach().expand(sae.cfg.width).clone()
     out_dir = Path(out_dir)
     save_checkpoint(
         out_dir,

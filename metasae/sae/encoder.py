@@ -63,6 +63,6 @@ class _DenseEncode(torch.autograd.Function):
 
 
 def dense_encode(x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor) -> Tensor:
-    """(x - b_dec) @ W_enc + b_enc, [batch, d_sae], differentiable in all four (b_dec None: no
+    """(x - b_dec) @ W_enc + b_enc, [batch, width], differentiable in all four (b_dec None: no
     subtraction)."""
     return _DenseEncode.apply(x, b_dec, W_enc, b_enc)

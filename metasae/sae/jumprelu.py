@@ -16,7 +16,7 @@ class _JumpReLUWithL0(torch.autograd.Function):
 
     Straight-through gradients with a rectangle kernel K of bandwidth eps (Rajamanoharan et al.): x gets
     g_z * H(x - theta); theta gets -(1/eps) sum_b K((x - theta)/eps) (theta * g_z + g_l0). Written as one
-    function because on a CPU every [batch, d_sae] temporary costs a pass through DRAM.
+    function because on a CPU every [batch, width] temporary costs a pass through DRAM.
     """
 
     @staticmethod
@@ -43,7 +43,7 @@ class JumpReLUSAE(SAE):
 
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
         super().__init__(cfg, generator)
-        self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.jumprelu_init_threshold)))
+        self.log_threshold = nn.Parameter(torch.full((cfg.width,), math.log(cfg.jumprelu_init_threshold)))
 
     @property
     def threshold(self) -> Tensor:

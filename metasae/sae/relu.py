@@ -11,7 +11,7 @@ from metasae.sae.sparse import Positive, TooDense, sparse_decode, sparse_encode
 
 # A CPU step runs on the positive pairs alone (sparse ops, as TopK) while at most this share of the
 # pre-activations is positive: the measured cross-over lies above it (README, Speed; benchmarks
-# test_relu_step_with_sparse_codes). A trained ReLU SAE lives far below (L0 << d_sae).
+# test_relu_step_with_sparse_codes). A trained ReLU SAE lives far below (L0 << width).
 SPARSE_MAX_DENSITY = 0.05
 
 
@@ -46,7 +46,7 @@ class ReLUSAE(SAE):
         sparsity = self.cfg.l1_coeff * sparsity_scale * l1
         mse = self._mse(x, x_hat)
         return LossParts.from_selection(
-            mse + sparsity, mse, sparsity, torch.zeros((), device=x.device), sel, self.cfg.d_sae, x_hat
+            mse + sparsity, mse, sparsity, torch.zeros((), device=x.device), sel, self.cfg.width, x_hat
         )
 
     def _mse(self, x: Tensor, x_hat: Tensor) -> Tensor:

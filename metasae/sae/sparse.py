@@ -1,4 +1,4 @@
-"""Sparse encode/decode for selection SAEs (TopK, BatchTopK): no dense batch x d_sae gradients.
+"""Sparse encode/decode for selection SAEs (TopK, BatchTopK): no dense batch x width gradients.
 
 A selection SAE keeps only a few latents per example, so after the one unavoidable encoder matmul every
 other product touches just the selected (row, latent) pairs: decoding is an `embedding_bag` over decoder rows,
@@ -42,7 +42,7 @@ class Selection:
 
 
 # On a CPU the encoder runs in row chunks of about this many pre-activations (16 MiB in fp32; measured best
-# here among 4-32 MiB): selecting from a chunk still in cache is far cheaper than from the whole [B, d_sae]
+# here among 4-32 MiB): selecting from a chunk still in cache is far cheaper than from the whole [B, width]
 # matrix in DRAM, and 512-row GEMMs run as fast as one whole one. A GPU takes the batch in one piece.
 CPU_CHUNK_ELEMENTS = 1 << 22
 
@@ -77,7 +77,7 @@ def row_topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 class Selector:
     """Chooses (row, latent) pairs from pre-activations that arrive in consecutive row chunks (`take`), so
-    the batch's full [B, d_sae] pre-activations never exist at once; `pairs` then returns them row-major."""
+    the batch's full [B, width] pre-activations never exist at once; `pairs` then returns them row-major."""
 
     def take(self, pre: Tensor) -> None:
         """The next rows' pre-activations. On a CPU `pre` is a buffer reused by the next chunk: keep
@@ -237,11 +237,11 @@ class BatchTopK(_PoolingSelector):
     def __init__(self, k: int) -> None:
         super().__init__()
         self.k = k
-        self.d_sae = 0
+        self.width = 0
         self.whole: Tensor | None = None
 
     def take(self, pre: Tensor) -> None:
-        self.d_sae = pre.shape[1]
+        self.width = pre.shape[1]
         if pre.device.type != "cpu":
             assert self.whole is None, "a GPU takes the batch in one chunk (row_chunk)"
             self.whole = pre
@@ -263,7 +263,7 @@ class BatchTopK(_PoolingSelector):
         vals, flat = pre.reshape(-1).topk(min(self.k * len(pre), pre.numel()), sorted=False)
         positive = vals > 0
         flat, order = flat[positive].sort()  # flat index order is row-major order
-        return flat // self.d_sae, flat % self.d_sae, vals[positive][order]
+        return flat // self.width, flat % self.width, vals[positive][order]
 
     def _tau(self, n_keep: int) -> float:
         """The n_keep-th largest pooled value; 0 (keep every positive value) when fewer are pooled."""
@@ -291,18 +291,18 @@ class BatchTopK(_PoolingSelector):
         return rows.index_select(0, kept), idx.index_select(0, kept), vals.index_select(0, kept)
 
 
-def group_by_latent(idx: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
+def group_by_latent(idx: Tensor, width: int) -> tuple[Tensor, Tensor]:
     """(order, offsets): idx[order] ascending and offsets[j] = first position of latent j in it. Computed once
     per step and shared by the encoder's and the decoder's backward; searchsorted, as bincount would make a
     GPU wait for the host."""
     sorted_idx, order = torch.sort(idx)
-    return order, torch.searchsorted(sorted_idx, torch.arange(d_sae, device=idx.device))
+    return order, torch.searchsorted(sorted_idx, torch.arange(width, device=idx.device))
 
 
 def _per_latent_sum(
     by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tensor, source: Tensor
 ) -> Tensor:
-    """out[j] = sum over pairs (r, j) of weights * source[r]  -> [d_sae, source.shape[1]], without an
+    """out[j] = sum over pairs (r, j) of weights * source[r]  -> [width, source.shape[1]], without an
     [nnz, d] intermediate: the pairs, grouped by latent, are summed as embedding bags."""
     order, offsets = by_latent
     return F.embedding_bag(rows[order], source, offsets, per_sample_weights=weights[order], mode="sum")
@@ -351,11 +351,11 @@ class _SparseEncode(torch.autograd.Function):
             ]
         )
         g = g * (vals > 0)
-        d_sae = W_enc.shape[1]
-        grad_b_enc = torch.zeros(d_sae, dtype=g.dtype, device=g.device).index_add_(0, idx, g)
+        width = W_enc.shape[1]
+        grad_b_enc = torch.zeros(width, dtype=g.dtype, device=g.device).index_add_(0, idx, g)
         grad_W_enc = None
         if ctx.needs_input_grad[2]:
-            by_latent = (outs[3], outs[4]) if len(outs) == n else group_by_latent(idx, d_sae)
+            by_latent = (outs[3], outs[4]) if len(outs) == n else group_by_latent(idx, width)
             grad_W_enc = _per_latent_sum(by_latent, rows, g, x_c).t()
         grad_x = grad_b_dec = None
         if ctx.needs_input_grad[0]:

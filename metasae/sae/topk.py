@@ -37,6 +37,11 @@ class TopKSAE(SAE):
     def after_selection(self, sel: Selection) -> None:
         """Hook for architectures that learn from the training selection (BatchTopK's threshold)."""
 
+    def reconstruction_loss(self, x: Tensor, sel: Selection, full_mse: Tensor) -> Tensor:
+        """The objective's reconstruction term, given the whole code's MSE: that MSE itself here; Matryoshka
+        adds its prefixes' reconstructions."""
+        return full_mse
+
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
         cfg = self.cfg
         b_dec = self.b_dec if cfg.pre_encoder_bias else None
@@ -48,6 +53,7 @@ class TopKSAE(SAE):
         main = sels[0]
         x_hat = sparse_decode(main, self.W_dec) + self.b_dec
         mse = self.sum_dims_mse(x, x_hat)
+        recon = self.reconstruction_loss(x, main, mse)
         aux = torch.zeros((), device=x.device)
         if use_aux:
             # Dead latents learn to explain what the live ones missed (target detached, as in Gao et al.).
@@ -56,5 +62,5 @@ class TopKSAE(SAE):
         if self.training:
             self.after_selection(main)
         return LossParts.from_selection(
-            mse + aux, mse, torch.zeros((), device=x.device), aux, main, cfg.d_sae, x_hat
+            recon + aux, mse, torch.zeros((), device=x.device), aux, main, cfg.width, x_hat
         )

@@ -243,7 +243,7 @@ def train_sae(
     total = train_cfg.total_steps(len(data))
     fingerprint = _fingerprint(data, sae_cfg, train_cfg)
     ckpt = out_dir / CKPT_DIR
-    since_fired = torch.zeros(sae_cfg.d_sae, dtype=torch.long, device=dev)
+    since_fired = torch.zeros(sae_cfg.width, dtype=torch.long, device=dev)
     progress: dict[str, Any] = {"step": 0, "examples": 0, "log": [], "fingerprint": fingerprint}
     if resume and (loaded := _load_checkpoint(ckpt, sae, opt, fingerprint, dev)):
         progress, since_fired = loaded
@@ -339,7 +339,7 @@ def train_sae(
 
 
 def spec_to_configs(
-    spec: dict, d_in: int, d_sae: int, seed: int, where: str = "sae spec"
+    spec: dict, d_in: int, width: int, seed: int, where: str = "sae spec"
 ) -> tuple[SAEConfig, TrainConfig]:
     """Split one settings dict (a config block or CLI flags, see `metasae.settings.SAESpec`) into the SAE's
     and the trainer's configs; `width` is the caller's (depth 1 or a schedule), so it is not part of
@@ -348,6 +348,6 @@ def spec_to_configs(
     if settings.architecture is None:
         raise MetasaeError(f"{where}: missing key 'architecture'")
     return (
-        SAEConfig(d_in=d_in, d_sae=d_sae, **settings.sae_settings()),
+        SAEConfig(d_in=d_in, width=width, **settings.sae_settings()),
         TrainConfig(seed=seed, **settings.train_settings()),
     )

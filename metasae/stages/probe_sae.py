@@ -52,7 +52,7 @@ def run_ksparse(
     if not isinstance(spec.get("width"), int):
         raise MetasaeError(f"dsprites.sae.width: a number of latents is required, got {spec.get('width')!r}")
     sae_cfg, train_cfg = spec_to_configs(
-        spec, d_in=acts.shape[1], d_sae=spec["width"], seed=seed, where="dsprites.sae"
+        spec, d_in=acts.shape[1], width=spec["width"], seed=seed, where="dsprites.sae"
     )
     sae = train_sae(
         acts,
@@ -68,7 +68,7 @@ def run_ksparse(
     with torch.no_grad():
         codes = sae.encode(acts.to(device)).cpu()
     rows, needed = [], {}
-    all_k = sae_cfg.d_sae
+    all_k = sae_cfg.width
     for factor in FACTORS:  # positions as their 32 grid classes here: k-sparse probing classifies
         acc = k_sparse_probing(
             codes,
@@ -98,7 +98,7 @@ def run_ksparse(
         {
             "layer": layer,
             "k_needed_95pct": needed,
-            "d_sae": all_k,
+            "width": all_k,
             "provenance": provenance({"sae": spec, "ks": list(ks)}, seed),
         },
     )

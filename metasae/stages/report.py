@@ -17,7 +17,7 @@ from pathlib import Path
 
 from metasae.errors import MetasaeError
 from metasae.io import provenance, sha256_file, staged_dir, write_json
-from metasae.report_content import ReportData
+from metasae.writeup.data import ReportData
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "index.qmd"
 RENDERERS = ("auto", "quarto", "pandoc")

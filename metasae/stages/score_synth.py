@@ -3,7 +3,8 @@
 planted depth.
 
 Depth 1 of a stack on a tree of depth L should recover its leaves (level L); each meta depth should move one
-level up, so depth L is the one whose latents are the roots: the "true optimal depth" is L.
+level up, so depth L is the first whose latents are the roots: the "true optimal depth" is L. Past it a
+halving stack can only merge roots of different trees, which no level's truth matches (clade recovery drops).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import pandas as pd
 import torch
 
 from metasae.errors import MetasaeError
-from metasae.groundtruth import level_purity, match_levels, mcc
+from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, match_levels, mcc
 from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
 from metasae.stages.synth_acts import load_truth
+from metasae.synth_tree import SynthTree
 
 SCORE_FILE = "score.json"
 SYNTH_DEPTH_FILE = "synth_depth.csv"
@@ -40,11 +42,45 @@ def activation_rows(depth: Depth) -> torch.Tensor:
         return (decode(eye) - decode(torch.zeros(1, eye.shape[1]))).float()
 
 
+def meta_code_chain(depth: Depth) -> list[torch.Tensor]:
+    """C_2 .. C_d of a depth's stack, shallowest first (empty at depth 1): its lineage down to depth 1."""
+    chain = []
+    while depth.parent is not None:
+        chain.insert(0, depth.meta_codes)
+        depth = depth.parent
+    return chain
+
+
+def _level_scores(
+    rows: torch.Tensor, dense: torch.Tensor, top: torch.Tensor, tree: SynthTree, ari: list[float]
+) -> list[dict]:
+    """Per planted level, for the alive latents (rows, codes, top rows): match_levels' entry, MCC of the
+    codes with the level's node codes (in activations mode the depth's own codes; decoder mode routes the
+    parent's), mean multi-label purity of the top samples, the share of latents whose best level it is, and
+    the clade ARI against the level's partition."""
+    matched = match_levels(rows, tree)
+    levels = []
+    for entry in matched["levels"]:
+        lvl = entry["level"]
+        purity = level_purity(top, tree.active[lvl - 1])
+        levels.append(
+            {
+                **entry,
+                "mcc": mcc(dense, tree.codes[lvl - 1]),
+                "purity_mean": float(np.nanmean(purity.numpy())) if purity.numel() else math.nan,
+                "share_best_level": float((matched["best_level"] == lvl).double().mean()),
+                "clade_ari": ari[lvl - 1],
+            }
+        )
+    return levels
+
+
 @torch.no_grad()
 def score_depth(depth_dir: str | Path, top_n: int = LOG_TOP) -> dict:
     """Per planted level: matching of the depth's alive latents (match_levels), MCC of their codes with the
-    level's true codes, mean level purity of their top samples; and the statistics the optimal-depth
-    criteria of `aggregate` use."""
+    level's node codes, mean level purity of their top samples, clade ARI; clade share; and the statistics
+    the optimal-depth criteria of `aggregate` use. best_matched_level: the level whose Hungarian mean cosine
+    (over max(latents, features)) is highest."""
     depth = Depth.load(depth_dir)
     out = {"depth": depth.depth, "mode": depth.mode, "status": depth.metrics.get("status", "trained")}
     if depth.stopped:
@@ -58,34 +94,24 @@ def score_depth(depth_dir: str | Path, top_n: int = LOG_TOP) -> dict:
     dense = codes.to_dense()[:, alive]
     rows = activation_rows(depth)[alive]
     top = top_activations(codes, top_n).rows[alive]
-    levels = []
-    if int(alive.sum()):
-        matched = match_levels(rows, tree)
-        for entry in matched["levels"]:
-            lvl = entry["level"]
-            purity = level_purity(top, tree.level_labels(lvl))
-            levels.append(
-                {
-                    **entry,
-                    "mcc": mcc(dense, tree.codes[lvl - 1]),
-                    "purity_mean": float(np.nanmean(purity.numpy())) if purity.numel() else math.nan,
-                    "share_best_level": float((matched["best_level"] == lvl).double().mean()),
-                }
-            )
+    cluster = leaf_clusters(depth.root.sae.W_dec.detach(), tree.path_directions(), meta_code_chain(depth))
+    clades = clade_recovery(cluster, alive.nonzero().flatten(), tree.spec)
+    levels = _level_scores(rows, dense, top, tree, clades["ari"]) if int(alive.sum()) else []
     best = max(levels, key=lambda e: e["hungarian_mean_cosine"])["level"] if levels else None
     leaf = levels[-1]["purity_mean"] if levels else None
     return {
         **out,
         "true_depth": tree.spec.depth,
-        "d_sae": depth.d_sae,
+        "width": depth.width,
         "fvu": depth.metrics.get("fvu"),
         "l0": depth.metrics.get("l0"),
         "alive_latents": int(alive.sum()),
-        "purity_mean": leaf,  # leaf-level labels: what `analyse` measures with the cache's labels
+        "purity_mean": leaf,  # leaf level: what `analyse` measures with the cache's labels (multi-label here)
         "count_all_top10_nonzero": int((stats.n_active >= LOG_TOP).sum()),
         "mean_active_per_image": stats.mean_l0,
         "stack_fvu": fvu(tree.acts, depth.reconstruction()(tree.acts)),
         "best_matched_level": best,
+        "clade_share": clades["clade_share"],
         "levels": levels,
     }
 
@@ -103,7 +129,7 @@ def score_synth(depth_dir: str | Path, out_dir: str | Path) -> dict:
 def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFrame, dict]:
     """One row per (tree, seed, mode, depth) in `aggregate`'s depths.csv shape (model 'synth', dataset = the
     tree); depth 1 is repeated under each mode. Also the Depth folders, for stability."""
-    from metasae.stages.aggregate import GROUP
+    from metasae.statistics.groups import GROUP
 
     modes = list(config["meta"]["modes"])
     rows, folders = [], {}
@@ -124,7 +150,7 @@ def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFram
             "true_depth": config["synth"]["trees"][where["dataset"]]["depth"],
             "architecture": arch,
             "status": folder.metrics.get("status", "trained"),
-            "d_sae": folder.metrics.get("d_sae"),
+            "width": folder.metrics.get("width"),
             **{
                 k: score.get(k)
                 for k in (
@@ -136,6 +162,7 @@ def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFram
                     "mean_active_per_image",
                     "stack_fvu",
                     "best_matched_level",
+                    "clade_share",
                 )
             },
             **levels,
@@ -147,7 +174,7 @@ def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFram
     return pd.DataFrame(rows), folders
 
 
-_LEVEL_KEYS = ("hungarian_mean_cosine", "fraction_matched", "mcc", "purity_mean")
+_LEVEL_KEYS = ("hungarian_mean_cosine", "fraction_matched", "mcc", "purity_mean", "clade_ari")
 
 
 def _score_where(path: str | Path) -> dict:
@@ -173,7 +200,7 @@ def synth_summary(
     """synth_scores.csv (every depth's scores and criterion statistics), synth_depth.csv (criterion x mode x
     true depth: the median estimated depth over seeds and trees, its bootstrap CI, the share of (tree, seed)
     cases it gets right) and synth_accuracy.csv (criterion x mode: share right over all cases)."""
-    from metasae.stages import aggregate as agg
+    from metasae import statistics as agg
 
     table, folders = synth_rows(score_paths, config)
     table = agg.derived_columns(table)
@@ -200,7 +227,8 @@ def synth_summary(
 
 def _cases(optimal: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """One row per (criterion, mode, tree, seed): the criterion's estimated depth, plus the oracle
-    'best_level_match' (the deepest depth whose latents best match the roots)."""
+    'root_match' (the shallowest trained depth whose latents best match the roots: past the planted depth a
+    stack can only merge roots, which still match level 1 best)."""
     rows = []
     for row in optimal.itertuples(index=False):
         for estimated in [int(v) for v in str(row.per_seed).split()]:
@@ -218,7 +246,7 @@ def _cases(optimal: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_true_depth(cases: pd.DataFrame) -> pd.DataFrame:
-    from metasae.stages.aggregate import bootstrap_median_ci
+    from metasae.statistics.intervals import bootstrap_median_ci
 
     rows = []
     for (criterion, mode, true_depth), group in cases.groupby(["criterion", "mode", "true_depth"], sort=True):

@@ -1,8 +1,9 @@
 """Stage `synth-acts`: planted feature hierarchies (metasae.synth_tree) written as an activation cache.
 
 The folder is the one `cache-acts` writes (acts.safetensors with acts/labels/index, manifest.json), so the
-SAE stack trains on it unchanged; beside it, truth.safetensors holds the planted directions and the labels of
-every tree level, for `score-synth`. Labels of the cache are the leaf level's (-1 = no tree active).
+SAE stack trains on it unchanged; beside it, truth.safetensors holds the truth's directions and node codes of
+every tree level (the multi-label truth) and the first active tree's path, for `score-synth`. Labels of the
+cache are that path's leaf (-1 = no tree active): one label where several trees may be active.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ TRUTH_FILE = "truth.safetensors"
 SYNTH_DATASET = "synth_tree"
 SYNTH_LAYER = "synth"
 SPEC_DEFAULTS = {
+    "regime": "leaf",
     "n_trees": 8,
     "branching": 3,
     "d": 64,
@@ -35,14 +37,17 @@ SPEC_DEFAULTS = {
 
 
 def tree_spec(params: dict, seed: int) -> TreeSpec:
-    """A TreeSpec from a config entry (defaults filled in) and the run seed."""
-    unknown = set(params) - set(SPEC_DEFAULTS) - {"depth"}
+    """A TreeSpec from a config entry (defaults filled in). Its `data_seed` draws the data, so every run seed
+    of the study trains on one planted tree and seeds vary only the SAEs; without it the run seed does (each
+    seed then plants its own tree)."""
+    unknown = set(params) - set(SPEC_DEFAULTS) - {"depth", "data_seed"}
     if unknown:
-        allowed = ", ".join(["depth", *SPEC_DEFAULTS])
+        allowed = ", ".join(["depth", "data_seed", *SPEC_DEFAULTS])
         raise MetasaeError(f"synth tree: unknown key(s) {sorted(unknown)}; allowed: {allowed}")
     if "depth" not in params:
         raise MetasaeError("synth tree: missing key 'depth'")
-    return TreeSpec(**{**SPEC_DEFAULTS, **params, "seed": seed})
+    entry = {k: v for k, v in params.items() if k != "data_seed"}
+    return TreeSpec(**{**SPEC_DEFAULTS, **entry, "seed": params.get("data_seed", seed)})
 
 
 @stage_output(MANIFEST_FILE)
@@ -75,6 +80,7 @@ def synth_activations(spec: TreeSpec, out_dir: str | Path) -> ActivationCache:
         "dataset_is_real": False,
         "dataset_description": (
             f"{spec.n_trees} planted trees of depth {spec.depth}, branching {spec.branching}, in {d} dims"
+            f" ({spec.regime} regime)"
         ),
         "label_names": [f"leaf{j}" for j in range(spec.n_features(spec.depth))],
         "level_label_names": {

@@ -17,13 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from metasae.activations import load_activations
-from metasae.codes import save_codes
+from metasae.codes import save_codes, write_lineage
 from metasae.errors import MetasaeError
-from metasae.io import atomic_path, provenance, read_json, sha256_file, stage_output, write_json
+from metasae.io import provenance, read_json, stage_output, write_json
 from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES, SHA256_KEY
 from metasae.metrics import sae_metrics
 from metasae.sae import SAE, save_sae
@@ -66,7 +65,7 @@ def split_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _encode(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Codes of many rows, in batches, as a sparse tensor (keeps memory near O(batch) + non-zeros)."""
     parts = [sae.encode(x[i : i + batch_size]).to_sparse() for i in range(0, len(x), batch_size)]
-    return torch.cat(parts).coalesce() if parts else torch.zeros(0, sae.cfg.d_sae).to_sparse()
+    return torch.cat(parts).coalesce() if parts else torch.zeros(0, sae.cfg.width).to_sparse()
 
 
 def _alive(codes: torch.Tensor) -> torch.Tensor:
@@ -95,7 +94,7 @@ def _finish(
         "stop_reason": None,
         "depth": cfg["depth"],
         "mode": cfg["mode"],
-        "d_sae": sae.cfg.d_sae,
+        "width": sae.cfg.width,
         "alive_latents_images": int(alive.sum()),
         "l0_images": float(codes._nnz() / max(1, codes.shape[0])),
         SHA256_KEY: dict(sorted(checksums.items())),
@@ -126,7 +125,7 @@ def train_base(
     train_idx, eval_idx = split_rows(len(cache.acts), seed)
     run_cfg = _run_cfg(1, "base", spec, seed, acts_dir, None)
     sae_cfg, train_cfg = spec_to_configs(
-        spec, d_in=cache.acts.shape[1], d_sae=spec["width"], seed=run_cfg["seed"]
+        spec, d_in=cache.acts.shape[1], width=spec["width"], seed=run_cfg["seed"]
     )
     sae = train_sae(
         cache.acts[train_idx],
@@ -183,7 +182,7 @@ def train_meta(
             f"--width-min), got {schedule!r}"
         )
     parent = Depth.load(parent_dir)
-    parent_width = parent.d_sae
+    parent_width = parent.width
     width = int(round(parent_width * schedule["factor"]))
     reason = stop_reason(parent, width, schedule["min"], rules)
     if reason:
@@ -192,7 +191,7 @@ def train_meta(
             "stop_reason": reason,
             "depth": depth,
             "mode": mode,
-            "d_sae": width,
+            "width": width,
             "acts_dir": _stack_acts_dir(parent),  # what the probe was (the analysis reports it)
             "provenance": provenance(spec, seed),
         }
@@ -204,7 +203,7 @@ def train_meta(
     run_cfg = _run_cfg(depth, mode, spec, seed, parent.acts_dir, parent_dir)
     if mode == "decoder":
         rows = parent.decoder_rows()
-        sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], d_sae=width, seed=run_cfg["seed"])
+        sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], width=width, seed=run_cfg["seed"])
         sae = train_sae(
             rows, sae_cfg, train_cfg, out_dir, device=device, resume=resume, eval_data=rows, extra_cfg=run_cfg
         )
@@ -214,7 +213,7 @@ def train_meta(
     else:
         dense = parent_codes.to_dense()
         train_idx, eval_idx = split_rows(len(dense), seed)
-        sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], d_sae=width, seed=run_cfg["seed"])
+        sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], width=width, seed=run_cfg["seed"])
         sae = train_sae(
             dense[train_idx],
             sae_cfg,
@@ -239,7 +238,7 @@ def train_meta(
         codes,
         read_json(out_dir / METRICS_FILE),
         run_cfg,
-        {"parent_latents_decomposed": decomposed, "parent_d_sae": parent_width},
+        {"parent_latents_decomposed": decomposed, "parent_width": parent_width},
         checksums,
     )
 
@@ -252,19 +251,6 @@ def _mean_active(codes: torch.Tensor) -> torch.Tensor:
     return torch.where(
         count > 0, codes.sum(0) / count.clamp_min(1), torch.ones_like(count, dtype=codes.dtype)
     )
-
-
-def write_lineage(path: Path, meta_codes: torch.Tensor) -> str:
-    """One row per (parent latent, meta-latent) pair with a non-zero weight; sorted for stable bytes.
-    Returns the file's sha256."""
-    mc = meta_codes.coalesce()
-    parent, meta = mc.indices()
-    table = pd.DataFrame(
-        {"parent_latent": parent.numpy(), "meta_latent": meta.numpy(), "weight": mc.values().numpy()}
-    ).sort_values(["parent_latent", "meta_latent"])
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
-        return sha256_file(tmp)
 
 
 def _stack_acts_dir(depth: Depth) -> str | None:
@@ -317,7 +303,7 @@ def apply_meta(parent_dir: str | Path, source_dir: str | Path, out_dir: str | Pa
     if source.stopped or parent.stopped:
         reason = source.metrics.get("stop_reason") if source.stopped else "parent depth stopped"
         stopped = {
-            **{k: source.metrics.get(k) for k in ("depth", "mode", "d_sae")},
+            **{k: source.metrics.get(k) for k in ("depth", "mode", "width")},
             "status": "stopped",
             "stop_reason": f"applied stack: {reason}",
             "acts_dir": _stack_acts_dir(parent),
@@ -343,5 +329,5 @@ def apply_meta(parent_dir: str | Path, source_dir: str | Path, out_dir: str | Pa
         META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes.to_sparse()),
         LINEAGE_FILE: write_lineage(out_dir / LINEAGE_FILE, meta_codes.to_sparse()),
     }
-    extra = {k: source.metrics.get(k) for k in ("parent_latents_decomposed", "parent_d_sae")}
+    extra = {k: source.metrics.get(k) for k in ("parent_latents_decomposed", "parent_width")}
     return _finish(out_dir, sae, codes, metrics, cfg, extra, checksums)

@@ -1,8 +1,8 @@
 """The write-up's dSprites section: one figure per question, each with a reading computed from the probe
 tables, the shape table with CIs, and the per-run tables for the appendix.
 
-`ReportData.dsprites` and `ReportData.dsprites_appendix` call these with the report object, which loads
-files (recording them as inputs) and places figures. Every number comes from results/vit/, results/probes/
+`dsprites` and `dsprites_appendix` take the loaded study, which loads files (recording them as inputs)
+and places figures. Every number comes from results/vit/, results/probes/
 and results/probes_summary/; the prose around them only names what is compared.
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from metasae.layout import PROBE_COLUMNS
-from metasae.report_content import fmt, md_table
+from metasae.writeup.data import ReportData
+from metasae.writeup.format import fmt, md_table
 
 CONTROLS = ("random_init", "pixels", "symmetry_ceiling")
 FACTORS = (("shape", "accuracy"), ("scale", "accuracy"), ("posX", "r2"), ("posY", "r2"))
@@ -24,10 +25,12 @@ ENCODED_R2 = 0.5  # "orientation encoded": R² of (cos fθ, sin fθ) at least th
 
 
 def _ci(row: pd.Series) -> str:
+    """A score with its CI, as every reading and table of this section prints it."""
     return f"{fmt(row['value'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
 
 
 def _stage(layer: str) -> tuple[int, str]:
+    """A sort key putting layers in network order (embed, block0, block1, ..., then the rest)."""
     stage = layer.split(".")[0]
     return (
         -1 if stage == "embed" else int(stage.removeprefix("block")) if stage.startswith("block") else 99,
@@ -42,6 +45,7 @@ def _final(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _select(table: pd.DataFrame, factor: str, metric: str, probe: str = "linear") -> pd.DataFrame:
+    """One task's rows: a factor scored by one metric of one probe (the linear one unless asked)."""
     return table[(table["factor"] == factor) & (table["metric"] == metric) & (table["probe"] == probe)]
 
 
@@ -255,16 +259,16 @@ def reading_orientation(table: pd.DataFrame) -> str:
     )
 
 
-def section(report) -> str:
+def dsprites(report: ReportData) -> str:
     """The dSprites results in the main text: one figure (which layer represents what) and the three
-    readings; the rest is in `appendix`."""
+    readings; the rest is in `dsprites_appendix`."""
     results = report.results
     folder = results / "probes_summary"  # the figures; the tables are read from each run's own probes.csv
     runs = sorted((results / "probes").glob("*/probes.csv"))
     if not runs:
-        return report._not_run("the dSprites probes", results / "probes")
+        return report.skip("the dSprites probes", results / "probes")
     table = pd.concat(
-        [report._load(p, PROBE_COLUMNS).assign(run=p.parent.name) for p in runs], ignore_index=True
+        [report.load(p, PROBE_COLUMNS).assign(run=p.parent.name) for p in runs], ignore_index=True
     )
     out = [
         "Each ViT is probed with held-out dSprites converted explicitly to its input (size and channels, "
@@ -308,20 +312,20 @@ def _task(df: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return pd.concat([pd.Series(label, index=df.index, name="task"), df.drop(columns=key)], axis=1)
 
 
-def appendix(report) -> str:
+def dsprites_appendix(report: ReportData) -> str:
     """The ViTs, the shape table, the figures over training and per shape, then per run: every task's score
     per layer at the last step, each task over training at its best layer, and the run's own figures."""
     runs = sorted(p.parent for p in (report.results / "probes").glob("*/probes.csv"))
     if not runs:
-        return report._not_run("the dSprites probes", report.results / "probes")
+        return report.skip("the dSprites probes", report.results / "probes")
     table = pd.concat(
-        [report._load(p / "probes.csv", PROBE_COLUMNS).assign(run=p.name) for p in runs], ignore_index=True
+        [report.load(p / "probes.csv", PROBE_COLUMNS).assign(run=p.name) for p in runs], ignore_index=True
     )
     out = [vit_table(report.results) or "", shape_table(table)]
     folder = report.results / "probes_summary"
     out += [report.figure(folder / name, what) for name, what in FIGURES[1:] if (folder / name).is_file()]
     for run in runs:
-        p = report._load(run / "probes.csv", PROBE_COLUMNS)
+        p = report.load(run / "probes.csv", PROBE_COLUMNS)
         key = ["train_set", "factor", "probe", "metric"]
         final = p.loc[p["step"] == p.groupby("train_set")["step"].transform("max")]
         by_layer = final.pivot_table(index=key, columns="layer", values="value", aggfunc="mean", sort=False)

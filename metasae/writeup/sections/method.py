@@ -1,0 +1,103 @@
+"""Method: every statistic, criterion and rule in one sentence, with the thresholds study.json records,
+so that the definitions the reader sees are the ones the aggregate stage applied.
+"""
+
+from __future__ import annotations
+
+from metasae.writeup.data import ReportData
+
+
+def method(report: ReportData) -> str:
+    """One sentence per statistic, criterion and rule, with the thresholds the aggregate stage used."""
+    dense = report.rule("dense_routed_fraction", 0.5)
+    stable = report.rule("stable_cosine", 0.9)
+    boot = report.rule("n_boot", 2000)
+    level = report.rule("ci_level", 0.95)
+    few = report.rule("min_seeds", 5)
+    deep = report.rule("collapse_depth", 7)
+    fixed = report.rule("fixed_l0", {}) or {
+        "topk": "TopK keeps exactly k latents per input",
+        "batchtopk": "BatchTopK keeps k latents per input on average over its training inputs",
+    }
+    n_seeds = report.depths["seed"].nunique() if report.depths is not None else None
+    seeds = ""
+    if n_seeds:
+        seeds = f" This study has {n_seeds} seed(s) per configuration" + (
+            f", fewer than the {few} of a real study; each CI says so." if n_seeds < few else "."
+        )
+    lines = [
+        "**Statistics** (per depth; each count is also given as a share of that depth's dictionary, "
+        "because the width schedule changes the dictionary from depth to depth):",
+        "",
+        "- *Stack FVU*: the FVU of the layer's activations rebuilt from depth $d$ (activations mode: "
+        "encode down the stack and decode back up; decoder mode: the parent's codes applied to its "
+        "decoder rows as depth $d$ rebuilds them), the same input at every depth, so it is the headline "
+        "reconstruction; each depth's own-input FVU (depth 1 fits the layer, decoder-mode depths fit "
+        "decoder rows, activations-mode depths fit codes) is not comparable across depths.",
+        "- *Loss recovered*: $(CE_\\text{zero} - CE_\\text{spliced}) / (CE_\\text{zero} - "
+        "CE_\\text{clean})$ with the layer rebuilt from depth $d$ spliced into the classifier, against "
+        "the baseline of zero-ablating the layer (1 = as good as the clean model, 0 = no better than "
+        "zeros, negative = worse than zeros).",
+        "- *Spliced accuracy*: the classifier's accuracy with the stack spliced in; on an "
+        "out-of-distribution probe whose labels are not the classifier's classes it is the agreement "
+        "with the clean classifier's own predictions.",
+        "- *Density*: the share of probe images on which a latent is non-zero; a latent is *alive* when "
+        "its density is above 0 and *dead* otherwise (dead fraction = dead latents / dictionary size).",
+        "- *Mean active* (`mean_active_per_image`): the mean number of non-zero latents per probe image; "
+        "*L0* is the same on the SAE's own inputs.",
+        "- *Activation count* (`count_all_top10_nonzero`, the log's statistic): the number of latents "
+        "whose ten highest activations over the probe images are all non-zero; `count_fraction` divides "
+        "it by the dictionary size.",
+        "- *Purity*: the largest share of one label among a latent's top-10 images, averaged over alive "
+        "latents.",
+        "- *Lineage weight*: the meta-code value linking parent latent $j$ to meta-latent $i$ (decoder "
+        "mode: the meta-SAE's code of parent decoder row $j$; activations mode: its code of latent $j$ "
+        "firing alone at its mean active value); parents per meta-latent and meta-latents per parent "
+        "count the non-zero weights.",
+        "- *Decoder FVE*: the fraction of the variance of depth $d-1$'s unit-normed decoder rows that "
+        "depth $d$'s meta-SAE explains (decoder mode), SAEBench's `meta_structure` number "
+        "(`summary/meta_structure.json`).",
+        f"- *Stability*: each seed's alive latents are matched one-to-one with another seed's by the "
+        f"Hungarian algorithm on cosine similarity (of decoder rows where the seeds share the layer's "
+        f"space, else of the latents' centred activations over the same probe images, i.e. their "
+        f"Pearson correlation); a seed's stability is the mean matched similarity, and the share of "
+        f"matched pairs above {stable}, averaged over the other seeds.",
+        "",
+        "**Optimal-depth criteria** (each seed's best depth; their median; a percentile-bootstrap CI "
+        "over seeds):",
+        "",
+        "- `max_purity`: the depth of highest mean purity.",
+        "- `max_activation_count`: the depth of highest `count_fraction` (the log's criterion, as a "
+        "share of the dictionary).",
+        "- `max_mean_active`: the depth of highest mean active share of the dictionary.",
+        "- `max_stability`: the depth of highest cross-seed stability: a depth is real if it is "
+        "reproducible.",
+        "- `fvu_knee`: the knee of the stack-FVU curve, the depth farthest from the chord joining its "
+        "ends (Kneedle).",
+        "",
+        "**What never enters an optimum or a verdict:**",
+        "",
+        "- *Fixed by construction*: "
+        + "; ".join(f"{name}: {how}" for name, how in fixed.items())
+        + ", so where such an SAE produces the image codes (depth 1, every activations-mode depth) the "
+        "mean active count, its share and L0 are set by k and the width schedule, not by the data; in "
+        "decoder mode the meta-SAE's L0 (meta-latents per parent) is set the same way. ReLU and JumpReLU "
+        "SAEs let L0 vary and get a real test.",
+        f"- *Dense routed codes*: in decoder mode an image's depth-$d$ code is routed through the "
+        f"meta-codes; where more than {dense:.0%} of the dictionary is active per image on average, its "
+        "image-level statistics (alive, dead, counts, mean active, purity, entropy) measure the "
+        "dictionary size, not the images.",
+        "- *Raw counts*: only the shares of the dictionary are compared across depths.",
+        "",
+        f"**Verdicts** are given per (configuration, mode) from a statistic and a {level:.0%} "
+        f"percentile-bootstrap CI over seeds (seeds resampled with replacement, {boot} draws): *holds* "
+        "when the CI lies inside the region the claim asserts, *fails* when it lies outside, "
+        "*inconclusive* when it crosses the region's boundary (or fewer than 2 seeds give the "
+        "statistic), *untested* when the statistic is excluded at the depths the claim needs or the "
+        "study did not reach them. Regions: *depth 2 is optimal*: the CI of the median optimal depth "
+        "lies within (1.5, 2.5), which needs depths 1-3; *increases with depth*: the mean over seeds "
+        "of each seed's Spearman correlation of the statistic with depth has a CI above 0; *deep stacks "
+        "collapse*: the share of seeds whose stack collapsed (all latents dead, or the min_alive stop "
+        f"rule fired) by depth {deep} has a CI above 0.5." + seeds,
+    ]
+    return "\n".join(lines) + "\n"
