@@ -332,3 +332,62 @@ def test_probe_summary_stacks_runs_and_draws_one_figure_per_question(tmp_path):
     heart = summary["runs"]["fashion"]["tasks"]["orientation_heart accuracy"]
     assert heart["ceiling"] == 0.98
     assert json.loads((out / "summary.json").read_text())["runs"]["fashion"]["final_step"] == 100
+
+
+def _two_representations(n: int = 600) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """Two noisy linear read-outs of the same latents: a 3-way class (a threshold, so nearly linear) and a
+    curved regression target (the MLP's advantage)."""
+    from metasae.probes import FeatureSet
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(n, 3))
+    y = np.digitize(z[:, 0], [-0.5, 0.5])
+    t = (z[:, 1] + 0.5 * z[:, 2] ** 2)[:, None]
+    sets = [FeatureSet(z @ rng.normal(size=(3, 12)) + 0.3 * rng.normal(size=(n, 12))) for _ in range(2)]
+    tasks = [Task("shape", "accuracy", CLASSIFY, y), Task("posX", "r2", REGRESS, t)]
+    train, test = stratified_split(y, 0.3, 0)
+    return sets, tasks, train, test
+
+
+# |torch - sklearn| per score. Linear: ridge is the same closed form (~1e-6), logistic stops at a 100-step
+# budget. MLP: another optimiser (Adam on batches of 512, early-stopped), so the two differ as two seeds do.
+BACKEND_TOLERANCE = {"linear": 0.01, "mlp": 0.03}
+
+
+def test_torch_backend_matches_sklearn_within_tolerance():
+    from metasae.probes import probe_sets
+
+    sets, tasks, train, test = _two_representations()
+    kw = dict(n_boot=0, mlp_hidden=32, mlp_iter=200)
+    ref = probe_sets(sets, tasks, train, test, backend="sklearn", **kw)
+    got = probe_sets(sets, tasks, train, test, backend="torch", **kw)
+    for ref_rows, got_rows in zip(ref, got, strict=True):
+        for r, g in zip(ref_rows, got_rows, strict=True):
+            assert (r["factor"], r["probe"]) == (g["factor"], g["probe"])
+            assert abs(r["value"] - g["value"]) <= BACKEND_TOLERANCE[r["probe"]], (r, g)
+
+
+def test_torch_backend_is_deterministic_and_stacking_is_invisible():
+    """The same seed gives the same scores, and a set's linear scores do not depend on its stack-mates."""
+    from metasae.probes import probe_sets
+
+    sets, tasks, train, test = _two_representations()
+    kw = dict(n_boot=0, mlp_hidden=16, mlp_iter=20, backend="torch")
+
+    def values(rows: list[list[dict]]) -> list[list[float]]:
+        return [[r["value"] for r in set_rows] for set_rows in rows]
+
+    first = probe_sets(sets, tasks, train, test, **kw)
+    assert values(probe_sets(sets, tasks, train, test, **kw)) == values(first)
+    alone = probe_sets(sets[:1], tasks, train, test, **kw)[0]
+    linear = [
+        (r["value"], a["value"]) for r, a in zip(first[0], alone, strict=True) if r["probe"] == "linear"
+    ]
+    assert all(abs(r - a) < 1e-3 for r, a in linear)
+
+
+def test_unknown_backend_is_refused():
+    x, y = _blobs(60, separable=True)
+    train, test = stratified_split(y, 0.3, 0)
+    with pytest.raises(MetasaeError, match="backend"):
+        probe_features(x, [Task("shape", "accuracy", CLASSIFY, y)], train, test, ("linear",), backend="jax")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from metasae.data import InputSpec
@@ -20,14 +19,16 @@ from metasae.errors import MetasaeError
 from metasae.io import atomic_path, provenance, stage_output, write_json
 from metasae.models.vit import load_vit
 from metasae.probes import (
+    BACKENDS,
     COLUMNS,
     CONTROLS,
     PROBES,
+    FeatureSet,
     dsprites_tasks,
     layer_features,
     orientation_ceilings,
-    probe_features,
     probe_images,
+    probe_sets,
     shape_orientation_ceilings,
     shape_orientation_tasks,
     stratified_split,
@@ -49,6 +50,7 @@ class ProbeConfig:
     mlp_hidden: int = 64
     mlp_iter: int = 100
     bootstrap: int = 200
+    backend: str = "torch"  # torch: every layer x checkpoint's probes of a task fitted at once
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class ProbeConfig:
             raise MetasaeError(f"probes.probes: unknown {bad}; allowed {', '.join(PROBES)}")
         if self.mlp_at not in MLP_AT:
             raise MetasaeError(f"probes.mlp_at={self.mlp_at!r}; allowed {', '.join(MLP_AT)}")
+        if self.backend not in BACKENDS:
+            raise MetasaeError(f"probes.backend={self.backend!r}; allowed {', '.join(BACKENDS)}")
 
 
 @stage_output("probes.json", shared=True)
@@ -88,36 +92,26 @@ def run_probes(
         n_boot=cfg.bootstrap,
         mlp_hidden=cfg.mlp_hidden,
         mlp_iter=cfg.mlp_iter,
+        backend=cfg.backend,
     )
-    rows: list[dict] = []
-
-    def add(x: np.ndarray, probes: tuple[str, ...], standardise: bool = True, **ids) -> None:
-        rows.extend(
-            {**ids, **r} for r in probe_features(x, tasks, train, test, probes, standardise=standardise, **kw)
-        )
-        for s, shape_tasks in per_shape:  # orientation within one shape: that shape's train / test rows
-            tr, te = train[shape_ids[train] == s], test[shape_ids[test] == s]
-            rows.extend(
-                {**ids, **r}
-                for r in probe_features(x, shape_tasks, tr, te, probes, standardise=standardise, **kw)
-            )
-
+    sets, ids = [], []
     last = ckpts[-1]["step"]
     for ck in tqdm(ckpts, desc="probe checkpoints", disable=None, leave=False):
         model, mcfg = load_vit(vit_dir / ck["dir"], dev)
         probes = cfg.probes if cfg.mlp_at == "all" or ck["step"] in (0, last) else ("linear",)
         train_set = "random_init" if ck["step"] == 0 else mcfg["train_dataset"]
         for layer, x in layer_features(model, model.layer_names, images, device=dev).items():
-            add(x.numpy(), probes, train_set=train_set, checkpoint=ck["dir"], step=ck["step"], layer=layer)
-    add(
-        images.flatten(1).numpy(),
-        cfg.probes,
-        standardise=False,
-        train_set="pixels",
-        checkpoint="-",
-        step=0,
-        layer="pixels",
-    )
+            sets.append(FeatureSet(x.numpy(), probes))
+            ids.append(dict(train_set=train_set, checkpoint=ck["dir"], step=ck["step"], layer=layer))
+    sets.append(FeatureSet(images.flatten(1).numpy(), cfg.probes, standardise=False))
+    ids.append(dict(train_set="pixels", checkpoint="-", step=0, layer="pixels"))
+    # every set's probes of one task at once (the torch backend stacks them); orientation within one shape
+    # on that shape's train / test rows
+    per_set = [probe_sets(sets, tasks, train, test, **kw)]
+    for s, shape_tasks in per_shape:
+        tr, te = train[shape_ids[train] == s], test[shape_ids[test] == s]
+        per_set.append(probe_sets(sets, shape_tasks, tr, te, **kw))
+    rows: list[dict] = [{**i, **r} for n, i in enumerate(ids) for part in per_set for r in part[n]]
     held_out = (tasks[0].target[test], tasks[2].target[test], ds.factors["orientation_value"].numpy()[test])
     ceil = orientation_ceilings(*held_out)
     ceilings = {**{("orientation", m): v for m, v in ceil.items()}, **shape_orientation_ceilings(*held_out)}
