@@ -16,8 +16,8 @@ from typing import Any
 from metasae.errors import MetasaeError
 
 # metasae.sae.registry.ARCHITECTURES's keys, and those whose class has `needs_k` (tests hold them together)
-ARCHITECTURE_NAMES = ("relu", "topk", "batchtopk", "jumprelu")
-K_ARCHITECTURES = ("topk", "batchtopk")
+ARCHITECTURE_NAMES = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
+K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")
 L1_REDUCTIONS = ("decoder_norm", "sum")
 SAMPLINGS = ("epoch", "replacement")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
@@ -46,7 +46,9 @@ class SAESpec:
         {},
     )
     k: int | None = setting(
-        "topk / batchtopk: active latents per example (a mean, for batchtopk)", POSITIVE_INT, sae=True
+        "topk / batchtopk / matryoshka: active latents per example (a mean, for the batch-wide two)",
+        POSITIVE_INT,
+        sae=True,
     )
     l1_coeff: float | None = setting("relu: L1 coefficient; jumprelu: L0 coefficient", NON_NEGATIVE, sae=True)
     l1_reduction: str | None = setting(
@@ -56,6 +58,12 @@ class SAESpec:
         "AuxK latents per example (default d_in // 2; 0 turns AuxK off)", COUNT, sae=True
     )
     aux_coeff: float | None = setting("AuxK loss coefficient", NON_NEGATIVE, sae=True)
+    prefixes: list[int] | None = setting(
+        "matryoshka: ascending latent counts m_1 < m_2 < ... < width whose first m_i latents must each "
+        "reconstruct the input alone (default width/8, width/4, width/2)",
+        {"type": "array", "items": POSITIVE_INT},
+        sae=True,
+    )
     normalize_decoder: bool | None = setting("keep decoder rows at unit norm", {"type": "boolean"}, sae=True)
     pre_encoder_bias: bool | None = setting("subtract b_dec before encoding", {"type": "boolean"}, sae=True)
     lr: float | None = setting("Adam learning rate", {"type": "number", "exclusiveMinimum": 0})
@@ -141,6 +149,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         elif "enum" in schema:
             choices = [c for c in schema["enum"] if c is not None]
             parser.add_argument(flag, choices=choices, help=help_text)
+        elif schema.get("type") == "array":
+            parser.add_argument(flag, type=int, nargs="+", help=help_text)
         else:
             number = schema.get("type") == "number"
             parser.add_argument(flag, type=float if number else int, help=help_text)

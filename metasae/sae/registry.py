@@ -7,6 +7,7 @@ import torch
 from metasae.sae.base import SAE, SAEConfig
 from metasae.sae.batchtopk import BatchTopKSAE
 from metasae.sae.jumprelu import JumpReLUSAE
+from metasae.sae.matryoshka import MatryoshkaSAE
 from metasae.sae.relu import ReLUSAE
 from metasae.sae.topk import TopKSAE
 
@@ -15,6 +16,7 @@ ARCHITECTURES: dict[str, type[SAE]] = {
     "topk": TopKSAE,
     "batchtopk": BatchTopKSAE,
     "jumprelu": JumpReLUSAE,
+    "matryoshka": MatryoshkaSAE,
 }
 
 
