@@ -55,13 +55,20 @@ MIN_TREND_DEPTHS = 3  # a seed's trend needs this many usable depths
 BY_CONSTRUCTION = "cannot happen by construction"
 JUDGED = ("p_holm", "p_against_holm", "verdict", "verdict_reason")  # the columns `judge` adds
 
-TREND_CLAIMS = [  # (column, the log's claim, the log's own number, what the column is, where it comes from)
+# Where each claim comes from (../shared/research/: the log, oldest first, and log-facts.md on its code)
+LOG_RESULT = "a result of the log (2024-11-09)"
+LOG_HYPOTHESIS = "a hypothesis of the log (2024-10-09, Next Steps)"
+LOG_CODE = "the log's code repository (its losses, log-facts.md 1.3), not the log's text"
+NEW_TEST = "not in the log: a test added here"
+
+TREND_CLAIMS = [  # (column, claim, the log's number, what the column is, where it comes from, source)
     (
         "mean_active_fraction",
         "The average number of activations increases the deeper you go",
         "stated in the log (2024-11-09); its own numbers fall after depth 2 (EMNIST L0 0.4, 18.4, 3.1, 0.3)",
         "mean active latents per image / dictionary size",
         "trained depths of each seed where the statistic is neither fixed by construction nor on dense codes",
+        LOG_RESULT,
     ),
     (
         "purity_mean",
@@ -69,6 +76,7 @@ TREND_CLAIMS = [  # (column, the log's claim, the log's own number, what the col
         "the log's hypothesis; its own purity fell: Fashion-MNIST 6.60/10 at depth 1, 5.21 at depth 2",
         "mean label purity of alive latents",
         "top-10 label purity from latents.parquet, at depths whose image codes are sparse",
+        LOG_HYPOTHESIS,
     ),
 ]
 TAXONOMY_CLAIM = (  # only where the probe's labels have superclasses (metasae/taxonomy.py)
@@ -77,9 +85,11 @@ TAXONOMY_CLAIM = (  # only where the probe's labels have superclasses (metasae/t
     "not in the log: a test on a real label taxonomy (Fashion-MNIST's tops, footwear, Trouser, Bag)",
     "superclass purity lift minus class purity lift, each above its chance floor",
     "lift = (purity - chance) / (1 - chance), chance = the purity of random top images; sparse depths only",
+    NEW_TEST,
 )
 CLAIM_COLUMNS = [
     "claim",
+    "source",
     *GROUP,
     "architecture",
     "statistic",
@@ -135,6 +145,7 @@ def _depth2_claim(group: pd.DataFrame) -> tuple[dict, Evidence]:
         "claim": (
             "Depth 2 is optimal for the most activations (latents whose top-10 activations are all non-zero)"
         ),
+        "source": LOG_RESULT,
         "statistic": "share of seeds whose optimum (depths tied for the top count_fraction) is depth 2 alone",
         "region": _holds_when("that share exceeding chance, 1/(usable depths) (exact binomial)"),
         "basis": how,
@@ -174,7 +185,7 @@ def trend_evidence(per_seed: list[np.ndarray]) -> Evidence:
 
 
 def _trend_claim(
-    group: pd.DataFrame, column: str, claim: str, log_value: str, what: str, note: str
+    group: pd.DataFrame, column: str, claim: str, log_value: str, what: str, note: str, source: str
 ) -> tuple[dict, Evidence]:
     used, _ = usable(group, column)
     values = _trend_values(used, column)
@@ -198,6 +209,7 @@ def _trend_claim(
         evidence, shown = Evidence(estimate=mean), ""
     return {
         "claim": claim,
+        "source": source,
         "statistic": f"mean over seeds of Spearman(depth, {column})",
         "region": _holds_when("a rise (permutation test over each seed's depths)"),
         "basis": how,
@@ -247,7 +259,8 @@ def _collapse_claim(group: pd.DataFrame) -> tuple[dict, Evidence]:
     else:
         ours = f"no stack reached depth {COLLAPSE_DEPTH} or collapsed before it (deepest: {deepest})"
     return {
-        "claim": "Deep stacks collapse: codes go dead (loss 3.6e-44 at depths 7-10 in the log)",
+        "claim": "Deep stacks collapse: codes go dead (loss 3.6e-44 at depths 7-10 in the log's code)",
+        "source": LOG_CODE,
         "statistic": f"share of seeds whose stack collapsed by depth {COLLAPSE_DEPTH}",
         "region": _holds_when(f"more than {COLLAPSE_SHARE:g} of the seeds collapsing (exact binomial)"),
         "basis": how,
@@ -267,8 +280,7 @@ def claims(depths: pd.DataFrame) -> pd.DataFrame:
         ident = {**dict(zip(GROUP, key, strict=True)), "architecture": stack_architecture(group)}
         tested = [_depth2_claim(group)]
         taxonomy = [TAXONOMY_CLAIM] if group["abstraction_gap"].notna().any() else []
-        for column, claim, log_value, what, note in TREND_CLAIMS + taxonomy:
-            tested.append(_trend_claim(group, column, claim, log_value, what, note))
+        tested += [_trend_claim(group, *spec) for spec in TREND_CLAIMS + taxonomy]
         tested.append(_collapse_claim(group))
         out += [{**ident, **row, **evidence.row(), "control_estimate": math.nan} for row, evidence in tested]
     return judge(pd.DataFrame(out, columns=[c for c in CLAIM_COLUMNS if c not in JUDGED]))[CLAIM_COLUMNS]
