@@ -74,6 +74,26 @@ def tables(markdown: str) -> list[list[str]]:
     return out
 
 
+def prose(markdown: str) -> str:
+    """The running text of rendered GitHub Markdown: without tables and the caption paragraph pandoc writes
+    under each, code blocks and image lines (a figure's caption is the paragraph under it, counted once)."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    blocks = re.split(r"\n\s*\n", text)
+    kept, after_table = [], False
+    for block in blocks:
+        lines = block.strip().splitlines()
+        is_table = bool(lines) and all(line.lstrip().startswith("|") for line in lines)
+        if not is_table and not after_table:
+            kept.append("\n".join(line for line in lines if not IMAGE.match(line.strip())))
+        after_table = is_table
+    return "\n\n".join(kept)
+
+
+def word_count(markdown: str) -> int:
+    """Words of `prose(markdown)`: what a reader reads, tables and code left out."""
+    return len(prose(markdown).split())
+
+
 def markdown_problems(
     markdown: str, folder: str | Path, image_base_url: str | None = None, max_columns: int = MAX_COLUMNS
 ) -> list[str]:

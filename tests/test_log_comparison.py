@@ -182,8 +182,8 @@ def test_report_cli_compare_renders_the_table_and_records_its_inputs(studies, tm
     main(
         ["report", "--results", str(fixed), "--out", str(out), "--compare", str(log), "--renderer", "pandoc"]
     )
-    markdown = (out / "index.md").read_text()
-    assert "numbers beside ours" in markdown and "| log preset: activations (2 seeds) |" in markdown
+    page = (out / "index.html").read_text()  # an appendix table: in the full report, not in the post
+    assert "numbers beside ours" in page and "log preset: activations (2 seeds)" in page
     provenance = read_json(out / "provenance.json")
     inputs = provenance["config"]["inputs"]
     assert "summary/depths.csv" in inputs and str(log.resolve() / "summary" / "depths.csv") in inputs

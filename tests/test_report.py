@@ -19,22 +19,147 @@ from PIL import Image
 from metasae.cli import main
 from metasae.errors import MetasaeError
 from metasae.io import read_json, write_json
+from metasae.report_checks import IMAGE, word_count
 from metasae.stages.report import execute_cells, render_report
+from metasae.writeup.columns import VERDICTS
 from metasae.writeup.data import ReportData
-from metasae.writeup.format import depth_table, fmt, md_table
+from metasae.writeup.format import depth_table, fmt, md_table, plural
+from metasae.writeup.references import WORKS
 from metasae.writeup.sections import headline
-from metasae.writeup.sections.activation_counts import activation_counts
+from metasae.writeup.sections.claims import claims_summary
+from metasae.writeup.sections.example import find_example, worked_example
+from metasae.writeup.sections.glossary import GLOSSARY
 from metasae.writeup.sections.metrics import more_metrics
 from metasae.writeup.sections.optimal_depth import known_depth
 from metasae.writeup.sections.out_of_distribution import out_of_distribution
 from metasae.writeup.sections.purity import purity
 
 HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
+MAX_WORDS, MAX_FIGURES = 2500, 6  # issue 28: the main text of a post
+KEPT_TERMS = (  # terms a reader met undefined (issue 28); each must have a glossary entry
+    "routed codes",
+    "stop rule",
+    "width schedule",
+    "planted trees",
+    "root match",
+    "kneedle",
+    "knee",
+    "stand-in",
+    "purity",
+    "lift",
+    "plateau",
+    "holm",
+    "meta-latent",
+    "sibling",
+    "stack fvu",
+    "fixed by construction",
+    "activation count",
+    "verdict",
+)
 
 
 def _png(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (40, 30), (30, 90, 200)).save(path)
+
+
+def _claim(name: str, dataset: str, mode: str, verdict: str, reason: str, estimate: float, n: int) -> dict:
+    """One row of claims.csv as `metasae aggregate` writes it (the columns the report reads)."""
+    return dict(
+        claim=name,
+        model="mlp",
+        dataset=dataset,
+        layer="fc1",
+        sae="topk",
+        mode=mode,
+        architecture="topk",
+        statistic="a statistic",
+        estimate=estimate,
+        ci_low=estimate - 0.5 if verdict != "untested" else np.nan,
+        ci_high=estimate + 0.1 if verdict != "untested" else np.nan,
+        n_seeds=n,
+        p_holm=0.01 if verdict == "holds" else np.nan,
+        region="the Holm-corrected p-value is below 0.05",
+        verdict=verdict,
+        verdict_reason=reason,
+        basis="measured" if verdict != "untested" else reason,
+        excluded="",
+        log_value="depth 2",
+        our_value="",
+        note="",
+    )
+
+
+DEPTH2 = "Depth 2 is optimal for the most activations (latents whose top-10 activations are all non-zero)"
+ATOMIC = "Latents become more atomic (purer in label) the deeper the stack goes"
+COLLAPSE = "Deep stacks collapse: codes go dead"
+CLAIM_ROWS = [  # by claim: (dataset, mode, verdict, reason, estimate, seeds)
+    *(
+        _claim(DEPTH2, *row)
+        for row in (
+            ("mnist", "decoder", "holds", "p_holm = 0.01 < 0.05", 0.8, 5),
+            ("mnist", "activations", "fails", "p_against_holm = 0.02 < 0.05", 0.1, 5),
+            ("glyphs", "decoder", "inconclusive", "too few seeds (n < 5)", 0.5, 2),
+            ("glyphs", "activations", "untested", "depth not reached", np.nan, 0),
+        )
+    ),
+    *(
+        _claim(ATOMIC, *row)
+        for row in (
+            (
+                "mnist",
+                "decoder",
+                "inconclusive",
+                "neither direction significant after Holm (p_holm = 0.3)",
+                0.2,
+                5,
+            ),
+            ("mnist", "activations", "holds", "p_holm = 0.01 < 0.05", 0.9, 6),
+            ("glyphs", "decoder", "holds", "p_holm = 0.01 < 0.05", 0.7, 5),
+            ("glyphs", "activations", "untested", "dense routed codes", np.nan, 0),
+        )
+    ),
+    *(
+        _claim(COLLAPSE, d, m, "untested", "cannot happen by construction", np.nan, 0)
+        for d in ("mnist", "glyphs")
+        for m in ("decoder", "activations")
+    ),
+]
+
+
+def make_lineage(root: Path, run: str) -> None:
+    """A run's depth-1 and decoder-mode depth-2 latents and their lineage, on the embedded digits: depth-1
+    latents 0 and 4 are above the median purity and decompose into two alive meta-latents each (latent 4 with
+    the larger total weight); latent 3 has three, but is below the median; meta-latent 2 is dead."""
+
+    def latents(purity: list[float]) -> pd.DataFrame:
+        dead = [p != p for p in purity]  # NaN purity: a dead latent
+        return pd.DataFrame(
+            {
+                "latent": range(len(purity)),
+                "dead": dead,
+                "purity": purity,
+                "top_rows": [[] if d else list(range(i, i + 10)) for i, d in enumerate(dead)],
+                "top_values": [[] if d else [float(10 - k) for k in range(10)] for d in dead],
+                "auto_label": ["dead" if d else f"digit {i}" for i, d in enumerate(dead)],
+            }
+        )
+
+    analysis = root / "analysis" / run
+    (analysis / "depth1").mkdir(parents=True, exist_ok=True)
+    (analysis / "decoder" / "depth2").mkdir(parents=True, exist_ok=True)
+    latents([0.9, 0.8, 0.5, 0.4, 1.0, np.nan]).to_parquet(analysis / "depth1" / "latents.parquet")
+    latents([0.6, 0.7, np.nan]).to_parquet(analysis / "decoder" / "depth2" / "latents.parquet")
+    edges = [(0, 0, 0.2), (0, 1, 0.1), (4, 0, 0.5), (4, 1, 0.4), (4, 2, 0.9), (3, 0, 0.3), (3, 1, 0.3)]
+    edges += [(3, 2, 0.3), (2, 0, 0.05), (5, 0, 0.6)]  # latent 5 is dead: no sibling
+    sae = root / "sae" / run / "decoder" / "depth2"
+    sae.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(edges, columns=["parent_latent", "meta_latent", "weight"]).to_parquet(
+        sae / "lineage.parquet"
+    )
+    acts = root / "acts" / Path(run).parent
+    acts.mkdir(parents=True, exist_ok=True)
+    write_json(acts / "manifest.json", {"dataset": "digits:test"})
 
 
 def make_results(root: Path) -> Path:
@@ -132,15 +257,7 @@ def make_results(root: Path) -> Path:
             ),
         ]
     ).to_csv(summary / "optimal_depth.csv", index=False)
-    pd.DataFrame(
-        [
-            dict(claim="depth 2 is optimal", log_value="2", our_value="1–2", verdict="holds", note="a | b"),
-            dict(
-                claim="purity improves with depth", log_value="no", our_value="yes", verdict="fails", note=""
-            ),
-            dict(claim="deep codes collapse", log_value="3.6e-44", our_value="", verdict="untested", note=""),
-        ]
-    ).to_csv(summary / "claims.csv", index=False)
+    pd.DataFrame(CLAIM_ROWS).to_csv(summary / "claims.csv", index=False)
     write_json(
         summary / "study.json",
         {  # as metasae.stats.aggregate writes it, plus config_file
@@ -157,23 +274,7 @@ def make_results(root: Path) -> Path:
     )
     for name in ("fvu_vs_depth", "purity_mean_vs_depth", "extra_panel"):
         _png(summary / "figures" / f"{name}.png")
-    run = root / "analysis" / "mlp" / "seed0" / "mnist" / "fc1" / "topk"
-    _png(run / "depth1" / "figures" / "top_images_densest.png")
-    _png(run / "depth1" / "figures" / "log10_density.png")  # not a lineage figure
-    _png(run / "decoder" / "depth2" / "figures" / "lineage_card.png")
-    _png(run / "decoder" / "depth4" / "figures" / "lineage_card.png")  # deeper than the report shows
-    _png(
-        root
-        / "analysis"
-        / "mlp"
-        / "seed1"
-        / "mnist"
-        / "fc1"
-        / "topk"
-        / "depth1"
-        / "figures"
-        / "top_images_densest.png"
-    )
+    make_lineage(root, "mlp/seed0/mnist/fc1/topk")
     probes = [
         dict(
             train_set="glyphs",
@@ -211,7 +312,7 @@ def test_pdf_has_pages_with_the_tldr(rendered):
     text = " ".join(page.extract_text() for page in reader.pages)
     assert len(reader.pages) >= 2
     assert "TL;DR" in text
-    assert "Claims of the research log" in text
+    assert "claims re-tested" in text
 
 
 class _ResourceFinder(html.parser.HTMLParser):
@@ -243,49 +344,131 @@ def test_markdown_has_no_html_and_its_images_exist(rendered):
     text = (out / "index.md").read_text()
     assert not HTML_TAG.search(text), HTML_TAG.search(text)
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    # main text: stack FVU, the log's count, purity (drawn from depths.csv); appendix: the summary figures
-    # not drawn in the main text (fvu, extra_panel), 2 lineage cards, 1 probe figure
-    assert len(images) == 8
+    # the main text only: stack FVU, the log's count, purity (drawn from depths.csv) and the worked example
+    assert [Path(p).name for p in images] == [
+        "main-stack_fvu_vs_depth.png",
+        "main-count_all_top10_nonzero_vs_depth.png",
+        "main-purity_mean_vs_depth.png",
+        "example_lineage.png",
+    ]
     assert all(not Path(p).is_absolute() and (out / p).is_file() for p in images)
-    assert "![decoder/depth2: lineage card.]" in text and "depth4" not in text and "seed1" not in text
     assert "## TL;DR" in text and "[^1]:" in text  # ATX headings and a footnote, as LessWrong imports
+    assert "## Appendix" not in text and "[full report](index.html)" in text  # the post links the rest
     # the planted-tree check is a study of its own (config/synth.yaml); this fixture is a classifier study
     missing = [line for line in text.splitlines() if "Not run" in line and "planted trees" not in line]
     assert missing == []
+
+
+def test_html_and_pdf_keep_the_appendix(rendered):
+    _, out = rendered
+    page = (out / "index.html").read_text()
+    assert "Appendix: supporting tables and figures" in page and 'class="toc"' in page
+    assert "Appendix: supporting tables and figures" in " ".join(
+        p.extract_text() for p in pypdf.PdfReader(out / "index.pdf").pages
+    )
+
+
+def test_main_text_is_short_enough_for_a_post(rendered):
+    """At most MAX_WORDS words of running text (tables left out) and MAX_FIGURES figures: the post."""
+    _, out = rendered
+    text = (out / "index.md").read_text()
+    assert word_count(text) <= MAX_WORDS, word_count(text)
+    assert len(IMAGE.findall(text)) <= MAX_FIGURES
+    assert "(s)" not in text
+
+
+def test_every_cited_work_is_a_link_in_the_text_and_the_references(rendered):
+    _, out = rendered
+    text = (out / "index.md").read_text()
+    body, references = text.split("## References")
+    for key, work in WORKS.items():
+        assert f"]({work.url})" in body, f"{key} is not cited in the text"
+        assert work.url in references, f"{key} is not in References"
+        assert work.url in (out / "index.html").read_text()
+
+
+def test_every_kept_term_the_main_text_uses_is_defined(rendered):
+    _, out = rendered
+    text = (out / "index.md").read_text()
+    defined = " ".join(GLOSSARY).lower()
+    for term in KEPT_TERMS:
+        assert term in defined, f"{term!r} has no glossary entry"
+    glossary_section = text.split("### Terms")[1].split("\n## ")[0]
+    assert all(f"**{name}**" in glossary_section for name in GLOSSARY)
+    assert "out-of-distribution" in text.split("## Setup")[1].split("## Method")[0]  # the stand-ins' role
+
+
+def test_the_worked_example_follows_its_rule_and_links_the_explorer(tmp_path):
+    data = ReportData(make_results(tmp_path), tmp_path / "figs")
+    ex = find_example(data)
+    assert ex is not None and ex.latent == 4  # 0 and 4 tie on two alive meta-latents; 4 weighs more
+    assert [m for m, _, _ in ex.metas] == [0, 1]  # meta-latent 2 is dead
+    assert [s for s, _ in ex.metas[0][2]] == [3, 0, 2]  # siblings by weight; dead latent 5 left out
+    text = worked_example(data)
+    assert (
+        "[latent 4](../explorer/index.html#run=mlp/seed0/mnist/fc1/topk&mode=decoder&depth=1&latent=4)"
+        in text
+    )
+    assert "(../explorer/index.html#run=mlp/seed0/mnist/fc1/topk&mode=decoder&depth=2&latent=0)" in text
+    assert "example_lineage.png" in text and (tmp_path / "figs" / "example_lineage.png").is_file()
 
 
 def test_provenance_lists_what_was_read(rendered):
     _, out = rendered
     prov = read_json(out / "provenance.json")
     assert prov["config"]["renderer"] == "pandoc"
-    assert {"summary/depths.csv", "summary/claims.csv", "probes/vit_a/probes.csv"} <= set(
-        prov["config"]["inputs"]
-    )
+    assert {
+        "summary/depths.csv",
+        "summary/claims.csv",
+        "sae/mlp/seed0/mnist/fc1/topk/decoder/depth2/lineage.parquet",  # the worked example's
+    } <= set(prov["config"]["inputs"])
 
 
-def test_tldr_numbers_are_computed_from_the_results(tmp_path):
-    data = ReportData(make_results(tmp_path), tmp_path / "figs")
+COUNTS = re.compile(
+    r"\*(?P<name>[^*]+)\*: holds (?P<holds>\d+), fails (?P<fails>\d+), inconclusive (?P<inconclusive>\d+)"
+    r"(?: \([^)]*\))?, untested (?P<untested>\d+)"
+)
+
+
+def test_tldr_counts_are_claims_csv_counts(tmp_path):
+    """Every count the TL;DR quotes is the number of claims.csv rows of that claim with that verdict, every
+    configuration, as Table 1 counts them."""
+    results = make_results(tmp_path)
+    data = ReportData(results, tmp_path / "figs")
     tldr = headline.tldr(data)
-    # Headline = real rows (mnist), and the layer rebuilt from the stack (stack FVU 0.2 * depth, loss
-    # recovered 0.95 - 0.1 * depth), never each depth's own-input FVU.
-    assert "real data (mnist)" in tldr
-    assert (
-        "rebuilt from depth 1 has median FVU 0.2 and loss recovered 0.85; "
-        "from depth 3, median FVU 0.6 and loss recovered 0.65" in tldr
+    claims_csv = pd.read_csv(results / "summary" / "claims.csv")
+    quoted = {m["name"].lower(): m for m in COUNTS.finditer(tldr)}
+    assert set(quoted) == {"depth 2 is optimal", "more atomic with depth"}
+    for name, text in (("depth 2 is optimal", DEPTH2), ("more atomic with depth", ATOMIC)):
+        said = claims_csv.loc[claims_csv["claim"] == text, "verdict"].value_counts()
+        assert {v: int(quoted[name][v]) for v in VERDICTS} == {v: int(said.get(v, 0)) for v in VERDICTS}
+        table = claims_summary(data)  # Table 1: one row per claim and mode, summed here
+        rows = [_cells(line) for line in table.splitlines() if line.startswith(f"| {name} ")]
+        sums = {v: sum(int(r[2 + k].split()[0]) for r in rows) for k, v in enumerate(VERDICTS)}
+        assert sums == {v: int(said.get(v, 0)) for v in VERDICTS}
+    assert "inconclusive 1 (too few seeds)" in tldr and "untested 1 (depth not reached)" in tldr
+
+
+def test_tldr_answers_each_question_with_one_number_in_plain_words(tmp_path):
+    tldr = headline.tldr(ReportData(make_results(tmp_path), tmp_path / "figs"))
+    assert len(tldr.split()) <= headline.TLDR_WORDS
+    assert "(s)" not in tldr and "\n- " not in tldr
+    # Headline = the real rows (mnist): the decided row with most seeds, decoder mode first.
+    assert "**Is there an optimal depth?** Mixed. " in tldr
+    assert "peaks at depth 2: 0.8 (95% CI 0.3 to 0.9; mnist, decoder mode)" in tldr
+    assert "**Do latents get more atomic with depth?** Mostly yes. " in tldr
+    assert "with depth: 0.9 (95% CI 0.4 to 1; mnist, activations mode)" in tldr
+    # the layer rebuilt from the stack (stack FVU 0.2 * depth), never each depth's own-input FVU
+    assert "rises from 0.2 (depth 1) to 0.6 (depth 3)" in tldr and "0.105" not in tldr
+    assert "real data (mnist), 2 seeds, 4 configurations" in tldr
+
+
+def test_plural_never_needs_an_s_in_brackets():
+    assert (plural(1, "seed"), plural(2, "seed"), plural(0, "configuration")) == (
+        "1 seed",
+        "2 seeds",
+        "0 configurations",
     )
-    assert "0.105" not in tldr  # own-input FVU (0.1 * depth + 0.01 * seed) is not a headline
-    assert "peaks at depth 2 (median 30)" in activation_counts(data)  # the count figure's caption
-    # glyphs' optimal-depth row is not headline: the log's depth 2 holds for 1 of the 2 mnist rows.
-    assert "no single depth: the measured criteria's optima range over depths 1–2" in tldr
-    assert "holds in 1 and fails in 1 of 2 (configuration, criterion) pairs" in tldr
-    assert (
-        "of all 3 re-tests of the research log's claims, 1 hold, 1 fail, 0 are inconclusive and 1 untested"
-        in tldr
-    )
-    assert "**How sure:**" in tldr and "2 seed(s), fewer than the 5" in tldr
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z*])", tldr.strip())
-    assert 3 <= len(sentences) <= 5, sentences  # a few sentences, not a list of metrics
-    assert "\n- " not in tldr
 
 
 def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
@@ -293,9 +476,7 @@ def test_stand_ins_only_say_so_in_the_tldr(tmp_path):
     path = results / "summary" / "depths.csv"
     pd.read_csv(path).assign(is_real=False).to_csv(path, index=False)
     tldr = headline.tldr(ReportData(results, tmp_path / "figs"))
-    assert "embedded stand-ins only (glyphs, mnist); no real dataset was run" in tldr
-    assert "holds in 1 and fails in 2 of 3" in tldr  # every optimal-depth row now speaks
-    assert "embedded stand-ins only, so the numbers say how the method behaves" in tldr
+    assert "embedded stand-ins only (glyphs, mnist), 2 seeds" in tldr
 
 
 def test_stopped_depths_are_reported_apart(tmp_path):
@@ -313,8 +494,7 @@ def test_missing_inputs_say_not_run(tmp_path):
         "the headline numbers",
         "reconstruction and sparsity",
         "optimal depth",
-        "lineage examples",
-        "the dSprites probes",
+        "the worked example",
         "the re-test of the log's claims",
     ):
         assert f"Not run: {what}" in text
@@ -442,12 +622,12 @@ def test_quarto_is_used_when_on_path(tmp_path, monkeypatch):
     results = make_results(tmp_path / "results")
     out = tmp_path / "out"
     render_report(results, out)
-    assert "median FVU 0.2 and loss recovered 0.85" in (out / "index.md").read_text()
+    assert "rises from 0.2 (depth 1) to 0.6 (depth 3)" in (out / "index.md").read_text()
     assert read_json(out / "provenance.json")["config"]["renderer"] == "quarto"
     assert (out / "calls.txt").read_text().split("\n")[:3] == [
         "render source.md --to html --output index.html",
         "render source.md --to typst --output index.pdf",
-        "render source.md --to gfm --output index.md",
+        "render main.md --to gfm --output index.md",
     ]
 
 

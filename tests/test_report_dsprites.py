@@ -10,8 +10,9 @@ import pytest
 
 from metasae.layout import PROBE_COLUMNS
 from metasae.stages.probe_summary import probe_summary
+from metasae.stages.report import DSPRITES_TEMPLATE, render_report
 from metasae.writeup.data import ReportData
-from metasae.writeup.sections.dsprites import dsprites, dsprites_appendix
+from metasae.writeup.sections.dsprites import dsprites, dsprites_appendix, dsprites_link
 
 LAYERS = ("embed.cls", "embed.mean", "block0.cls", "block0.mean")
 
@@ -115,3 +116,14 @@ def test_appendix_keeps_every_runs_tables(results, tmp_path):
     text = dsprites_appendix(ReportData(results, tmp_path / "figs"))
     assert "**`dsprites_shape`**" in text and "**`fashion_mnist`**" in text
     assert text.count("Probe score per layer at the last training step") == 2
+
+
+def test_the_branch_has_its_own_report_which_the_main_report_links(results, tmp_path):
+    out = tmp_path / "report_dsprites"
+    render_report(results, out, template=DSPRITES_TEMPLATE, renderer="pandoc")
+    page = (out / "index.html").read_text()
+    assert "dSprites: what ViTs represent" in page and "Appendix: the ViTs" in page
+    post = (out / "index.md").read_text()
+    assert "## Results" in post and "## Appendix" not in post and "[full report](index.html)" in post
+    assert "../report_dsprites/index.html" in dsprites_link(ReportData(results, tmp_path / "figs"))
+    assert dsprites_link(ReportData(tmp_path, tmp_path / "figs")) == ""  # no probes: no link

@@ -121,6 +121,39 @@ def test_lesswrong_bundle_with_image_base_url(tmp_path):
     assert max(map(len, tables(text))) <= 6
     assert "$\\mathrm{FVU}" in text and "$`" not in text  # math as LessWrong reads it
     assert markdown_problems(text, out, URL) == []
+    # the main text only, its relative links resolved against the URL: the full report, the explorer
+    assert "## Appendix" not in text and f"[full report]({URL}/index.html)" in text
+    assert (
+        "(https://example.org/explorer/index.html#run=mlp/seed0/mnist/fc1/topk&mode=decoder&depth=1" in text
+    )
+
+
+def test_summary_figure_has_one_legend_and_one_colour_per_line(tmp_path):
+    """Every panel draws each dataset in the same colour, one legend serves the figure, and a mode with a
+    single depth of values gets no panel (no single-point axis)."""
+    import matplotlib.pyplot as plt
+
+    from metasae.figures.summary import draw_metric_vs_depth
+
+    d = pd.read_csv(make_results(tmp_path) / "summary" / "depths.csv")
+    both = draw_metric_vs_depth(d, "fvu", "FVU")
+    colours = [
+        {
+            line.get_label(): line.get_color()
+            for line in ax.get_lines()
+            if not line.get_label().startswith("_")
+        }
+        for ax in both.axes
+    ]
+    assert len(both.axes) == 2 and colours[0] == colours[1] and len(set(colours[0].values())) == 2
+    assert len(both.legends) == 1 and all(ax.get_legend() is None for ax in both.axes)
+    assert [t.get_text() for t in both.legends[0].get_texts()] == ["glyphs (mlp)", "mnist (mlp)"]
+    plt.close(both)
+    d.loc[(d["mode"] == "decoder") & (d["depth"] > 1), "purity_mean"] = float("nan")  # dense: blanked
+    one = draw_metric_vs_depth(d, "purity_mean", "purity")
+    assert [ax.get_title() for ax in one.axes] == ["activations mode"]
+    plt.close(one)
+    assert draw_metric_vs_depth(d.assign(purity_mean=float("nan")), "purity_mean", "purity") is None
 
 
 def test_markdown_checks_name_each_problem(tmp_path):
@@ -159,6 +192,32 @@ return Array.from(document.querySelectorAll('td[style*="right"]')).filter(td => 
 
 def test_html_tables_wrap_no_number(rendered, tmp_path):
     """In a headless browser at a laptop's width, no number cell of any table breaks over two lines."""
+    _, out = rendered
+    driver = _chromium(tmp_path)
+    try:
+        driver.get((out / "index.html").as_uri())
+        assert driver.execute_script("return document.querySelectorAll('td').length") > 0
+        assert driver.execute_script(WRAPPED) == []
+    finally:
+        driver.quit()
+
+
+STYLE = """
+const css = (el, prop, pseudo) => getComputedStyle(el, pseudo || null).getPropertyValue(prop);
+const body = document.body, h2 = document.querySelector('h2');
+return {
+  body_font: css(body, 'font-family'), h2_font: css(h2, 'font-family'),
+  column_em: parseFloat(css(body, 'max-width')) / parseFloat(css(body, 'font-size')),
+  figure: css(document.querySelector('figcaption'), 'content', '::before'),
+  table: css(document.querySelector('caption'), 'content', '::before'),
+  toc: document.querySelectorAll('nav.toc a').length,
+  images: Array.from(document.images).every(i => i.complete && i.naturalWidth > 0),
+};
+"""
+
+
+def _chromium(tmp_path):
+    """A headless Chromium driven by Selenium (skipped where either is missing)."""
     import shutil
 
     webdriver = pytest.importorskip("selenium.webdriver")
@@ -166,17 +225,27 @@ def test_html_tables_wrap_no_number(rendered, tmp_path):
         pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium chromium-driver)")
     from selenium.webdriver.chrome.service import Service
 
-    _, out = rendered
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"):
         options.add_argument(flag)
     options.add_argument("--window-size=1280,900")
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def test_html_reads_as_a_post(rendered, tmp_path):
+    """The styled page: a serif body in a column of about 40em, sans-serif headings, numbered figure and
+    table captions, a table of contents, and every image embedded and drawn."""
+    _, out = rendered
+    driver = _chromium(tmp_path)
     try:
         driver.get((out / "index.html").as_uri())
-        assert driver.execute_script("return document.querySelectorAll('td').length") > 0
-        assert driver.execute_script(WRAPPED) == []
+        style = driver.execute_script(STYLE)
     finally:
         driver.quit()
+    assert "serif" in style["body_font"] and "Georgia" in style["body_font"]
+    assert "sans-serif" in style["h2_font"] and "Georgia" not in style["h2_font"]
+    assert 38 <= style["column_em"] <= 42
+    assert style["figure"].startswith('"Figure "') and style["table"].startswith('"Table "')
+    assert style["toc"] >= 8 and style["images"]

@@ -1,5 +1,6 @@
-"""Study-level figures: each metric vs depth, one line per dataset, seeds as a band (min to max). The caller
-blanks values that must not be read (image-level statistics of dense routed codes)."""
+"""Study-level figures: each metric vs depth, one panel per mode, one line per dataset in one colour across
+panels, seeds as a band (min to max), one legend per figure. The caller blanks values that must not be read
+(image-level statistics of dense routed codes); a mode left without a curve of two depths gets no panel."""
 
 from __future__ import annotations
 
@@ -40,26 +41,54 @@ REFERENCES = {
 CHANCE = {"purity_mean": "purity_chance", "superclass_purity_mean": "superclass_purity_chance"}
 
 
-def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Path) -> None:
-    modes = sorted(depths["mode"].unique())
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.4), sharey=True, squeeze=False)
-    for ax, mode in zip(axes[0], modes, strict=True):
+MIN_DEPTHS = 2  # a panel needs this many depths with a value: one point is no curve
+
+
+def _series(depths: pd.DataFrame, metric: str) -> dict[str, dict[tuple[str, str], pd.DataFrame]]:
+    """Per mode, per (model, dataset): the metric's mean, min and max over seeds by depth; a mode keeps only
+    the series of at least MIN_DEPTHS depths, and a mode left with none is dropped (no empty panel)."""
+    out = {}
+    for mode in sorted(depths["mode"].unique()):
         rows = depths[(depths["mode"] == mode) & (depths["status"] == "trained")]
-        for (model, dataset), group in rows.groupby(["model", "dataset"]):
-            stats = group.groupby("depth")[metric].agg(["mean", "min", "max"]).dropna()
-            if stats.empty:
+        series = {
+            key: stats
+            for key, group in rows.groupby(["model", "dataset"])
+            if len(stats := group.groupby("depth")[metric].agg(["mean", "min", "max"]).dropna()) >= MIN_DEPTHS
+        }
+        if series:
+            out[mode] = series
+    return out
+
+
+def draw_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str) -> plt.Figure | None:
+    """`metric` vs depth, one panel per mode that has a curve, one line per (model, dataset) in the same
+    colour in every panel, and one legend for the figure; None where no mode has a curve."""
+    panels = _series(depths, metric)
+    if not panels:
+        return None
+    keys = sorted({key for series in panels.values() for key in series})
+    colours = {key: f"C{i % 10}" for i, key in enumerate(keys)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, (mode, series) in zip(axes[0], panels.items(), strict=True):
+        for key in keys:  # every key in every panel's handles, in one order, so one legend serves all
+            stats = series.get(key)
+            if stats is None:
+                ax.plot([], [], marker="o", color=colours[key], label=f"{key[1]} ({key[0]})")
                 continue
-            line = ax.plot(stats.index, stats["mean"], marker="o", label=f"{dataset} ({model})")[0]
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+            ax.plot(stats.index, stats["mean"], marker="o", color=colours[key], label=f"{key[1]} ({key[0]})")
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=colours[key], alpha=0.2)
+            group = depths[
+                (depths["mode"] == mode) & (depths["model"] == key[0]) & (depths["dataset"] == key[1])
+            ]
             chance = group[CHANCE[metric]].median() if CHANCE.get(metric) in group else float("nan")
             if chance == chance:  # not NaN
-                ax.axhline(chance, color=line.get_color(), linestyle=":", linewidth=1)
+                ax.axhline(chance, color=colours[key], linestyle=":", linewidth=1)
         for value, text in REFERENCES.get(metric, []):
             ax.axhline(value, color="0.3", linestyle="--", linewidth=1)
             ax.annotate(
                 text, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7, color="0.3", va="bottom"
             )
-        ax.set_xlim(depths["depth"].min() - 0.2, depths["depth"].max() + 0.2)  # one depth: no fractional axis
+        ax.set_xlim(depths["depth"].min() - 0.2, depths["depth"].max() + 0.2)
         ax.set_title(f"{mode} mode")
         ax.set_xlabel("depth")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -68,14 +97,23 @@ def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Pa
     figure_legend(fig, axes[0][-1], y=1.08)
     dotted = "; dotted: chance" if CHANCE.get(metric) in depths else ""
     fig.suptitle(f"{label} vs depth (line: mean over seeds; band: min-max{dotted})", y=1.15, fontsize=10)
+    return fig
+
+
+def plot_metric_vs_depth(depths: pd.DataFrame, metric: str, label: str, path: Path) -> list[str]:
+    """Write `draw_metric_vs_depth`'s figure to `path` (nothing where it has no panel); returns the modes
+    drawn, so that a caption can say which had no curve."""
+    fig = draw_metric_vs_depth(depths, metric, label)
+    if fig is None:
+        return []
     save(fig, path)
+    return [ax.get_title().removesuffix(" mode") for ax in fig.axes]
 
 
 def plot_metrics_vs_depth(depths: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     for metric, label in METRICS.items():
-        if metric in depths and depths[metric].notna().any():
-            path = out_dir / f"{metric}_vs_depth.png"
-            plot_metric_vs_depth(depths, metric, label, path)
+        path = out_dir / f"{metric}_vs_depth.png"
+        if metric in depths and plot_metric_vs_depth(depths, metric, label, path):
             paths.append(path)
     return paths

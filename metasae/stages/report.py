@@ -14,12 +14,23 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urljoin
 
 from metasae.errors import MetasaeError
 from metasae.io import provenance, sha256_file, staged_dir, write_json
 from metasae.writeup.data import ReportData
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "report" / "index.qmd"
+REPORT_DIR = Path(__file__).resolve().parents[1] / "report"  # package data: the sources and the page style
+DEFAULT_TEMPLATE = REPORT_DIR / "index.qmd"
+DSPRITES_TEMPLATE = REPORT_DIR / "dsprites.qmd"  # the dSprites branch's own report (results/report_dsprites/)
+PAGE = ("post.html", "post.css")  # pandoc's HTML template and style sheet: the HTML reads as a post
+# Where the appendix starts in the .qmd: the Markdown outputs (the LessWrong post) stop there and link to
+# the full report instead.
+APPENDIX = "::: {.appendix}"
+FULL_REPORT = (
+    "\n*This post is the main text of a longer report: the appendix, with every table per configuration, "
+    "the definitions and the remaining figures, is in the [full report](index.html) ([PDF](index.pdf)).*\n"
+)
 RENDERERS = ("auto", "quarto", "pandoc")
 OUTPUTS = ("index.html", "index.pdf", "index.md")
 FORMATS = {"all": OUTPUTS, "lesswrong": ("post.md",)}  # --format: the files each writes (plus figures/)
@@ -71,16 +82,26 @@ def _run(cmd: list[str], cwd: Path) -> None:
         )
 
 
+def main_text(markdown: str) -> str:
+    """The document up to its appendix (all of it where it has none), then the link to the full report
+    where an appendix was cut: what the Markdown outputs carry."""
+    head, cut, _ = markdown.partition(APPENDIX)
+    return head.rstrip() + "\n" + (FULL_REPORT if cut else "")
+
+
 def _render_pandoc(build: Path, outputs: tuple[str, ...]) -> None:
     import pypandoc
 
     pandoc = pypandoc.get_pandoc_path()
     if "index.html" in outputs:
-        html = ["-t", "html5", "-s", "--embed-resources", "--mathml", "-o", "index.html"]
+        for name in PAGE:
+            shutil.copyfile(REPORT_DIR / name, build / name)
+        page = ["--template", PAGE[0], "--css", PAGE[1], "--toc", "--toc-depth=2"]
+        html = ["-t", "html5", "-s", *page, "--embed-resources", "--mathml", "-o", "index.html"]
         _run([pandoc, "source.md", "-f", "markdown", *html], build)
     for name in outputs:
         if name.endswith(".md"):
-            _run([pandoc, "source.md", "-f", "markdown", "-t", GFM, "--wrap=none", "-o", name], build)
+            _run([pandoc, "main.md", "-f", "markdown", "-t", GFM, "--wrap=none", "-o", name], build)
     if "index.pdf" in outputs:
         _render_typst(build, pandoc)
 
@@ -96,35 +117,42 @@ def _render_typst(build: Path, pandoc: str) -> None:
     (build / "index.pdf").write_bytes(pdf)
 
 
-def _render_quarto(build: Path, project: Path, outputs: tuple[str, ...]) -> None:
-    shutil.copyfile(project / "_quarto.yml", build / "_quarto.yml")
-    for fmt, name in (
-        ("html", "index.html"),
-        ("typst", "index.pdf"),
-        ("gfm", "index.md"),
-        ("gfm", "post.md"),
+def _render_quarto(build: Path, outputs: tuple[str, ...]) -> None:
+    for name in ("_quarto.yml", PAGE[1]):
+        shutil.copyfile(REPORT_DIR / name, build / name)
+    for fmt, source, name in (
+        ("html", "source.md", "index.html"),
+        ("typst", "source.md", "index.pdf"),
+        ("gfm", "main.md", "index.md"),
+        ("gfm", "main.md", "post.md"),
     ):
         if name in outputs:
-            _run(["quarto", "render", "source.md", "--to", fmt, "--output", name], build)
+            _run(["quarto", "render", source, "--to", fmt, "--output", name], build)
 
 
 _IMAGE_LINE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<src>[^)\s]+)\)[ \t]*$", re.M)
+_LINK = re.compile(r"(?<!!)\[(?P<text>[^\]\n]*)\]\((?P<href>[^)\s]+)\)")
 
 
 def lesswrong_markdown(markdown: str, image_base_url: str | None = None) -> str:
-    """The Markdown as LessWrong imports it: each image at `image_base_url`/<its path beside the Markdown>
-    where given, since relative paths break when the text is pasted (pandoc already writes each figure's
-    caption as a paragraph under it: an image's alt text is not shown)."""
+    """The Markdown as LessWrong imports it: each image at `image_base_url`/<its path beside the Markdown>,
+    and each relative link (the full report, the explorer) resolved against it, where given, since relative
+    paths break when the text is pasted (pandoc already writes each figure's caption as a paragraph under
+    it: an image's alt text is not shown)."""
     if not image_base_url:
         return markdown
+    base = image_base_url.rstrip("/") + "/"
+
+    def absolute(url: str) -> str:
+        return url if re.match(r"[a-z]+://|#|mailto:", url) else urljoin(base, url)
 
     def figure(match: re.Match) -> str:
-        src = match["src"]
-        if not re.match(r"[a-z]+://", src):
-            src = f"{image_base_url.rstrip('/')}/{src}"
-        return f"![{match['caption']}]({src})"
+        return f"![{match['caption']}]({absolute(match['src'])})"
 
-    return _IMAGE_LINE.sub(figure, markdown)
+    def link(match: re.Match) -> str:
+        return f"[{match['text']}]({absolute(match['href'])})"
+
+    return _LINK.sub(link, _IMAGE_LINE.sub(figure, markdown))
 
 
 def _finish_markdown(path: Path, image_base_url: str | None) -> None:
@@ -180,8 +208,9 @@ def render_report(
         }
         markdown, namespace = execute_cells(template.read_text(), params, str(template))
         (build / "source.md").write_text(markdown)
+        (build / "main.md").write_text(main_text(markdown))
         if renderer == "quarto":
-            _render_quarto(build, template.parent, outputs)
+            _render_quarto(build, outputs)
         else:
             _render_pandoc(build, outputs)
         for name in outputs:

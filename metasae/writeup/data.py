@@ -67,6 +67,14 @@ def dense_rows(g: pd.DataFrame) -> pd.Series:
     return g["routed_codes_dense"].astype(str).str.lower().eq("true")
 
 
+def fixed_rows(g: pd.DataFrame, metric: str) -> pd.Series:
+    """Rows whose `metric` the architecture fixes (depths.csv's `fixed_by_construction` names it): a value
+    set by k, not by the data, which the report does not table."""
+    if "fixed_by_construction" not in g:
+        return pd.Series(False, index=g.index)
+    return g["fixed_by_construction"].fillna("").astype(str).str.split().map(lambda names: metric in names)
+
+
 class ReportData:
     """The results folder as the report reads it; figures used are copied into `figures_dir`. `compare`: a
     second study's results folder, set beside this one by the log comparison (`metasae report --compare`).

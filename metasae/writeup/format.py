@@ -22,6 +22,11 @@ def not_run(what: str, missing: str) -> str:
     return f"*Not run: {what} — `{missing}` is absent from this results folder.*\n"
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 seed', '2 seeds': a count with its noun agreeing, so that no sentence needs '(s)'."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
 def fmt(x: object) -> str:
     """A value as a table cell: 3 significant digits, whole numbers from 100, '–' for missing."""
     if isinstance(x, (bool, np.bool_)):

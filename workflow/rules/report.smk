@@ -7,7 +7,8 @@ def compare_summary():
 
 
 rule report:
-    """The write-up: report/index.qmd rendered from the summary (and analysis/probes figures) to HTML, PDF, Markdown."""
+    """The write-up: report/index.qmd rendered from the summary (and analysis/ figures; probes/ for the link to the
+    dSprites report) to HTML, PDF, Markdown."""
     conda:
         "../envs/metasae.yaml"
     input:
@@ -37,3 +38,33 @@ rule report:
     shell:
         "metasae report --results {params.results:q} --out {params.out:q} --template {input.template:q}"
         " {params.compare} > {log} 2>&1"
+
+
+rule report_dsprites:
+    """The dSprites branch's own write-up: report/dsprites.qmd rendered from probes/ and probes_summary/ (the
+    main report links to it)."""
+    conda:
+        "../envs/metasae.yaml"
+    input:
+        dsprites=dsprites_targets(),
+        template="report/dsprites.qmd",
+        quarto="report/_quarto.yml",
+    output:
+        html=report(f"{R}/report_dsprites/index.html", category="Write-up"),
+        pdf=f"{R}/report_dsprites/index.pdf",
+        md=f"{R}/report_dsprites/index.md",
+        provenance=f"{R}/report_dsprites/provenance.json",
+    params:
+        results=lambda w, output: str(Path(output.html).parent.parent),
+        out=lambda w, output: str(Path(output.html).parent),
+    log:
+        f"{R}/logs/report_dsprites.log",
+    benchmark:
+        f"{R}/benchmarks/report_dsprites.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "metasae report --results {params.results:q} --out {params.out:q} --template {input.template:q}"
+        " > {log} 2>&1"

@@ -6,8 +6,12 @@ unrun, the figures placed), so index.qmd calls them after those.
 
 from __future__ import annotations
 
-from metasae.writeup.data import DEAD_GUARD, ReportData
-from metasae.writeup.format import fmt
+from pathlib import Path
+
+import pandas as pd
+
+from metasae.writeup.data import DEAD_GUARD, ReportData, fixed_rows
+from metasae.writeup.format import fmt, plural
 
 
 def limitations(report: ReportData) -> str:
@@ -24,7 +28,7 @@ def limitations(report: ReportData) -> str:
         n = report.depths["seed"].nunique()
         few = report.rule("min_seeds", 5)
         lines.append(
-            f"- Confidence intervals rest on {n} seed(s) per configuration"
+            f"- Confidence intervals rest on {plural(n, 'seed')} per configuration"
             + (f", fewer than the {few} a real study uses: they are wide and coarse." if n < few else ".")
         )
         widths = report.trained.groupby("depth")["width"].median()
@@ -62,8 +66,15 @@ def reproduction(report: ReportData) -> str:
 
 
 def other_figures(report: ReportData) -> str:
-    """Every summary figure no section placed, so that none the aggregate stage drew goes unseen."""
-    rest = [p for p in sorted((report.summary / "figures").glob("*.png")) if p not in report.placed]
+    """Every summary figure no section placed, so that none the aggregate stage drew goes unseen, less those
+    of a statistic fixed by construction at every depth (a picture of k)."""
+    trained = report.trained if report.trained is not None else pd.DataFrame()
+
+    def fixed_everywhere(path: Path) -> bool:
+        return not trained.empty and bool(fixed_rows(trained, path.stem.removesuffix("_vs_depth")).all())
+
+    figures = sorted((report.summary / "figures").glob("*.png"))
+    rest = [p for p in figures if p not in report.placed and not fixed_everywhere(p)]
     if not rest:
         return "*No other summary figures.*\n"
     return "\n".join(

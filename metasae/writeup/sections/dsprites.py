@@ -349,3 +349,19 @@ def dsprites_appendix(report: ReportData) -> str:
             for f in sorted((run / "figures").glob("*.png"))
         ]
     return "\n".join(o for o in out if o)
+
+
+DSPRITES_REPORT = (
+    "../report_dsprites/index.html"  # its own report, beside the main one (workflow: report_dsprites)
+)
+
+
+def dsprites_link(report: ReportData) -> str:
+    """The main report's pointer to the dSprites branch, which has a report of its own (`dsprites.qmd`):
+    what ViTs represent by layer and training step is a different question from the meta-SAE stacks."""
+    if not sorted((report.results / "probes").glob("*/probes.csv")):
+        return ""
+    return (
+        "**dSprites.** A separate branch probes what small ViTs represent, by layer and training step, on "
+        f"dSprites; it has [its own report]({DSPRITES_REPORT}).\n"
+    )

@@ -1,20 +1,45 @@
-"""Method: every statistic, criterion and rule in one sentence, with the thresholds study.json records,
-so that the definitions the reader sees are the ones the aggregate stage applied.
+"""Method: in the main text, how a claim is decided (`method`); in the appendix, every statistic, criterion
+and rule in one sentence (`definitions`), with the thresholds and rules study.json records, so that the
+definitions the reader sees are the ones the aggregate stage applied.
 """
 
 from __future__ import annotations
 
 from metasae.writeup.data import ReportData
+from metasae.writeup.format import plural
+
+# What a study whose study.json predates the recorded rules gets (the aggregate stage records its own).
+VERDICT_RULE = "per configuration and claim, from a statistic over seeds; see the aggregate stage's rules."
+INTERVAL_RULE = "confidence intervals over seeds."
+OPTIMUM_RULE = "each seed's best depth, summarised over seeds"
 
 
 def method(report: ReportData) -> str:
+    """The main text's Method: the two modes, the headline statistics and how a verdict is reached (the
+    rest is in `definitions`)."""
+    alpha = report.rule("alpha", 0.05)
+    few = report.rule("min_seeds", 5)
+    dense = report.rule("dense_routed_fraction", 0.5)
+    return (
+        "Each depth's SAE is trained, then analysed on the same probe images: its reconstruction of the "
+        "layer (stack FVU), the log's activation count, and the label purity of each latent's ten "
+        "top-activating images. A claim is tested per configuration (classifier, probe, layer, SAE, mode) "
+        "over seeds: trends by the mean over seeds of each seed's Spearman correlation of the statistic "
+        "with depth, *depth 2 is optimal* by the share of seeds whose plateau is depth 2 alone, each with "
+        "an exact p-value for the claim and one for its opposite. Both are Holm-corrected over every test "
+        f"of the study; a claim holds or fails when one corrected p-value is below {alpha:g}, and is "
+        f"inconclusive with fewer than {few} seeds whatever its p-values. Statistics fixed by "
+        f"construction and image statistics of dense routed codes (more than {dense:.0%} of the dictionary "
+        "active per image) enter no test; a claim that needs them is untested. Every statistic, criterion "
+        "and rule is defined in Appendix B.\n"
+    )
+
+
+def definitions(report: ReportData) -> str:
     """One sentence per statistic, criterion and rule, with the thresholds the aggregate stage used."""
     dense = report.rule("dense_routed_fraction", 0.5)
     stable = report.rule("stable_cosine", 0.9)
-    boot = report.rule("n_boot", 2000)
-    level = report.rule("ci_level", 0.95)
     few = report.rule("min_seeds", 5)
-    deep = report.rule("collapse_depth", 7)
     fixed = report.rule("fixed_l0", {}) or {
         "topk": "TopK keeps exactly k latents per input",
         "batchtopk": "BatchTopK keeps k latents per input on average over its training inputs",
@@ -22,7 +47,7 @@ def method(report: ReportData) -> str:
     n_seeds = report.depths["seed"].nunique() if report.depths is not None else None
     seeds = ""
     if n_seeds:
-        seeds = f" This study has {n_seeds} seed(s) per configuration" + (
+        seeds = f" This study has {plural(n_seeds, 'seed')} per configuration" + (
             f", fewer than the {few} of a real study; each CI says so." if n_seeds < few else "."
         )
     lines = [
@@ -63,8 +88,7 @@ def method(report: ReportData) -> str:
         f"Pearson correlation); a seed's stability is the mean matched similarity, and the share of "
         f"matched pairs above {stable}, averaged over the other seeds.",
         "",
-        "**Optimal-depth criteria** (each seed's best depth; their median; a percentile-bootstrap CI "
-        "over seeds):",
+        f"**Optimal-depth criteria** ({report.rule('optimum_rule', OPTIMUM_RULE)}):",
         "",
         "- `max_purity`: the depth of highest mean purity.",
         "- `max_activation_count`: the depth of highest `count_fraction` (the log's criterion, as a "
@@ -89,15 +113,8 @@ def method(report: ReportData) -> str:
         "dictionary size, not the images.",
         "- *Raw counts*: only the shares of the dictionary are compared across depths.",
         "",
-        f"**Verdicts** are given per (configuration, mode) from a statistic and a {level:.0%} "
-        f"percentile-bootstrap CI over seeds (seeds resampled with replacement, {boot} draws): *holds* "
-        "when the CI lies inside the region the claim asserts, *fails* when it lies outside, "
-        "*inconclusive* when it crosses the region's boundary (or fewer than 2 seeds give the "
-        "statistic), *untested* when the statistic is excluded at the depths the claim needs or the "
-        "study did not reach them. Regions: *depth 2 is optimal*: the CI of the median optimal depth "
-        "lies within (1.5, 2.5), which needs depths 1-3; *increases with depth*: the mean over seeds "
-        "of each seed's Spearman correlation of the statistic with depth has a CI above 0; *deep stacks "
-        "collapse*: the share of seeds whose stack collapsed (all latents dead, or the min_alive stop "
-        f"rule fired) by depth {deep} has a CI above 0.5." + seeds,
+        f"**Verdicts**: {report.rule('verdict_rule', VERDICT_RULE)}",
+        "",
+        f"**Intervals**: {report.rule('interval_rule', INTERVAL_RULE)}" + seeds,
     ]
     return "\n".join(lines) + "\n"

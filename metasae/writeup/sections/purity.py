@@ -61,3 +61,20 @@ def _superclass_purity(report: ReportData) -> str:
         "classes into superclasses. Decoder-mode depths with dense routed codes are left out; the "
         "claim's verdict is in the claims table.",
     )
+
+
+def purity_and_atomicity() -> str:
+    """What label purity does and does not say about atomicity: the caveat every reading of the purity
+    results needs (prose: it states no number)."""
+    return (
+        "**What purity says about atomicity.** A latent whose top images share one label is selective: "
+        'it fires most on one class. That is what the research log meant by "more atomic" (a neuron on '
+        "three digits, a latent on two, a meta-latent on one), and it is what purity measures. It is not "
+        "atomicity in the meta-SAE sense, where an atomic latent is one that no meta-SAE rebuilds from "
+        'other latents. A latent can be pure and composite (a "3" made of an upper and a lower curve) '
+        "or impure and atomic (a stroke that 4, 7 and 9 share). Purity also sees nothing finer than the "
+        "labels, and its floor depends on how the labels are spread, hence lift above chance. So purity "
+        "rising with depth would show more class-selective latents, not more atomic ones; the meta-SAE's "
+        "own measure is how much of the decoder directions the next depth explains (decoder FVE, Appendix "
+        "C), and the worked example below shows what a decomposition looks like.\n"
+    )
