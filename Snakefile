@@ -49,6 +49,11 @@ if workflow.is_main_process:
 
 
 RUNS = study.runs(config)
+if workflow.is_main_process:  # a width-matched control narrower than depth 1's k cannot be trained: say so
+    for name in config["sae"]:
+        skipped = study.matched_controls(config, name)[1]
+        if skipped:
+            print(f"metasae: sae.{name}.controls: no control at width(s) {skipped} (below its k)", file=sys.stderr)
 
 
 wildcard_constraints:

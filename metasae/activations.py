@@ -15,6 +15,7 @@ from metasae.io import load_tensors, read_json, sha256_file
 from metasae.layout import ACTS_FILE, MANIFEST_FILE
 
 RERUN = "rerun `metasae cache-acts`"  # what every other artefact's checksum error names: its producer
+ROLES = ("eval", "fit")  # a cache's images: analysed (a probe's eval set), or trained on (its fit set)
 
 
 @dataclasses.dataclass
@@ -50,3 +51,15 @@ def load_activations(cache_dir: str | Path) -> ActivationCache:
     if not torch.isfinite(acts).all():
         raise MetasaeError(f"{path}: contains NaN/inf activations")
     return ActivationCache(acts, labels, index, manifest)
+
+
+def effective_rank(acts: torch.Tensor) -> float:
+    """The participation ratio (sum λ)^2 / sum λ^2 of the activation covariance's eigenvalues λ: k for
+    activations spread evenly over k directions, 1 for a line. A low rank caps how many latents an SAE can
+    use (the stand-ins' fc1 is nearly low-rank). Computed as tr(C)^2 / |C|_F^2, in float64; 0 for constant
+    activations."""
+    x = acts.double()
+    centred = x - x.mean(0)
+    cov = centred.T @ centred / max(1, len(x))
+    frobenius = float(cov.pow(2).sum())
+    return float(torch.trace(cov) ** 2 / frobenius) if frobenius > 0 else 0.0

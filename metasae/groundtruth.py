@@ -136,3 +136,17 @@ def clade_recovery(cluster: Tensor, latents: Tensor, spec: TreeSpec) -> dict:
         for level in range(1, spec.depth + 1)
     ]
     return {"clade_share": share, "ari": ari}
+
+
+def tree_identity(codes: Tensor, tree_active: Tensor) -> Tensor:
+    """[m]: how well each latent is one planted tree: the largest, over trees, F1 of the samples it fires
+    on (codes [n, m] > 0) against those its tree is active in (tree_active: bool [n, n_trees], the
+    multi-label truth of level 1). Purity alone (the share of its firing samples in which one tree is
+    active) is 1 for a latent of any node below the roots too, so it cannot tell depth 1 from L; F1 also
+    asks it to cover the tree, which only a root does: 1 at the roots, b^-(L-l)-ish below, under 1 for a
+    latent merging trees. 0 for a latent that never fires."""
+    fires = (codes > 0).double()
+    active = tree_active.double()
+    both = fires.T @ active  # [m, n_trees]
+    sizes = fires.sum(0).unsqueeze(1) + active.sum(0).unsqueeze(0)
+    return (2 * both / sizes.clamp_min(1)).amax(1) if both.numel() else torch.zeros(codes.shape[1])

@@ -67,6 +67,11 @@ class SAESpec:
     normalize_decoder: bool | None = setting("keep decoder rows at unit norm", {"type": "boolean"}, sae=True)
     pre_encoder_bias: bool | None = setting("subtract b_dec before encoding", {"type": "boolean"}, sae=True)
     lr: float | None = setting("Adam learning rate", {"type": "number", "exclusiveMinimum": 0})
+    decoder_lr_scale: float | None = setting(
+        "the decoder's learning rate / lr (default 3 for topk / batchtopk / matryoshka, 1 for relu / "
+        "jumprelu; 10 turns decoder rows per step as SAELens's do)",
+        {"type": "number", "exclusiveMinimum": 0},
+    )
     batch_size: int | None = setting("examples per step", POSITIVE_INT)
     epochs: int | None = setting("passes over the data (exactly one of epochs / steps)", POSITIVE_INT)
     steps: int | None = setting("optimizer steps (exactly one of epochs / steps)", POSITIVE_INT)

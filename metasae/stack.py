@@ -1,13 +1,14 @@
 """`Depth`: one depth folder of an SAE stack, read once, and what the stack does with it.
 
 A depth folder (see DESIGN.md's contracts) holds `metrics.json` (written last; status `trained` or `stopped`),
-and, when trained, `cfg.json`, `sae.safetensors`, `codes.safetensors` and, from depth 2, the meta-codes and
-lineage. Every consumer (training the next depth, analysis, aggregation) takes a `Depth`: its files are
-read on first use and kept, and its parent is the same kind of value, so a whole stack is read once.
+and, when trained, `cfg.json`, `sae.safetensors`, `codes.safetensors` (of the probe's eval images; where the
+stack trained on a fit set of its own, `fit_codes.safetensors` of the fit images) and, from depth 2, the
+meta-codes and lineage. Every consumer (training the next depth, analysis, aggregation) takes a `Depth`: its
+files are read on first use and kept, and its parent is the same kind of value, so a whole stack is read once.
 
-- `decoder` mode: depth d's code of an image routes its depth-(d-1) code through the meta-codes,
-  code_d = code_{d-1} @ C_d; the stack rebuilds the layer from the parent's decoder rows as depth d
-  reconstructs them.
+- `decoder` mode: depth d's image codes (`image_codes`, what every image statistic reads) are TopK codes on
+  its own frozen dictionary (metasae.frozen_codes; the layer is rebuilt from them); the routed codes,
+  code_d = code_{d-1} @ C_d, are kept apart (`routed_codes`, `routed_reconstruction`): they are dense.
 - `activations` mode: encode down the stack, decode back up.
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from metasae.codes import load_codes
 from metasae.errors import MetasaeError
+from metasae.frozen_codes import FROZEN_CODES_FILE, FROZEN_ENCODER_FILE, FrozenEncoder, unit_rows
 from metasae.io import read_json, verify_file
 from metasae.layout import (
     BASE_MODE,
@@ -39,6 +41,7 @@ from metasae.sae import SAE, load_sae
 STATUSES = ("trained", "stopped")
 PRODUCER = "train-sae"  # the command that writes a depth folder (named when one of its files is corrupt)
 CFG_KEYS = ("depth", "mode", "acts_dir")  # and `parent` from depth 2
+FIT_CODES_FILE = "fit_codes.safetensors"  # codes of the fit images (the eval images' are CODES_FILE)
 LINEAGE_COLUMNS = ("parent_latent", "meta_latent", "weight")
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -73,7 +76,9 @@ class Depth:
         if cfg["mode"] != BASE_MODE and not cfg.get("parent"):
             raise MetasaeError(f"{path / CFG_FILE}: mode={cfg['mode']!r} needs a parent depth folder")
         depth = cls(path, metrics, cfg)
-        for name in (CODES_FILE, META_CODES_FILE, LINEAGE_FILE):  # every data file, whoever reads which
+        data_files = (CODES_FILE, FIT_CODES_FILE, META_CODES_FILE, LINEAGE_FILE)
+        data_files += (FROZEN_CODES_FILE, FROZEN_ENCODER_FILE)
+        for name in data_files:  # every data file, whoever reads which
             if name in depth.checksums or (path / name).exists() or name == CODES_FILE:
                 verify_file(path / name, depth.checksums, PRODUCER)
         return depth
@@ -101,7 +106,17 @@ class Depth:
 
     @property
     def acts_dir(self) -> Path:
+        """The eval cache: the probe images the depth's codes (and every statistic) are of."""
         return Path(self.cfg["acts_dir"])
+
+    @property
+    def fit_acts_dir(self) -> Path:
+        """The cache the stack trained on (a folder written before fit sets existed: the eval cache)."""
+        return Path(self.cfg.get("fit_acts_dir") or self.cfg["acts_dir"])
+
+    @property
+    def has_fit_codes(self) -> bool:
+        return FIT_CODES_FILE in self.checksums
 
     def _trained(self, what: str) -> None:
         if self.stopped:
@@ -117,6 +132,56 @@ class Depth:
         """Codes of the probe images, sparse COO [images, latents]."""
         self._trained("codes")
         return load_codes(self.path / CODES_FILE)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether image statistics read frozen-dictionary codes: a decoder-mode depth >= 2 written with them
+        (train-sae records their sha256; an analytic stack of synth-oracle has none, and its routed codes
+        are already the planted node codes)."""
+        written = {FROZEN_CODES_FILE, FROZEN_ENCODER_FILE} & set(self.checksums)
+        return self.mode == "decoder" and self.depth >= 2 and bool(written)
+
+    @property
+    def codes_used(self) -> str:
+        """summary.json's `codes_used`: `frozen_topk`, `routed` (a decoder depth without frozen codes) or
+        `own` (metasae.frozen_codes.CODES_USED)."""
+        if self.frozen:
+            return "frozen_topk"
+        return "routed" if self.mode == "decoder" and self.depth >= 2 else "own"
+
+    @cached_property
+    def image_codes(self) -> torch.Tensor:
+        """The codes every image statistic uses, sparse [images, latents]: decoder mode d >= 2 the frozen
+        dictionary's TopK codes, otherwise the depth's own codes."""
+        if not self.frozen:
+            return self.codes
+        self._trained("frozen codes")
+        verify_file(self.path / FROZEN_CODES_FILE, self.checksums, PRODUCER)
+        return load_codes(self.path / FROZEN_CODES_FILE)
+
+    @property
+    def routed_codes(self) -> torch.Tensor | None:
+        """Decoder mode d >= 2: code_{d-1} @ C_d (codes.safetensors), reported as routed, never a verdict."""
+        return self.codes if self.frozen else None
+
+    @cached_property
+    def frozen_encoder(self) -> FrozenEncoder:
+        """Decoder mode d >= 2: the TopK encoder onto this depth's frozen decoder rows."""
+        if not self.frozen:
+            raise MetasaeError(f"{self.path}: only a decoder-mode depth >= 2 has a frozen-dictionary encoder")
+        self._trained("frozen-dictionary encoder")
+        return FrozenEncoder.load(self.path / FROZEN_ENCODER_FILE, self.checksums, PRODUCER)
+
+    @cached_property
+    def fit_codes(self) -> torch.Tensor:
+        """Codes of the fit images, sparse COO (what an activations-mode child trains on): the codes
+        themselves where the stack trained on its eval cache."""
+        self._trained("fit codes")
+        if self.has_fit_codes:
+            return load_codes(self.path / FIT_CODES_FILE)
+        if self.fit_acts_dir != self.acts_dir:
+            raise MetasaeError(f"{self.path}: no {FIT_CODES_FILE}, though it trained on {self.fit_acts_dir}")
+        return self.codes
 
     @cached_property
     def meta_codes(self) -> torch.Tensor:
@@ -144,20 +209,38 @@ class Depth:
     def root(self) -> Depth:
         return self if self.parent is None else self.parent.root
 
+    def directions(self) -> torch.Tensor:
+        """[latents, d]: each latent's direction in the cached layer's space (depth 1 and decoder mode: its
+        decoder row; activations mode: its decoder row decoded up the stack, bias removed)."""
+        if self.mode != "activations":
+            return self.sae.W_dec.detach().float()
+        decode = self.decoder()
+        with torch.no_grad():
+            eye = torch.eye(self.sae.W_dec.shape[0])
+            return (decode(eye) - decode(torch.zeros(1, eye.shape[1]))).float()
+
     def decoder_rows(self) -> torch.Tensor:
         """Unit-normed decoder rows [latents, d_in]: the training set of a decoder-mode meta-SAE."""
         return unit_rows(self.sae.W_dec.detach())
 
     def encoder(self) -> Encoder:
-        """A differentiable map from layer activations to this depth's codes (feature visualisation uses
-        it)."""
+        """A differentiable map from layer activations to this depth's image codes (feature visualisation
+        uses it)."""
         if self.parent is None:
             return self.sae.encode
-        parent, sae = self.parent.encoder(), self.sae
+        if self.frozen:
+            return self.frozen_encoder.encode
         if self.mode == "decoder":
-            meta_codes = self.meta_codes
-            return lambda x: parent(x) @ meta_codes
+            return self.routed_encoder()
+        parent, sae = self.parent.encoder(), self.sae
         return lambda x: sae.encode(parent(x))
+
+    def routed_encoder(self) -> Encoder:
+        """Decoder mode: layer activations to routed codes, code_d = code_{d-1} @ C_d down the stack."""
+        if self.parent is None:
+            return self.sae.encode
+        parent, meta_codes = self.parent.routed_encoder(), self.meta_codes
+        return lambda x: parent(x) @ meta_codes
 
     def decoder(self) -> Encoder:
         """activations mode: depth-d codes back to layer activations through every decoder of the stack."""
@@ -169,19 +252,26 @@ class Depth:
     def reconstruction(self) -> Encoder:
         """Layer activations rebuilt from this depth's latents: what a depth keeps of the layer.
 
-        activations mode: encode down the stack, decode back up. decoder mode: the parent's codes applied to
-        its decoder rows *as this depth's meta-SAE rebuilds them* (exact at depth 2; deeper, the routed
-        parent codes stand in for the parent's own).
+        activations mode: encode down the stack, decode back up. decoder mode: depth 1's b_dec + the frozen
+        codes @ this depth's decoder rows.
         """
         if self.parent is None:
             return self.sae.forward
-        if self.mode == "activations":
-            encode, decode = self.encoder(), self.decoder()
-            return lambda x: decode(encode(x))
+        if self.frozen:
+            return self.frozen_encoder.reconstruct
+        if self.mode == "decoder":
+            return self.routed_reconstruction()
+        encode, decode = self.encoder(), self.decoder()
+        return lambda x: decode(encode(x))
+
+    def routed_reconstruction(self) -> Encoder:
+        """Decoder mode d >= 2, as routing rebuilds the layer: the parent's codes applied to its decoder rows
+        *as this depth's meta-SAE rebuilds them* (exact at depth 2; deeper, the routed parent codes stand in
+        for the parent's own)."""
         with torch.no_grad():
             rebuilt = self.sae(self.parent.decoder_rows())
         root_bias = self.root.sae.b_dec.detach()
-        parent_encode = self.parent.encoder()
+        parent_encode = self.parent.routed_encoder()
         return lambda x: parent_encode(x) @ rebuilt + root_bias
 
     @torch.no_grad()
@@ -193,11 +283,13 @@ class Depth:
         images: torch.Tensor,
         labels: torch.Tensor,
         label_source: str = "dataset_labels",
+        reconstruction: Encoder | None = None,
     ) -> dict:
-        """FVU of the layer rebuilt from this depth, and the classifier with that rebuild spliced in."""
+        """FVU of the layer rebuilt from this depth (`reconstruction`, default the image codes'), and the
+        classifier with that rebuild spliced in."""
         from metasae.metrics import fvu, spliced_metrics
 
-        splice = StackSplice(self.reconstruction())
+        splice = StackSplice(reconstruction or self.reconstruction())
         spliced = spliced_metrics(model, layer, splice, images, labels)
         return {
             "stack_fvu": fvu(acts, splice(acts)),
@@ -217,7 +309,3 @@ class StackSplice(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
-
-
-def unit_rows(w: torch.Tensor) -> torch.Tensor:
-    return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)

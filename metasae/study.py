@@ -6,6 +6,7 @@ Snakemake (the conductor) imports this at parse time, so it stays light: no torc
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,10 @@ MAX_MESSAGE = 200  # a config error is one line shorter than this
 
 @dataclass(frozen=True)
 class Run:
-    """One SAE stack: a classifier (per seed) probed on one dataset at one layer with one depth-1 SAE."""
+    """One SAE stack: a classifier (per seed) probed on one dataset at one layer with one depth-1 SAE.
+
+    `sae` is the run's SAE folder name (`run_sae_name`): a configured SAE, `__w<width>` for its width-matched
+    control, `__s<n>` for SAE seed n > 0."""
 
     classifier: str
     seed: int
@@ -36,6 +40,54 @@ class Run:
     @property
     def path(self) -> str:
         return f"{self.classifier}/seed{self.seed}/{self.probe}/{self.layer}/{self.sae}"
+
+    @property
+    def is_control(self) -> bool:
+        return parse_run_sae(self.sae).control_width is not None
+
+
+SEP = "__"  # joins a configured SAE's name to its control width and SAE seed (configured names lack it)
+_RUN_SAE = re.compile(
+    r"^(?P<sae>[a-z0-9]+(?:_[a-z0-9]+)*)(?:__w(?P<width>[1-9]\d*))?(?:__s(?P<seed>[1-9]\d*))?$"
+)
+
+
+@dataclass(frozen=True)
+class RunSAE:
+    """What a run's SAE folder name says: the configured SAE, the width of a control (None: the stack's own
+    depth 1), and the SAE seed."""
+
+    sae: str
+    control_width: int | None
+    sae_seed: int
+
+    @property
+    def role(self) -> str:
+        return "stack" if self.control_width is None else "control"
+
+
+def run_sae_name(sae: str, control_width: int | None = None, sae_seed: int = 0) -> str:
+    """`topk`, `topk__w128` (its width-matched control), `topk__s1` / `topk__w128__s1` (SAE seed 1): seed 0 is
+    the bare name, so a study with one SAE seed keeps the paths it always had."""
+    width = f"{SEP}w{control_width}" if control_width is not None else ""
+    return f"{sae}{width}{f'{SEP}s{sae_seed}' if sae_seed else ''}"
+
+
+def parse_run_sae(name: str) -> RunSAE:
+    """The inverse of `run_sae_name` (a strict pattern: a name it does not match is an error)."""
+    match = _RUN_SAE.match(name)
+    if match is None:
+        raise MetasaeError(f"{name!r}: not a run SAE name (<sae>[__w<width>][__s<seed>])")
+    width, seed = match["width"], match["seed"]
+    return RunSAE(match["sae"], int(width) if width else None, int(seed) if seed else 0)
+
+
+def run_spec(config: dict, name: str) -> dict:
+    """The training settings of a run's depth-1 SAE: its configured block, at the control's width for a
+    control (a control is trained like depth 1, with no controls of its own)."""
+    parsed = parse_run_sae(name)
+    spec = {k: v for k, v in config["sae"][parsed.sae].items() if k != "controls"}
+    return spec if parsed.control_width is None else {**spec, "width": parsed.control_width}
 
 
 def _key(path) -> str:
@@ -124,6 +176,14 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
     _check_synth(config)
     for key, ref in _config_refs(config):
         _check_ref(parse_ref, ref, key, known_datasets)
+    _check_held_out(config, known_datasets)
+    for sae_name in config["sae"]:
+        if not _RUN_SAE.match(sae_name) or parse_run_sae(sae_name).sae != sae_name:
+            _fail(
+                f"sae.{sae_name}",
+                f"a name may not hold {SEP!r} nor start or end with '_' (run folders use {SEP}w<width> "
+                f"for controls and {SEP}s<seed> for SAE seeds)",
+            )
     probes = config["probes"]
     for name, clf in config["classifiers"].items():
         for probe in clf["probes"]:
@@ -199,7 +259,11 @@ def _config_refs(config: dict) -> list[tuple[str, str]]:
         for name, clf in config["classifiers"].items()
         for key in ("train", "test")
     ]
-    refs += [(f"probes.{name}", ref) for name, ref in config["probes"].items()]
+    refs += [
+        (f"probes.{name}{where}", ref)
+        for name, entry in config["probes"].items()
+        for where, ref in _probe_refs(entry)
+    ]
     dsprites = config.get("dsprites") or {}
     if "probe_set" in dsprites:
         refs.append(("dsprites.probe_set", dsprites["probe_set"]))
@@ -210,6 +274,36 @@ def _config_refs(config: dict) -> list[tuple[str, str]]:
         if key in run
     ]
     return refs
+
+
+def _probe_refs(entry: str | dict) -> list[tuple[str, str]]:
+    """(where under the probe's key, reference) of its eval and fit sets: a mapping's keys, or a string as
+    written, then the set derived from it (see `_probe`)."""
+    if isinstance(entry, dict):
+        return [(".dataset", entry["dataset"]), (".fit", entry["fit"])]
+    probe = _probe({"probes": {"p": entry}}, "p")
+    derived = "fit" if probe["dataset"] == entry else "eval"
+    return [("", entry), (f" (its derived {derived} set)", probe[derived if derived == "fit" else "dataset"])]
+
+
+def _check_held_out(config: dict, known: Known | None) -> None:
+    """A probe's fit and eval images are disjoint: other datasets, other splits, or slices that do not
+    overlap (a slice's open end runs to the split's size where known, else to the end)."""
+    from metasae.data.refs import parse_ref
+
+    for name in config["probes"]:
+        fit, ev = parse_ref(fit_ref(config, name)), parse_ref(probe_ref(config, name))
+        if (fit.name, fit.split) != (ev.name, ev.split):
+            continue
+        facts = known.get(fit.name) if isinstance(known, Mapping) else None
+        size = (facts.sizes.get(fit.split) if facts else None) or math.inf
+        low, high = max(fit.start or 0, ev.start or 0), min(fit.stop or size, ev.stop or size)
+        if low < high:
+            _fail(
+                f"probes.{name}",
+                f"fit {fit} and eval {ev} share images [{low}:{high if high < math.inf else ''}]; an SAE "
+                "must be analysed on images it never trained on",
+            )
 
 
 def _check_ref(parse_ref, ref: str, key: str, known: Known | None) -> None:
@@ -385,14 +479,71 @@ def _check_k(spec: dict, key: str) -> None:
 
 
 def runs(config: dict) -> list[Run]:
+    """classifiers x their seeds x probes x layers x SAEs x `sae_seeds`, each SAE followed by its
+    width-matched controls (`controls: matched`)."""
     return [
-        Run(clf_name, seed, probe, layer, sae_name)
+        Run(clf_name, seed, probe, layer, run_sae_name(sae_name, width, sae_seed))
         for clf_name, clf in config["classifiers"].items()
         for seed in clf.get("seeds", config["seeds"])
         for probe in clf["probes"]
         for layer in clf["layers"]
         for sae_name in classifier_saes(config, clf)
+        for sae_seed in config.get("sae_seeds", [0])
+        for width in [None, *matched_controls(config, sae_name)[0]]
     ]
+
+
+def matched_controls(config: dict, sae_name: str) -> tuple[list[int], list[int]]:
+    """(control widths, widths skipped) of an SAE with `controls: matched`: one direct SAE per distinct width
+    a meta depth of any mode trains (its schedule until width.min), at depth 1's k; a width below that k
+    cannot hold k active latents and is skipped. Empty for an SAE without controls."""
+    sae = config["sae"][sae_name]
+    if sae.get("controls") != "matched":
+        return [], []
+    widths = {
+        width
+        for spec in config["meta"]["modes"].values()
+        for _, width in _trained_depths(
+            width_schedule(sae["width"], spec["width"]["factor"], config["meta"]["max_depth"]),
+            spec["width"]["min"],
+        )
+    }
+    k = sae.get("k", 0) if _uses_k(sae) else 0
+    return sorted(w for w in widths if w >= k), sorted(w for w in widths if w < k)
+
+
+def probe_ref(config: dict, name: str) -> str:
+    """The probe's eval images: what every image statistic is computed on, and no SAE of the stack saw."""
+    return _probe(config, name)["dataset"]
+
+
+def fit_ref(config: dict, name: str) -> str:
+    """The probe's fit images: what the SAE stack trains on (disjoint from `probe_ref`, checked)."""
+    return _probe(config, name)["fit"]
+
+
+def probe_shuffled(config: dict, name: str) -> bool:
+    """Whether the probe's cached labels are permuted (the negative control: no purity claim may hold)."""
+    return bool(_probe(config, name)["shuffle_labels"])
+
+
+EVAL_SPLIT = "test"  # a probe given as a train split is evaluated on this split of its dataset
+
+
+def _probe(config: dict, name: str) -> dict:
+    """A probe as {dataset, fit, shuffle_labels}. A string names a dataset reference: a non-train split is
+    the eval set and fits on the dataset's whole `train` split (`mnist:test` fits on `mnist:train`); a train
+    split (or slice of it) is the fit set and evaluates on the dataset's whole `test` split (`digits:train`
+    evaluates on `digits:test`). A mapping says both."""
+    from metasae.data.refs import DEFAULT_SPLIT, parse_ref
+
+    entry = config["probes"][name]
+    if isinstance(entry, dict):
+        return {"shuffle_labels": False, **entry}
+    ref = parse_ref(entry)
+    if ref.split == DEFAULT_SPLIT:
+        return {"dataset": f"{ref.name}:{EVAL_SPLIT}", "fit": entry, "shuffle_labels": False}
+    return {"dataset": entry, "fit": f"{ref.name}:{DEFAULT_SPLIT}", "shuffle_labels": False}
 
 
 def classifier_saes(config: dict, clf: dict) -> list[str]:
@@ -408,9 +559,17 @@ def classifier_saes(config: dict, clf: dict) -> list[str]:
 def in_distribution_probe(config: dict, classifier: str) -> str | None:
     """The first of a classifier's probes drawn from its training dataset (any split), or None."""
     clf = config["classifiers"][classifier]
-    trained_on = clf["train"].split(":", 1)[0]
-    same = [p for p in clf["probes"] if config["probes"].get(p, "").split(":", 1)[0] == trained_on]
+    trained_on = _dataset_name(clf["train"])
+    same = [
+        p
+        for p in clf["probes"]
+        if p in config["probes"] and _dataset_name(probe_ref(config, p)) == trained_on
+    ]
     return same[0] if same else None
+
+
+def _dataset_name(ref: str) -> str:
+    return ref.split(":", 1)[0]
 
 
 def stack_source(config: dict, run: Run) -> Run | None:
@@ -426,8 +585,10 @@ def stack_source(config: dict, run: Run) -> Run | None:
 
 def depth_folders(config: dict, run: Run) -> list[str]:
     """Relative folders of every depth of a run: depth 1 is shared by the modes, deeper depths are per
-    mode."""
+    mode; a width-matched control is depth 1 alone."""
     folders = [f"{run.path}/depth1"]
+    if run.is_control:
+        return folders
     for mode in config["meta"]["modes"]:
         folders += [f"{run.path}/{mode}/depth{d}" for d in range(2, config["meta"]["max_depth"] + 1)]
     return folders
@@ -470,7 +631,8 @@ def _split_sizes() -> dict[str, Mapping[str, int]]:
 
 def dataset_refs(config: dict) -> list[str]:
     refs = [clf[k] for clf in config["classifiers"].values() for k in ("train", "test")]
-    return sorted(set(refs + list(config["probes"].values())))
+    probes = [ref for name in config["probes"] for ref in (probe_ref(config, name), fit_ref(config, name))]
+    return sorted(set(refs + probes))
 
 
 def check_data_available(config: dict) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metasae.activations import load_activations
+from metasae.activations import effective_rank, load_activations
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.errors import MetasaeError
 from metasae.layout import ACTS_FILE
@@ -95,3 +95,34 @@ def test_nan_activation_names_the_image(model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(activations, "load_classifier", load_poisoned)
     with pytest.raises(MetasaeError, match="NaN/inf activation at image 21"):
         cache_activations(model_dir, DATASET, "fc1", tmp_path / "acts", batch_size=16)
+
+
+def test_shuffled_labels_are_a_fixed_permutation_recorded_in_the_manifest(model_dir, tmp_path):
+    plain = cache_activations(model_dir, DATASET, "fc1", tmp_path / "plain")
+    shuffled = cache_activations(model_dir, DATASET, "fc1", tmp_path / "a", role="fit", shuffle_labels=True)
+    cache_activations(model_dir, DATASET, "fc1", tmp_path / "b", shuffle_labels=True)
+    again = load_activations(tmp_path / "b")
+    assert torch.equal(shuffled.acts, plain.acts) and torch.equal(shuffled.index, plain.index)
+    assert torch.equal(shuffled.labels.sort().values, plain.labels.sort().values)  # the same labels
+    assert (shuffled.labels != plain.labels).float().mean() > 0.5  # most moved (chance keeps ~1/10)
+    assert torch.equal(again.labels, shuffled.labels)  # a fixed seed
+    assert shuffled.manifest["labels_shuffled"] and not plain.manifest["labels_shuffled"]
+    assert (shuffled.manifest["role"], plain.manifest["role"]) == ("fit", "eval")
+    with pytest.raises(MetasaeError, match="--role 'train'; allowed: eval, fit"):
+        cache_activations(model_dir, DATASET, "fc1", tmp_path / "c", role="train")
+
+
+def test_effective_rank_is_the_number_of_equal_directions():
+    hadamard = torch.tensor([[1.0]])
+    for _ in range(3):
+        hadamard = torch.cat([torch.cat([hadamard, hadamard], 1), torch.cat([hadamard, -hadamard], 1)])
+    spread = torch.zeros(8, 20)
+    spread[:, [2, 5, 7, 11, 13]] = hadamard[:, 1:6]  # 5 uncorrelated zero-mean columns of equal variance
+    assert effective_rank(spread) == pytest.approx(5.0)
+    assert effective_rank(spread @ torch.linalg.qr(torch.randn(20, 20))[0]) == pytest.approx(5.0)  # rotated
+    line = torch.arange(10.0)[:, None] * torch.randn(1, 20)
+    assert effective_rank(line) == pytest.approx(1.0)
+    assert effective_rank(torch.ones(6, 4)) == 0.0
+    unequal = spread.clone()
+    unequal[:, 2] *= 3  # variances 9, 1, 1, 1, 1: (13)^2 / (81 + 4) = 1.99
+    assert effective_rank(unequal) == pytest.approx(169 / 85)

@@ -2,6 +2,7 @@
 intervals, verdicts and cross-seed stability, and the report reading the tables they make."""
 
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,9 +15,18 @@ from metasae.groundtruth import cosine_matrix
 from metasae.layout import parse_summary_path
 from metasae.statistics.claims import BY_CONSTRUCTION, claims, trend_evidence
 from metasae.statistics.columns import derived_columns
-from metasae.statistics.exclusions import DENSE, excluded_as
+from metasae.statistics.exclusions import DENSE, excluded_as, excluded_depths
 from metasae.statistics.intervals import bootstrap_median_ci, spearman
-from metasae.statistics.optimal import CRITERIA, knee_plateau, optimal_depths
+from metasae.statistics.optimal import (
+    CRITERIA,
+    DEPTH2_NEEDED,
+    STATISTICS,
+    depth2_basis,
+    depth2_evidence,
+    knee_plateau,
+    optimal_depths,
+    seed_optima,
+)
 from metasae.statistics.rules import RULES
 from metasae.statistics.seed_stability import (
     CodeColumns,
@@ -24,7 +34,7 @@ from metasae.statistics.seed_stability import (
     seed_stability,
     stability_inputs,
 )
-from metasae.statistics.verdicts import TOO_FEW, VERDICTS, verdict
+from metasae.statistics.verdicts import TOO_FEW, VERDICTS, judge, verdict
 
 
 def test_knee_is_the_point_farthest_from_the_chord():
@@ -40,14 +50,20 @@ def test_bootstrap_ci_brackets_the_median_and_is_degenerate_for_one_value():
     assert lo <= 2 <= hi and lo >= 1 and hi <= 5
 
 
+CHANCE = 0.1  # the rated purity's chance floor in `_depths`
+
+
 def _depths(
     purity_by_seed: dict[int, list[float]],
     mode: str = "activations",
     architecture: str = "relu",
     mean_active: dict[int, list[float]] | None = None,
     width: list[int] | None = None,
+    gain: dict[int, list[float]] | None = None,
 ) -> pd.DataFrame:
-    """Depth rows as `depth_rows` makes them (derived columns included), one value list per seed."""
+    """Depth rows as `depth_rows` makes them (derived columns included), one value list per seed: the value
+    is purity, rated purity (lift over CHANCE rises with it), tree identity, top-10 count and stability
+    alike; `gain` the seed's meta_gain_z by depth (NaN unless given: a real study's depth 1 has none)."""
     rows = []
     for seed, values in purity_by_seed.items():
         for depth, value in enumerate(values, start=1):
@@ -69,6 +85,10 @@ def _depths(
                     "stack_fvu": 0.1 * depth,
                     "alive_latents": size,
                     "purity_mean": value,
+                    "purity_rated_mean": value,
+                    "purity_rated_chance": CHANCE,
+                    "tree_identity_mean": value,
+                    "meta_gain_z": (gain or {}).get(seed, [math.nan] * len(values))[depth - 1],
                     "count_all_top10_nonzero": 10 * value,
                     "mean_active_per_image": (mean_active or {}).get(seed, [value] * len(values))[depth - 1],
                     "stability_mean_cosine": value,
@@ -78,29 +98,53 @@ def _depths(
 
 
 def test_optimal_depth_per_seed_mean_and_log_claim():
-    table = _depths({0: [0.5, 0.9, 0.2], 1: [0.5, 0.8, 0.7], 2: [0.9, 0.1, 0.1]})
-    optimal = optimal_depths(table)
-    purity = optimal[optimal["criterion"] == "max_purity"].iloc[0]
-    assert purity["per_seed"] == "2 2 1" and purity["n_seeds"] == 3
-    assert purity["optimal_depth"] == pytest.approx(5 / 3)
-    assert purity["estimate_low"] == purity["estimate_high"] == purity["optimal_depth"]  # no plateau
-    assert purity["architecture"] == "relu" and purity["basis"] == "measured"
+    gain = {0: [math.nan, 5.0, 1.0], 1: [math.nan, 5.0, 3.0], 2: [math.nan, 1.0, 9.0]}
+    table = _depths({0: [0.5, 0.9, 0.2], 1: [0.5, 0.8, 0.7], 2: [0.9, 0.1, 0.1]}, gain=gain)
+    optimal = optimal_depths(table).set_index("criterion")
+    assert list(optimal.index) == list(CRITERIA)  # the former criteria give no optimal-depth answer
+    assert not set(STATISTICS) & set(optimal.index)
+    tree = optimal.loc["max_tree_identity"]
+    assert tree["column"] == "tree_identity_mean"
+    assert tree["per_seed"] == "2 2 1" and tree["n_seeds"] == 3
+    assert tree["optimal_depth"] == pytest.approx(5 / 3)
+    assert tree["estimate_low"] == tree["estimate_high"] == tree["optimal_depth"]  # no plateau
+    assert tree["architecture"] == "relu" and tree["basis"] == "measured"
     # the t-interval on the mean of 2, 2, 1: 5/3 +/- t(0.975, 2) * 0.577 / sqrt(3)
-    assert (purity["ci_low"], purity["ci_high"]) == pytest.approx((5 / 3 - 1.4342, 5 / 3 + 1.4342), abs=1e-3)
-    assert purity["log_claim_depth2"] == "inconclusive" and not purity["log_claim_depth2_holds"]  # 3 seeds
-    assert set(optimal["criterion"]) == {*CRITERIA, "fvu_knee"}
-    # Five seeds all at depth 2 of 3: p = (1/3)^5 = 0.004, Holm over the table's 5 rows: 0.02 < 0.05.
-    agreed = optimal_depths(_depths({s: [0.5, 0.9, 0.2] for s in range(5)})).set_index("criterion")
-    assert agreed.loc["max_purity", "log_claim_depth2"] == "holds"
-    assert agreed.loc["fvu_knee", "per_seed"] == " ".join(["1-3"] * 5)  # a straight FVU line has no knee
-    assert agreed.loc["fvu_knee", "log_claim_depth2"] == "inconclusive"  # a plateau counts for neither side
+    assert (tree["ci_low"], tree["ci_high"]) == pytest.approx((5 / 3 - 1.4342, 5 / 3 + 1.4342), abs=1e-3)
+    assert tree["log_claim_depth2"] == "inconclusive" and not tree["log_claim_depth2_holds"]  # 3 seeds
+    # deepest depth whose meta-SAE and every shallower one beat the null (z > 2): seed 2's depth 2 does
+    # not, so its depth 3 (z = 9) cannot count; depth 1 has no meta-SAE and is never a usable depth
+    gained = optimal.loc["deepest_meta_gain"]
+    assert gained["column"] == "meta_gain_z" and gained["basis"] == "measured"
+    assert gained["per_seed"] == "2 3 1" and gained["optimal_depth"] == 2 and gained["depths_used"] == "2 3"
+    assert gained["log_claim_depth2"] == "untested"  # depths 1-3 are never all usable
+    # the former criteria are still statistics the claims read: the same per-seed optima
+    assert " ".join(map(str, seed_optima(table, "max_purity").per_seed)) == "2 2 1"
+    # Five seeds all at depth 2 of 3: p = (1/3)^5 = 0.004, Holm over the table's tested rows: < 0.05.
+    five = _depths({s: [0.5, 0.9, 0.2] for s in range(5)})
+    agreed = optimal_depths(five).set_index("criterion")
+    assert agreed.loc["max_tree_identity", "log_claim_depth2"] == "holds"
+    assert agreed.loc["deepest_meta_gain", "basis"] == "no value"  # no meta_gain_z: no answer
+    assert agreed.loc["deepest_meta_gain", "log_claim_depth2"] == "untested"
+    knee = seed_optima(five, "fvu_knee", min_depths=3)
+    assert " ".join(map(str, knee.per_seed)) == " ".join(["1-3"] * 5)  # a straight FVU line has no knee
+    tied = depth2_evidence(knee.per_seed)  # a plateau counts for neither side
+    assert (tied.n_seeds, tied.n_agree, tied.p_value, tied.p_against) == (5, 0, 1.0, 1.0)
+    assert judge(pd.DataFrame([{**tied.row(), "basis": "measured"}]))["verdict"][0] == "inconclusive"
 
 
 def test_stopped_depths_never_win():
-    table = _depths({0: [0.5, 0.9, 0.2]})
+    table = _depths({0: [0.5, 0.9, 0.2]}, gain={0: [math.nan, 5.0, 5.0]})
+    trained = optimal_depths(table).set_index("criterion")["optimal_depth"]
+    assert (trained["max_tree_identity"], trained["deepest_meta_gain"]) == (2, 3)
     table.loc[table["depth"] == 2, "status"] = "stopped"
-    optimal = optimal_depths(table)
-    assert optimal[optimal["criterion"] == "max_purity"].iloc[0]["optimal_depth"] == 1
+    stopped = optimal_depths(table).set_index("criterion")
+    assert stopped.loc["max_tree_identity", "optimal_depth"] == 1
+    # depth 3 still beats its null, but the run of beating depths breaks at the stopped depth 2
+    assert stopped.loc["deepest_meta_gain", "optimal_depth"] == 1
+    assert stopped.loc["deepest_meta_gain", "depths_used"] == "3"
+    purity = seed_optima(table, "max_purity")
+    assert [o.plateau for o in purity.per_seed] == [(1,)] and purity.depths_used == "1 3"
 
 
 def test_summary_paths_encode_the_run():
@@ -193,10 +237,15 @@ def test_topk_activation_counts_are_fixed_by_construction_and_never_a_verdict():
     assert active["verdict"] == "untested" and active["basis"] == "fixed by construction"
     assert "not evidence: fixed by construction" in active["our_value"] and active["estimate"] > 0
     assert "fixed by construction at depth 1 2 3" in active["excluded"]
-    optimal = optimal_depths(table).set_index("criterion")
-    assert optimal.loc["max_mean_active", "basis"] == "fixed by construction"
-    assert np.isnan(optimal.loc["max_mean_active", "optimal_depth"])
-    assert optimal.loc["max_mean_active", "log_claim_depth2"] == "untested"
+    active_optima = seed_optima(table, "max_mean_active", needed=DEPTH2_NEEDED)
+    assert active_optima.basis == "fixed by construction" and not active_optima.per_seed
+    assert np.isnan(active_optima.estimate) and active_optima.depths_used == ""
+    evidence = depth2_evidence(active_optima.per_seed)
+    why = depth2_basis(table, active_optima, evidence)
+    assert why == "fixed by construction"
+    assert judge(pd.DataFrame([{**evidence.row(), "basis": why}]))["verdict"][0] == "untested"
+    # Tree identity is not an L0 statistic: TopK does not fix it.
+    assert optimal_depths(table).set_index("criterion").loc["max_tree_identity", "basis"] == "measured"
     # Purity is not fixed by TopK: it still gets a verdict.
     assert _claim(table, "Latents become more atomic")["verdict"] == "holds"
     collapse = _claim(table, "Deep stacks collapse")  # TopK at every depth: codes cannot go dead
@@ -212,8 +261,12 @@ def test_relu_lets_the_activation_count_vary_and_be_tested():
     assert (table["fixed_by_construction"] == "").all()
     active = _claim(table, "The average number of activations increases")
     assert active["basis"] == "measured" and active["verdict"] == "inconclusive"  # up then down: rho -0.5
-    depth2 = optimal_depths(table).set_index("criterion").loc["max_mean_active"]
-    assert depth2["per_seed"] == "2 2 2 2 2" and depth2["log_claim_depth2"] == "holds"
+    found = seed_optima(table, "max_mean_active", needed=DEPTH2_NEEDED)
+    assert found.basis == "measured" and " ".join(map(str, found.per_seed)) == "2 2 2 2 2"
+    evidence = depth2_evidence(found.per_seed)
+    assert evidence.p_value == pytest.approx(3.0**-5)
+    judged = judge(pd.DataFrame([{**evidence.row(), "basis": depth2_basis(table, found, evidence)}]))
+    assert judged["verdict"][0] == "holds"
 
 
 def test_dense_routed_codes_are_excluded_in_decoder_mode():
@@ -244,8 +297,10 @@ def test_dense_routed_codes_are_excluded_in_decoder_mode():
     assert excluded_as(deep, "stability_mean_cosine") is None  # no basis recorded: not code columns
     coded = table.assign(stability_basis="codes")
     assert excluded_as(coded[coded["depth"] == 3].iloc[0], "stability_mean_cosine") == DENSE
-    stable = optimal_depths(coded).set_index("criterion").loc["max_stability"]
-    assert stable["depths_used"] == "1 2" and "dense routed codes at depth 3" in stable["excluded"]
+    stable = seed_optima(coded, "max_stability")
+    assert stable.basis == "measured" and stable.depths_used == "1 2"
+    assert [o.plateau for o in stable.per_seed] == [(2,)] * 3  # depth 3's 0.9 is dense: it cannot win
+    assert "dense routed codes at depth 3" in excluded_depths(coded, "stability_mean_cosine")
 
 
 def test_spearman_and_the_trend_evidence():
@@ -300,8 +355,9 @@ def _folder(tmp_path, name, codes, source, mode="base"):
     acts.mkdir()
     (acts / "manifest.json").write_text(json.dumps({"source_model": source}))
     w_dec = torch.eye(codes.shape[1], 8)
+    sparse = codes.to_sparse()  # stability reads the codes every image statistic reads
     return SimpleNamespace(
-        acts_dir=acts, mode=mode, codes=codes.to_sparse(), sae=SimpleNamespace(W_dec=w_dec), path=acts
+        acts_dir=acts, mode=mode, image_codes=sparse, sae=SimpleNamespace(W_dec=w_dec), path=acts
     )
 
 
@@ -326,7 +382,7 @@ def test_report_reads_the_new_tables(tmp_path):
     from metasae.io import write_json
     from metasae.writeup.data import ReportData
     from metasae.writeup.sections.claims import claims as claims_section
-    from metasae.writeup.sections.headline import tldr
+    from metasae.writeup.sections.headline import TLDR_WORDS, tldr
     from metasae.writeup.sections.method import method
     from metasae.writeup.sections.metrics import more_metrics
     from metasae.writeup.sections.optimal_depth import optimal_depth
@@ -359,10 +415,20 @@ def test_report_reads_the_new_tables(tmp_path):
     assert "| fixed by construction at depth 1 2 3 |" in text and "3 (< 5)" in text
     assert "it holds when the Holm-corrected p-value of a rise (permutation test" in text
     assert "more than 40% of the dictionary" in method(report)  # the rule study.json records
-    assert "| max_mean_active" in optimal_depth(report) and "fixed by construction" in optimal_depth(report)
+    optimum = optimal_depth(report)
+    assert "| max_tree_identity | deepest_meta_gain |" in optimum  # one column per criterion
+    assert "max_mean_active" not in optimum  # a statistic, not a criterion
+    assert "| 3 [3, 3]" in optimum and "| – (no value)" in optimum  # an optimum with its CI; no meta gain
     appendix = more_metrics(report)
     assert "961 (0.42)" in appendix and "l0, mean_active_fraction, mean_active_per_image" in appendix
-    assert "up to 20% of the depth-1 latents are dead (never active on the probe images" in tldr(report)
+    # the TL;DR adds what depth costs, then the dead-latents warning, each only while it stays short enough
+    dead = "up to 20% of the depth-1 latents are dead (never active on the probe images"
+    headline = tldr(report)
+    assert "Cost: unexplained variance rises from 0.1 (depth 1) to 0.3 (depth 3)." in headline
+    assert dead not in headline and len(f"{headline} Caution: {dead}).".split()) > TLDR_WORDS
+    table.assign(stack_fvu=np.nan).to_csv(summary / "depths.csv", index=False)  # no cost line: room left
+    headline = tldr(ReportData(tmp_path, tmp_path / "figs"))
+    assert dead in headline and "Cost:" not in headline and len(headline.split()) <= TLDR_WORDS
 
 
 def test_abstraction_gap_is_superclass_lift_minus_class_lift_and_a_claim_only_with_a_taxonomy():
@@ -396,3 +462,71 @@ def test_code_columns_correlation_equals_the_cosine_of_centred_dense_columns(den
     assert np.allclose(columns[0].correlation(columns[1]), expected, atol=1e-10)
     assert len(columns[1]) == 15
     assert matched_similarity(columns[0], columns[0]) == pytest.approx((1.0, 1.0))
+
+
+def test_stability_counts_unmatched_latents_as_zero():
+    rows = torch.randn(40, 16, generator=torch.Generator().manual_seed(2))
+    # 20 of seed a's 40 latents have a perfect partner, the other 20 none: 20 / 40, not 20 / 20
+    assert matched_similarity(rows, rows[:20]) == pytest.approx((0.5, 0.5))
+    assert matched_similarity(rows[:20], rows) == pytest.approx((0.5, 0.5))
+
+
+def test_stability_across_sae_seeds_is_keyed_by_its_replicate(tmp_path):
+    from metasae.statistics.groups import GROUP
+    from metasae.statistics.seed_stability import stability
+
+    codes = torch.rand(30, 6, generator=torch.Generator().manual_seed(3)) + 0.1
+    same, other = _folder(tmp_path, "a", codes, "models/seed0"), _folder(tmp_path, "b", codes, "models/seed0")
+    other.sae = SimpleNamespace(W_dec=torch.eye(6, 8)[[3, 1, 0, 2, 5, 4]])  # the same rows, reordered
+    folders = {("m", "d", "fc1", "s", None, 0, sae_seed, 1): f for sae_seed, f in [(0, same), (1, other)]}
+    for f in folders.values():
+        f.stopped = False
+    table = stability(folders, ["decoder", "activations"], [*GROUP, "seed"], replicate="sae_seed")
+    assert sorted(zip(table["mode"], table["sae_seed"], strict=True)) == [
+        ("activations", 0),
+        ("activations", 1),
+        ("decoder", 0),
+        ("decoder", 1),
+    ]
+    assert table["stability_mean_cosine"].tolist() == pytest.approx([1.0] * 4)
+    assert set(table["stability_basis"]) == {"decoder rows"} and (table["seed"] == 0).all()
+
+
+def test_purity_lift_is_zero_at_chance_and_one_when_pure():
+    table = _depths({0: [0.5, 0.5, 0.5, 0.5]}).assign(
+        purity_rated_mean=[0.1, 1.0, 0.55, 1.0], purity_rated_chance=[0.1, 0.1, 0.1, 1.0]
+    )
+    lift = derived_columns(table)["purity_lift"]
+    assert lift[:3].tolist() == pytest.approx([0.0, 1.0, 0.5]) and np.isnan(lift[3])  # one class: no lift
+
+
+def test_each_stack_depth_is_paired_with_the_control_of_its_width():
+    from metasae.statistics.columns import CONTROL_STATISTICS, control_columns
+
+    run = {"model": "m", "dataset": "d", "layer": "fc1", "sae_config": "s", "sae_seed": 0, "mode": "decoder"}
+    stats = dict.fromkeys(CONTROL_STATISTICS, 0.0)
+    rows = [
+        {**run, **stats, "role": "stack", "seed": 0, "depth": 1, "width": 32, "purity_lift": 0.2},
+        {**run, **stats, "role": "stack", "seed": 0, "depth": 2, "width": 8, "purity_lift": 0.5},
+        {
+            **run,
+            **stats,
+            "role": "stack",
+            "seed": 0,
+            "depth": 3,
+            "width": 4,
+            "purity_lift": 0.6,
+        },  # no control
+        {**run, **stats, "role": "stack", "seed": 1, "depth": 2, "width": 8, "purity_lift": 0.1},
+        {**run, **stats, "role": "control", "seed": 0, "depth": 1, "width": 8, "purity_lift": 0.4},
+        {**run, **stats, "role": "control", "seed": 1, "depth": 1, "width": 8, "purity_lift": 0.3},
+        {**run, **stats, "role": "control", "seed": 0, "depth": 1, "width": 16, "purity_lift": 0.9},
+    ]
+    out = control_columns(pd.DataFrame(rows))
+    assert len(out) == len(rows)
+    assert out["control_width"].isna().tolist() == [True, False, True, False, False, False, False]
+    assert out["control_purity_lift"].tolist()[1] == pytest.approx(0.4)  # seed 0's control, not seed 1's
+    assert out["purity_lift_minus_control"].tolist()[1] == pytest.approx(0.1)
+    assert out["purity_lift_minus_control"].tolist()[3] == pytest.approx(-0.2)
+    assert out.loc[[0, 2, 4, 5, 6], "control_purity_lift"].isna().all()  # depth 1, no control, controls
+    assert out.loc[4:, "control_width"].tolist() == [8, 8, 16]

@@ -33,3 +33,14 @@ def test_every_command_is_parsed_before_the_first_runs(capsys):
     with pytest.raises(SystemExit):
         main(["datasets", "--then", "analyse", "--no-such-flag"])
     assert capsys.readouterr().out == ""
+
+
+def test_an_eval_cache_goes_with_a_trained_depth_1_only(tmp_path, capsys):
+    spec = '{"architecture": "topk", "width": 4, "k": 1, "epochs": 1}'
+    base = ["train-sae", "--spec", spec, "--out", str(tmp_path / "out"), "--eval-acts", str(tmp_path / "e")]
+    for source in (
+        ["--parent", str(tmp_path / "p"), "--mode", "activations", "--depth", "2"],
+        ["--acts", str(tmp_path / "a"), "--apply", str(tmp_path / "s")],
+    ):
+        assert main([*base, *source]) == 2
+        assert "--eval-acts goes with --acts" in capsys.readouterr().err

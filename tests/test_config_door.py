@@ -87,7 +87,11 @@ BAD = {  # id: (key the message must name, edit of config/test.yaml)
     "no_meta_sae": bad("meta.modes.decoder.width.min", 9),  # 32 -> 8 latents at depth 2: below 9
     "long_schedule_k_exceeds": (
         "meta.modes.activations.k",
-        lambda c: (put("meta.max_depth", 64)(c), put("meta.modes.activations.width.min", 1)(c)),
+        lambda c: (
+            put("meta.max_depth", 64)(c),
+            put("meta.modes.activations.width.factor", 0.5)(c),
+            put("meta.modes.activations.width.min", 1)(c),
+        ),
     ),
 }
 
@@ -117,6 +121,7 @@ def test_messages_say_what_is_allowed_and_cap_what_they_list():
     assert "maximum 64" in assert_rejected(lambda: door(config), "meta.max_depth")
     config = base_config()
     put("meta.max_depth", 64)(config)
+    put("meta.modes.activations.width.factor", 0.5)(config)
     put("meta.modes.activations.width.min", 1)(config)  # 32, 16, 8, 4, 2, 1: k 2 exceeds depth 6's width
     message = assert_rejected(lambda: door(config), "meta.modes.activations.k")
     assert "(from sae.topk.width: 32, 16, 8, …, 1)" in message

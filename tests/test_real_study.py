@@ -40,9 +40,14 @@ def test_mnist_config_passes_the_door(presets):
     study.validate_semantics(config, study.known_datasets())
     mnist = config["classifiers"]["mlp_mnist"]
     assert (mnist["train"], mnist["test"]) == ("mnist:train", "mnist:test") and mnist["model"] == "mlp"
-    assert [config["probes"][p] for p in mnist["probes"]] == [
+    assert [study.probe_ref(config, p) for p in mnist["probes"]] == [
         "mnist:test",
         "fashion_mnist:test",
+        "glyphs:test",
+    ]
+    assert [study.fit_ref(config, p) for p in mnist["probes"]] == [  # each stack fits on held-out images
+        "mnist:train",
+        "fashion_mnist:train",
         "glyphs:train",
     ]
     assert config["data_dir"] == "../shared/data"
@@ -90,7 +95,10 @@ TINY = {
             "probes": ["mnist", "glyphs"],
         }
     },
-    "probes": {"mnist": "mnist:test[500:1500]", "glyphs": "glyphs:test"},
+    "probes": {
+        "mnist": {"dataset": "mnist:test[500:1500]", "fit": "mnist:train[:3000]"},
+        "glyphs": "glyphs:test",
+    },
     "sae": {
         "topk": {"architecture": "topk", "width": 64, "k": 8, "lr": 0.002, "batch_size": 128, "epochs": 5}
     },

@@ -30,7 +30,6 @@ from metasae.writeup.sections.claims import claims_summary
 from metasae.writeup.sections.example import find_example, worked_example
 from metasae.writeup.sections.glossary import GLOSSARY
 from metasae.writeup.sections.metrics import more_metrics
-from metasae.writeup.sections.optimal_depth import known_depth
 from metasae.writeup.sections.out_of_distribution import out_of_distribution
 from metasae.writeup.sections.purity import purity
 
@@ -667,24 +666,3 @@ def test_superclass_purity_is_tabled_only_where_the_labels_have_superclasses(tmp
         "| configuration" in table and "| superclass purity (chance)" in table and "abstraction gap" in table
     )
     assert "| 1 (0.6)" in table and "| 0.25" in table  # superclass purity beside its chance; the gap
-
-
-def test_known_depth_reads_synth_summary_in_its_own_folder(tmp_path):
-    root = make_results(tmp_path)
-    assert "Not run" in known_depth(ReportData(root, tmp_path / "figs"))
-    folder = root / "synth_summary"  # not summary/: aggregate publishes that folder whole
-    folder.mkdir()
-    pd.DataFrame(
-        {
-            "criterion": ["max_purity"],
-            "mode": ["decoder"],
-            "true_depth": [3],
-            "estimated_median": [2.0],
-            "ci_low": [1.0],
-            "ci_high": [3.0],
-            "n_cases": [5],
-            "fraction_correct": [0.4],
-        }
-    ).to_csv(folder / "synth_depth.csv", index=False)
-    text = known_depth(ReportData(root, tmp_path / "figs"))
-    assert "| max_purity" in text and "[1, 3]" in text and "40%" in text

@@ -19,8 +19,9 @@ def test_schema_training_properties_are_the_settings():
     modes = schema["properties"]["meta"]["properties"]["modes"]["additionalProperties"]["properties"]
     dsprites = schema["properties"]["dsprites"]["properties"]["sae"]["properties"]
     base = schema["properties"]["sae"]["additionalProperties"]["properties"]
-    for block in (base, modes, dsprites):
+    for block in (modes, dsprites):
         assert set(block) == set(settings.NAMES)
+    assert set(base) == {*settings.NAMES, "controls"}  # the width-matched controls: a study key of depth 1
 
 
 def test_allowed_values_match_the_library():

@@ -5,11 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasae.statistics.claims import claims, collapse_evidence, trend_evidence
+from metasae.statistics.claims import claims, collapse_evidence, control_evidence, trend_evidence
 from metasae.statistics.columns import derived_columns
-from metasae.statistics.exact import PERMUTATIONS, holm, share_p_value, trend_p_values
+from metasae.statistics.exact import PERMUTATIONS, holm, share_p_value, sign_flip_p_values, trend_p_values
 from metasae.statistics.intervals import clopper_pearson, t_interval
-from metasae.statistics.optimal import SeedOptimum, depth2_evidence, optimal_depths, plateau
+from metasae.statistics.optimal import (
+    CRITERIA,
+    STATISTICS,
+    SeedOptimum,
+    depth2_evidence,
+    optimal_depths,
+    plateau,
+    seed_optima,
+)
 from metasae.statistics.verdicts import ALPHA, TOO_FEW, Evidence, judge
 
 NULL_STUDIES = 600
@@ -20,8 +28,10 @@ MIN_ALIVE = "stop.min_alive=8"
 
 def _table(values: dict[tuple[str, int], list[float]], stop: dict | None = None) -> pd.DataFrame:
     """Depth rows of one configuration per mode: values[(mode, seed)] is the seed's statistic by depth,
-    used as purity, activation share, mean active share and stability alike; `stop` marks a (mode, seed,
-    depth) stopped for too few alive latents."""
+    used as purity, purity lift, tree identity, activation share, mean active share and stability alike, and
+    for meta_gain_z (NaN at depth 1, which has no meta-SAE) as 10 * value - 2.95, which beats z = 2 from
+    value 0.5 on and never lies within rounding of it; `stop` marks a (mode, seed, depth) stopped for too
+    few alive latents."""
     rows = []
     for (mode, seed), by_depth in values.items():
         for depth, value in enumerate(by_depth, start=1):
@@ -34,6 +44,9 @@ def _table(values: dict[tuple[str, int], list[float]], stop: dict | None = None)
                     "stop_reason": f"parent has 2 alive latents, fewer than {MIN_ALIVE}" if stopped else None,
                     **dict(width=64, fvu=0.1 * depth, stack_fvu=0.1 * depth, alive_latents=64),
                     "purity_mean": value,
+                    **dict(purity_rated_mean=value, purity_rated_chance=0.0),  # lift = value
+                    "tree_identity_mean": value,
+                    "meta_gain_z": 10 * value - 2.95 if depth > 1 else np.nan,
                     "count_all_top10_nonzero": 64 * value,
                     "mean_active_per_image": 64 * value,
                     "stability_mean_cosine": value,
@@ -57,6 +70,8 @@ def _null_study(rng: np.random.Generator) -> pd.DataFrame:
         rows.append({"claim": "depth2", "config": config, **depth2_evidence(optima).row()})
         collapse = collapse_evidence(list(rng.integers(0, 2, SEEDS).astype(float)))
         rows.append({"claim": "collapse", "config": config, **collapse.row()})
+        control = control_evidence(list(rng.normal(size=SEEDS)))  # no difference from the control
+        rows.append({"claim": "control", "config": config, **control.row()})
     return judge(pd.DataFrame(rows).assign(basis="measured"))
 
 
@@ -145,10 +160,14 @@ def test_plateau_ties_give_ranges():
     assert plateau(depths, np.array([0.5, 0.9, 0.9 + 1e-13, 0.2])) == (2, 3)  # equal to 9 digits: a tie
     assert str(SeedOptimum((2, 3), (1, 2, 3, 4))) == "2-3" and str(SeedOptimum((1, 3), (1, 2, 3))) == "1,3"
     values = {("activations", 0): [0.5, 0.9, 0.9, 0.2], ("activations", 1): [0.1, 0.9, 0.3, 0.2]}
-    purity = optimal_depths(_table(values)).set_index("criterion").loc["max_purity"]
-    assert purity["per_seed"] == "2-3 2"
-    assert (purity["estimate_low"], purity["optimal_depth"], purity["estimate_high"]) == (2, 2.25, 2.5)
-    assert purity["ci_low"] <= 2 and purity["ci_high"] >= 2.5
+    tree = optimal_depths(_table(values)).set_index("criterion").loc["max_tree_identity"]
+    assert tree["per_seed"] == "2-3 2"
+    assert (tree["estimate_low"], tree["optimal_depth"], tree["estimate_high"]) == (2, 2.25, 2.5)
+    assert tree["ci_low"] <= 2 and tree["ci_high"] >= 2.5
+    purity = seed_optima(_table(values), "max_purity")  # a statistic now, with the same plateau rule
+    assert " ".join(map(str, purity.per_seed)) == "2-3 2" and purity.basis == "measured"
+    assert (purity.estimate_low, purity.estimate, purity.estimate_high) == (2, 2.25, 2.5)
+    assert purity.ci == pytest.approx((tree["ci_low"], tree["ci_high"]))
     # a plateau holding 2 and 3 counts for neither side of "depth 2 is optimal"
     tied = depth2_evidence([SeedOptimum((2, 3), (1, 2, 3))] * 5)
     assert (tied.n_seeds, tied.n_agree, tied.p_value, tied.p_against) == (5, 0, 1.0, 1.0)
@@ -169,18 +188,53 @@ def _random_study(rng: np.random.Generator) -> pd.DataFrame:
 
 def test_rounding_noise_changes_no_verdict():
     rng = np.random.default_rng(7)
-    statistics = ["purity_mean", "count_fraction", "mean_active_fraction", "stability_mean_cosine"]
-    statistics.append("stack_fvu")
-    seen = []
+    statistics = {c.column for c in (*CRITERIA.values(), *STATISTICS.values())}
+    statistics |= {"purity_lift", "purity_mean", "count_fraction", "mean_active_fraction"}
+    seen, optima, gains = [], [], set()
     for _ in range(6):
         table = _random_study(rng)
-        noisy = table.assign(**{c: table[c] + rng.normal(0, 1e-12, len(table)) for c in statistics})
+        noisy = table.assign(**{c: table[c] + rng.normal(0, 1e-12, len(table)) for c in sorted(statistics)})
         before, after = claims(table), claims(noisy)
         pairs = set(zip(before["verdict"], after["verdict"], strict=True))
         assert not pairs & {("holds", "fails"), ("fails", "holds")}
         assert before["verdict"].tolist() == after["verdict"].tolist()
         assert np.allclose(before["p_value"], after["p_value"], equal_nan=True)
-        optimal = [optimal_depths(t)[["per_seed", "log_claim_depth2"]] for t in (table, noisy)]
+        optimal = [optimal_depths(t)[["criterion", "per_seed", "log_claim_depth2"]] for t in (table, noisy)]
         pd.testing.assert_frame_equal(*optimal)
+        for (_, group), (_, shaken) in zip(table.groupby("mode"), noisy.groupby("mode"), strict=True):
+            for name, how in STATISTICS.items():  # the former criteria: per-seed optima the claims read
+                found = [seed_optima(g, name, min_depths=how.min_depths) for g in (group, shaken)]
+                assert found[0].basis == found[1].basis and found[0].per_seed == found[1].per_seed
+                optima += list(map(str, found[0].per_seed))
         seen += before["verdict"].tolist() + optimal[0]["per_seed"].tolist()
+        gains |= set(optimal[0].set_index("criterion").loc["deepest_meta_gain", "per_seed"].tolist())
     assert {"holds", "fails"} <= set(seen) and any("-" in s for s in seen)  # decided verdicts and plateaus
+    assert any("-" in s for s in optima) and len(set(optima)) > 2  # plateaus and varied optima
+    assert len(gains) > 1  # the meta-gain rule answered differently across studies: its threshold was met
+
+
+def test_sign_flip_is_exact():
+    assert sign_flip_p_values([1.0, 2.0, 3.0, 4.0, 5.0]) == (1 / 32, 1.0)
+    up, down = sign_flip_p_values([1.0, -1.0])  # a mean of 0: half the patterns at least as high
+    assert up == down == 0.75
+    with pytest.raises(ValueError, match="needs 1 to"):
+        sign_flip_p_values([])
+
+
+def test_a_stack_purer_than_its_control_holds_and_a_poorer_one_fails():
+    """8 seeds: the sign-flip test's smallest p is 2^-8, which survives Holm over this table's tests; with
+    5 seeds it is 1/32, which no family of two or more tests lets through (the study's notes say so)."""
+    seeds = 8
+    table = _table({("activations", s): [0.5, 0.6, 0.7] for s in range(seeds)})  # sparse codes
+    found = {}
+    for diff in (0.2, -0.2):
+        rows = table.assign(
+            purity_lift_minus_control=[
+                diff * (d >= 2) + 0.001 * s for d, s in zip(table.depth, table.seed, strict=True)
+            ],
+            control_purity_lift=0.4,
+        )
+        found[diff] = claims(rows).set_index("claim").filter(like="direct SAE", axis=0).iloc[0]
+    assert found[0.2]["verdict"] == "holds" and found[0.2]["control_estimate"] == 0.4
+    assert found[0.2]["p_value"] == 2**-seeds and found[0.2]["n_agree"] == seeds
+    assert found[-0.2]["verdict"] == "fails" and found[-0.2]["p_against"] == 2**-seeds

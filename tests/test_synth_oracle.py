@@ -137,8 +137,9 @@ def stacks(tmp_path_factory):
 
 def test_analytic_stacks_are_ordinary_depth_folders(stacks):
     names = [f.relative_to(stacks["oracle"][0].parent).as_posix() for f in stacks["oracle"]]
-    assert names == ["depth1"] + [f"{m}/depth{d}" for m in ("decoder", "activations") for d in range(2, 6)]
-    for folder in stacks["oracle"][1:]:
+    assert names == ["depth1"] + [f"{m}/depth{d}" for m in ("decoder", "activations") for d in range(2, 7)]
+    assert Depth.load(stacks["oracle"][5]).stopped  # depth 6 of a depth-3 tree: past L + 2
+    for folder in [f for f in stacks["oracle"][1:] if not Depth.load(f).stopped]:
         for name in (CFG_FILE, SAE_WEIGHTS, CODES_FILE, META_CODES_FILE, LINEAGE_FILE, METRICS_FILE):
             assert (folder / name).is_file(), (folder, name)
         depth = Depth.load(folder)
@@ -150,6 +151,8 @@ def test_analytic_stacks_are_ordinary_depth_folders(stacks):
 def test_oracle_scores_clade_ari_1_at_every_planted_depth_and_less_past_it(stacks):
     for folder in stacks["oracle"]:
         score = score_depth(folder)
+        if score["status"] == "stopped":
+            continue
         d, level = score["depth"], 3 - score["depth"] + 1
         if d <= 3:
             assert score["best_matched_level"] == level and score["clade_share"] == 1, folder
@@ -163,6 +166,6 @@ def test_oracle_scores_clade_ari_1_at_every_planted_depth_and_less_past_it(stack
 
 
 def test_shuffled_control_does_not(stacks):
-    for folder in stacks["shuffled"][1:]:
+    for folder in [f for f in stacks["shuffled"][1:] if not Depth.load(f).stopped]:
         score = score_depth(folder)
         assert score["clade_share"] < 1 and max(e["clade_ari"] for e in score["levels"]) < 0.9, folder

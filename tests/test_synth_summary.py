@@ -1,53 +1,84 @@
-"""synth-summary: each criterion's estimates against the planted depth, and the root-match oracle."""
+"""synth-summary's tables from criteria.csv cases, the trained stacks' recovery grid, and the write-up's
+known-depth section reading them."""
 
 import pandas as pd
+import pytest
 
-from metasae.stages.score_synth import _by_true_depth, _cases
-
-
-def _optimal() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "criterion": ["max_purity", "max_purity", "fvu_knee"],
-            "mode": ["decoder", "decoder", "decoder"],
-            "dataset": ["tree_l2", "tree_l3", "tree_l2"],
-            "true_depth": [2, 3, 2],
-            "per_seed": ["2 2 1", "3 1 1", "2 2 2"],
-        }
-    )
+from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery
+from metasae.writeup.data import ReportData
+from metasae.writeup.sections.optimal_depth import known_depth
 
 
-def _depths() -> pd.DataFrame:
-    """Seed 0 of tree_l2: depth 1 matches leaves, depths 2-3 roots (the oracle says 2); seed 1: roots only at
-    a depth that stopped (no oracle case)."""
-    return pd.DataFrame(
-        {
-            "mode": ["decoder"] * 5,
-            "dataset": ["tree_l2"] * 5,
-            "seed": [0, 0, 0, 1, 1],
-            "depth": [1, 2, 3, 1, 2],
-            "status": ["trained", "trained", "trained", "trained", "stopped"],
-            "best_matched_level": [2, 1, 1, 2, 1],
-            "true_depth": [2] * 5,
-        }
-    )
-
-
-def test_cases_are_one_per_seed_and_the_oracle_is_the_first_trained_root_depth():
-    cases = _cases(_optimal(), _depths())
-    purity = cases[(cases["criterion"] == "max_purity") & (cases["dataset"] == "tree_l3")]
-    assert purity["estimated"].tolist() == [3, 1, 1] and purity["correct"].tolist() == [True, False, False]
-    oracle = cases[cases["criterion"] == "root_match"]
-    assert oracle[["dataset", "true_depth", "estimated", "correct"]].values.tolist() == [
-        ["tree_l2", 2, 2, True]
+def _cases() -> pd.DataFrame:
+    """Oracle right at L = 1, 2; trained right at L = 1, a plateau 1-2 at L = 2 (wrong); shuffled says 1."""
+    rows = [
+        ("oracle", 1, 1, 1),
+        ("oracle", 2, 2, 2),
+        ("trained", 1, 1, 1),
+        ("trained", 2, 1, 2),
+        ("shuffled", 1, 1, 1),
+        ("shuffled", 2, 1, 1),
     ]
+    return pd.DataFrame(
+        [
+            {
+                "stack": stack,
+                "mode": "decoder",
+                "criterion": "deepest_meta_gain",
+                "planted_depth": planted,
+                "tree_seed": 0,
+                "sae_seed": 0,
+                "estimate_low": float(low),
+                "estimate_high": float(high),
+                "right": low == high == planted,
+            }
+            for stack, planted, low, high in rows
+        ]
+    )
 
 
-def test_by_true_depth_gives_median_ci_and_share_right():
-    table = _by_true_depth(_cases(_optimal(), _depths())).set_index(["criterion", "true_depth"])
-    purity_l2 = table.loc[("max_purity", 2)]
-    assert purity_l2["estimated_median"] == 2 and purity_l2["n_cases"] == 3
-    assert purity_l2["fraction_correct"] == 2 / 3 and purity_l2["estimates"] == "2 2 1"
-    assert purity_l2["ci_low"] <= purity_l2["estimated_median"] <= purity_l2["ci_high"]
-    knee = table.loc[("fvu_knee", 2)]
-    assert (knee["ci_low"], knee["ci_high"], knee["fraction_correct"]) == (2, 2, 1.0)
+def test_by_true_depth_uses_plateau_midpoints_and_counts_plateaus_wrong():
+    table = _by_true_depth(_cases()).set_index(["stack", "planted_depth"])
+    assert table.loc[("trained", 2), "estimated_median"] == 1.5
+    assert (
+        table.loc[("trained", 2), "fraction_correct"] == 0 and table.loc[("trained", 2), "estimates"] == "1-2"
+    )
+    assert table.loc[("oracle", 2), "fraction_correct"] == 1
+
+
+def test_accuracy_gives_share_right_and_spearman():
+    acc = _accuracy(_cases()).set_index("stack")
+    assert acc.loc["oracle", "fraction_correct"] == 1 and acc.loc["oracle", "spearman"] == pytest.approx(1)
+    assert acc.loc["shuffled", "fraction_correct"] == 0.5 and pd.isna(acc.loc["shuffled", "spearman"])
+
+
+def test_recovery_normalises_each_level_by_its_best_depth():
+    table = pd.DataFrame(
+        {
+            "stack": "trained",
+            "status": "trained",
+            "mode": "decoder",
+            "true_depth": 2,
+            "dataset": "t",
+            "seed": 0,
+            "depth": [1, 2],
+            "level1_hungarian_mean_cosine": [0.4, 0.8],
+            "level2_hungarian_mean_cosine": [0.9, 0.3],
+            "level1_clade_ari": [0.1, 1.0],
+            "level2_clade_ari": [1.0, 0.0],
+        }
+    )
+    grid = recovery(table).set_index(["depth", "level"])
+    assert grid.loc[(2, 1), "hungarian_normed"] == 1 and grid.loc[(1, 1), "hungarian_normed"] == 0.5
+    assert grid.loc[(1, 2), "hungarian_normed"] == 1 and grid.loc[(2, 1), "clade_ari"] == 1
+
+
+def test_known_depth_says_which_criteria_pass(tmp_path):
+    folder = tmp_path / "results" / "synth_summary"
+    folder.mkdir(parents=True)
+    assert "Not run" in known_depth(ReportData(tmp_path / "results", tmp_path / "figs"))
+    _accuracy(_cases()).to_csv(folder / "synth_accuracy.csv", index=False)
+    _by_true_depth(_cases()).to_csv(folder / "synth_depth.csv", index=False)
+    text = known_depth(ReportData(tmp_path / "results", tmp_path / "figs"))
+    assert "On the oracle stacks these criteria find L in every case, both modes: deepest_meta_gain." in text
+    assert "On the trained stacks no criterion finds L in every case" in text and "50%" in text

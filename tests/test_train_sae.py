@@ -3,13 +3,14 @@
 import pandas as pd
 import pytest
 import torch
-from depth_folders import write_depth
+from depth_folders import write_cache, write_depth
 
 from metasae.codes import load_codes
 from metasae.errors import MetasaeError
-from metasae.io import read_json
+from metasae.io import load_tensors, read_json, write_json
 from metasae.layout import LINEAGE_FILE, META_CODES_FILE, MODES
 from metasae.sae import SAEConfig, build_sae, load_sae
+from metasae.stack import FIT_CODES_FILE, Depth
 from metasae.stages import train_sae as meta
 
 D_IN, N_ATOMS, N_LATENTS, N_IMAGES = 32, 8, 192, 60
@@ -29,6 +30,7 @@ def planted_parent(folder, seed=0):
         torch.rand(N_IMAGES, N_LATENTS, generator=g) < 0.05
     )
     metrics = {"width": N_LATENTS, "fvu": 0.1, "alive_latents_images": N_LATENTS}
+    write_cache(folder / "acts", sae.decode(codes).detach())  # decoder mode fits its frozen codes on these
     write_depth(folder, sae, codes, 1, "base", folder / "acts", metrics=metrics)
     return atoms, codes
 
@@ -118,3 +120,81 @@ def test_bad_mode_and_depth_are_clear_errors(tmp_path):
         meta.train_meta(tmp_path, "weights", 2, DECODER_SPEC, tmp_path / "x", 0)
     with pytest.raises(MetasaeError, match="meta-SAEs start at depth 2"):
         meta.train_meta(tmp_path, "decoder", 1, DECODER_SPEC, tmp_path / "x", 0)
+
+
+BASE_SPEC = {"architecture": "topk", "width": 16, "k": 2, "lr": 0.01, "batch_size": 16, "epochs": 2}
+
+
+def held_out_caches(tmp_path, n_fit=80, n_eval=30):
+    """A fit cache of positive rows and an eval cache of negative ones: any eval row reaching the trainer
+    shows as a negative value."""
+    g = torch.Generator().manual_seed(0)
+    fit = write_cache(tmp_path / "fit", torch.rand(n_fit, 8, generator=g) + 0.1)
+    ev = write_cache(tmp_path / "eval", -torch.rand(n_eval, 8, generator=g) - 0.1)
+    return fit, ev
+
+
+def capture_training_rows(monkeypatch) -> list[torch.Tensor]:
+    """Every tensor train_sae is handed (training rows and its held-out rows)."""
+    seen, train = [], meta.train_sae
+
+    def spy(data, *args, eval_data=None, **kwargs):
+        seen.extend([data, eval_data])
+        return train(data, *args, eval_data=eval_data, **kwargs)
+
+    monkeypatch.setattr(meta, "train_sae", spy)
+    return seen
+
+
+def test_depth1_trains_on_the_fit_cache_and_codes_both_image_sets(tmp_path, monkeypatch):
+    fit, ev = held_out_caches(tmp_path)
+    seen = capture_training_rows(monkeypatch)
+    metrics = meta.train_base(fit, BASE_SPEC, tmp_path / "depth1", 0, eval_acts_dir=ev)
+    assert sum(len(t) for t in seen) == 80 and all((t > 0).all() for t in seen)  # the fit rows alone
+    depth = Depth.load(tmp_path / "depth1")
+    assert (depth.acts_dir, depth.fit_acts_dir) == (ev, fit)
+    assert set(metrics["sha256"]) == {"codes.safetensors", FIT_CODES_FILE}
+    sae = load_sae(tmp_path / "depth1")
+    with torch.no_grad():
+        for codes, cache in ((depth.codes, ev), (depth.fit_codes, fit)):
+            acts = load_tensors(cache / "acts.safetensors")["acts"]
+            assert torch.allclose(codes.to_dense(), sae.encode(acts), atol=1e-6)
+
+
+def test_depth1_without_an_eval_cache_codes_its_own_images(tmp_path):
+    fit, _ = held_out_caches(tmp_path)
+    meta.train_base(fit, BASE_SPEC, tmp_path / "depth1", 0)
+    depth = Depth.load(tmp_path / "depth1")
+    assert not depth.has_fit_codes and depth.fit_codes is depth.codes and depth.codes.shape[0] == 80
+
+
+def test_activations_mode_trains_on_the_parents_fit_codes(tmp_path, monkeypatch):
+    fit, ev = held_out_caches(tmp_path)
+    meta.train_base(fit, BASE_SPEC, tmp_path / "depth1", 0, eval_acts_dir=ev)
+    parent = Depth.load(tmp_path / "depth1")
+    seen = capture_training_rows(monkeypatch)
+    spec = {**BASE_SPEC, "width": {"factor": 0.5, "min": 2}}
+    meta.train_meta(tmp_path / "depth1", "activations", 2, spec, tmp_path / "depth2", seed=0)
+    fit_rows = {tuple(r.tolist()) for r in parent.fit_codes.to_dense()}
+    assert sum(len(t) for t in seen) == 80 and all(tuple(r.tolist()) in fit_rows for t in seen for r in t)
+    depth2 = Depth.load(tmp_path / "depth2")
+    assert depth2.codes.shape == (30, 8) and depth2.fit_codes.shape == (80, 8)
+    assert depth2.fit_acts_dir == fit and depth2.acts_dir == ev
+
+
+def test_a_depth_that_trained_elsewhere_without_fit_codes_is_an_error(tmp_path):
+    fit, ev = held_out_caches(tmp_path)
+    meta.train_base(fit, BASE_SPEC, tmp_path / "depth1", 0, eval_acts_dir=ev)
+    metrics = read_json(tmp_path / "depth1" / "metrics.json")
+    del metrics["sha256"][FIT_CODES_FILE]
+    write_json(tmp_path / "depth1" / "metrics.json", metrics)
+    with pytest.raises(MetasaeError, match="fit_codes.safetensors: no sha256 recorded"):  # checked at load
+        Depth.load(tmp_path / "depth1")
+    (tmp_path / "depth1" / FIT_CODES_FILE).unlink()
+    with pytest.raises(MetasaeError, match="no fit_codes.safetensors, though it trained on"):
+        _ = Depth.load(tmp_path / "depth1").fit_codes
+
+
+def test_sae_seed_zero_is_the_run_seed_and_others_differ():
+    assert meta.sae_run_seed(3, 0) == 3
+    assert len({meta.sae_run_seed(3, s) for s in range(4)} | {meta.sae_run_seed(4, 1)}) == 5

@@ -54,14 +54,22 @@ def finished(tmp_path_factory) -> Path:
 
 def test_summary_tables_are_sane(finished):
     depths = pd.read_csv(finished / "summary" / "depths.csv")
-    # 2 seeds x 2 modes x 3 depths (depth 1 listed under each mode)
-    assert len(depths) == 2 * 2 * 3
+    # 2 seeds x 2 SAE seeds x 2 modes x (3 stack depths + the width-8 control), depth 1 listed under each mode
+    assert len(depths) == 2 * 2 * 2 * (3 + 1)
+    assert depths.groupby("role").size().to_dict() == {"stack": 24, "control": 8}
     trained = depths[depths["status"] == "trained"]
     assert trained["fvu"].between(0, 1).all() and trained["stack_fvu"].notna().all()
-    assert trained["purity_mean"].between(0, 1).all()
+    assert trained["purity_mean"].between(0, 1).all() and trained["effective_rank"].gt(1).all()
     stopped = depths[depths["status"] == "stopped"]
-    assert set(stopped["mode"]) == {"decoder"} and set(stopped["depth"]) == {3}  # 8 * 0.25 = 2 < width.min 4
+    assert set(stopped["depth"]) == {3} and len(stopped) == 8  # 8 * 0.25 = 2 < width.min 4, both modes
     assert stopped["stop_reason"].str.contains("width.min").all()
+    depth2 = depths[(depths["role"] == "stack") & (depths["depth"] == 2)]
+    assert (depth2["control_width"] == 8).all() and depth2["control_stack_fvu"].notna().all()
+    assert depth2["stack_fvu_minus_control"].notna().all()
+    assert (
+        trained["stability_sae_mean_cosine"].notna().all() and trained["stability_mean_cosine"].notna().all()
+    )
+    assert set(depths["sae_seed"]) == {0, 1} and (depths["fit_ref"] == "digits:train").all()
     optimal = pd.read_csv(finished / "summary" / "optimal_depth.csv")
     assert not optimal.duplicated(["model", "dataset", "layer", "sae", "mode", "criterion"]).any()
     assert set(optimal["mode"]) == {"decoder", "activations"}
@@ -80,6 +88,28 @@ def test_summary_tables_are_sane(finished):
     )
     assert (unknown["log_claim_depth2"] == "untested").all()
     assert len(pd.read_csv(finished / "summary" / "claims.csv")) >= 3
+
+
+def test_no_sae_is_analysed_on_an_image_it_trained_on(finished):
+    """Through the manifests: each depth-1 SAE's fit cache and the eval cache its codes (and every statistic)
+    are of share no (dataset, split, index) image."""
+    from metasae.activations import load_activations
+    from metasae.data.refs import parse_ref
+    from metasae.stack import Depth
+
+    folders = sorted((finished / "sae").rglob("depth1/metrics.json"))
+    assert len(folders) == 2 * 2 * 2  # seeds x SAE seeds x (stack, control)
+    for metrics in folders:
+        depth = Depth.load(metrics.parent)
+        fit, held_out = load_activations(depth.fit_acts_dir), load_activations(depth.acts_dir)
+        assert (fit.manifest["role"], held_out.manifest["role"]) == ("fit", "eval")
+        assert depth.fit_codes.shape[0] == len(fit.index) and depth.codes.shape[0] == len(held_out.index)
+
+        def images(cache):
+            ref = parse_ref(cache.manifest["dataset"])
+            return {(ref.name, ref.split, int(i)) for i in cache.index}
+
+        assert not images(fit) & images(held_out), metrics.parent
 
 
 def test_report_and_per_depth_outputs_exist(finished):

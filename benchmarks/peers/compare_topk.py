@@ -4,9 +4,13 @@ batches in the same order, same hyper-parameters, same number of steps; reports 
 
     python benchmarks/peers/compare_topk.py [--venv /tmp/peers-venv] [--steps 200] [--device cpu]
 
-The peers are never project dependencies: this script makes a separate venv (sharing the main environment's
-torch through --system-site-packages), pip-installs them there, and re-runs itself with that venv's python.
-A peer that fails to install or import is reported with pip's / Python's error instead of a timing.
+The peers learn at different rates per step, so it also reports, for every peer, the steps and seconds our
+TopK needs to reach that peer's final held-out FVU (stepping on past --steps where it must).
+
+The peers are never project dependencies: this script makes a separate venv that sees this interpreter's
+packages (torch, and metasae however it is installed: system, venv, editable) through a .pth file,
+pip-installs them there, and re-runs itself with that venv's python. A peer that fails to install or import
+is reported with pip's / Python's error instead of a timing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +35,7 @@ def ensure_venv(venv: Path) -> dict[str, str]:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    share_packages(python)
     errors = {}
     for module, package in PEERS.items():
         if subprocess.run([str(python), "-c", f"import {module}"], capture_output=True).returncode == 0:
@@ -38,6 +44,24 @@ def ensure_venv(venv: Path) -> dict[str, str]:
         if done.returncode != 0:
             errors[module] = " | ".join(done.stderr.strip().splitlines()[-3:])
     return errors
+
+
+def share_packages(python: Path) -> None:
+    """Make the venv of `python` see this interpreter's site-packages, .pth files included.
+
+    --system-site-packages alone shares the *base* interpreter's packages: run from a venv, the peers' venv
+    would then lack the project and its torch (ModuleNotFoundError: metasae). site.addsitedir also runs the
+    .pth files there, so an editable install resolves too; the venv's own packages stay first on sys.path.
+    """
+    ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    site_dir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    line = "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in ours) + "\n"
+    (Path(site_dir) / "_metasae_parent.pth").write_text(line)
 
 
 def make_data(n: int, d_in: int, seed: int):
@@ -67,7 +91,7 @@ class Ours:
 
         from metasae.optim import Adam
         from metasae.sae import SAEConfig, build_sae
-        from metasae.sae.trainer import geometric_median
+        from metasae.sae.trainer import decoder_lr_scale_for, geometric_median
         from metasae.seeds import generator
 
         self.sae = build_sae(
@@ -79,14 +103,15 @@ class Ours:
         self.opt = Adam(self.sae.parameters(), lr=a.lr)
         self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
         self.dead_after = a.dead_after
+        self.decoder_lr_scale = decoder_lr_scale_for("topk", a.decoder_lr_scale)
 
     def step(self, step: int, x) -> None:
+        from metasae.sae.trainer import optimizer_step
+
         parts = self.sae.loss(x, dead=self.since_fired >= self.dead_after)
         self.opt.zero_grad(set_to_none=True)
         parts.total.backward()
-        self.sae.remove_parallel_grad_()
-        self.opt.step()
-        self.sae.normalize_decoder_()
+        optimizer_step(self.sae, self.opt, self.decoder_lr_scale)
         self.since_fired += len(x)
         self.since_fired[parts.fired] = 0
 
@@ -168,14 +193,18 @@ class SAELens:
 
 
 def run_all(classes: list[type], a, train, test, order: Callable[[int], object]) -> tuple[list[dict], list]:
-    """Step every implementation on the same batch in turn, so each sees the same machine load."""
+    """Step every implementation on the same batch in turn, so each sees the same machine load; the first
+    (ours) also gets its held-out FVU every --check-every steps (untimed), for the time to each peer's FVU."""
 
     models = [cls(a, train[order(0)]) for cls in classes]
     times: list[list[float]] = [[] for _ in models]
+    trace: list[dict] = []
     for step in range(a.steps):
         x = train[order(step)]
         for model, t in zip(models, times, strict=True):
             t.append(_timed_step(model, step, x, a.device))
+        if models and (step + 1) % a.check_every == 0:
+            trace.append({"steps": step + 1, "train_s": sum(times[0]), "fvu": _held_out_fvu(models[0], test)})
     results = []
     for model, t in zip(models, times, strict=True):
         step_s = statistics.median(t[a.warmup :])
@@ -188,6 +217,8 @@ def run_all(classes: list[type], a, train, test, order: Callable[[int], object])
                 "train_s": sum(t),
             }
         )
+    if results:
+        results[0]["trace"] = trace
     return results, models
 
 
@@ -210,16 +241,29 @@ def _held_out_fvu(model, test) -> float:
         )
 
 
-def time_to_fvu(model, done: dict, target: float, a, train, test, order, check_every: int = 50) -> dict:
-    """Go on stepping `model` (which did `done`) until its held-out FVU reaches `target`, for a peer whose
-    parametrisation learns faster per step: the fair comparison is then wall time to the same FVU."""
-    seconds, step, reached = done["train_s"], a.steps, done["fvu"]
-    while reached > target and step < 20 * a.steps:
-        for _ in range(check_every):
+def extend_trace(model, trace: list[dict], target: float, a, train, test, order) -> None:
+    """Go on stepping our `model` until its held-out FVU reaches `target` (a peer's, lower than ours after
+    --steps) or 20x --steps pass, appending to its trace every --check-every steps."""
+    step, seconds = trace[-1]["steps"], trace[-1]["train_s"]
+    while trace[-1]["fvu"] > target and step < 20 * a.steps:
+        for _ in range(a.check_every):
             seconds += _timed_step(model, step, train[order(step)], a.device)
             step += 1
-        reached = _held_out_fvu(model, test)
-    return {"target_fvu": target, "reached_fvu": reached, "steps": step, "train_s": seconds}
+        trace.append({"steps": step, "train_s": seconds, "fvu": _held_out_fvu(model, test)})
+
+
+def time_to_peer(trace: list[dict], peer: dict) -> dict:
+    """Our steps and seconds to the peer's final held-out FVU: the first trace point at or below it (None
+    where ours never got there); `speedup` > 1 means ours got there in less time than the peer took."""
+    reached = next((p for p in trace if p["fvu"] <= peer["fvu"]), None)
+    return {
+        "peer": peer["impl"],
+        "peer_fvu": peer["fvu"],
+        "peer_train_s": peer["train_s"],
+        "steps": reached and reached["steps"],
+        "train_s": reached and reached["train_s"],
+        "speedup": reached and peer["train_s"] / reached["train_s"],
+    }
 
 
 def _version(module: str, package: str) -> str:
@@ -259,14 +303,10 @@ def inside(a) -> None:
         classes.append(cls)
     results, models = run_all(classes, a, train, test, order)
     ours = results[0] if classes and classes[0] is Ours else None
-    best_peer = min(results[1:], key=lambda r: r["fvu"], default=None)
-    catch_up = None
-    if ours and best_peer and best_peer["fvu"] < 0.98 * ours["fvu"]:  # not for a difference within noise
-        catch_up = {
-            "peer": best_peer["impl"],
-            "peer_train_s": best_peer["train_s"],
-            **time_to_fvu(models[0], ours, best_peer["fvu"], a, train, test, order),
-        }
+    to_peers = []
+    if ours and len(results) > 1:
+        extend_trace(models[0], ours["trace"], min(r["fvu"] for r in results[1:]), a, train, test, order)
+        to_peers = [time_to_peer(ours["trace"], peer) for peer in results[1:]]
     versions = {
         "torch": torch.__version__,
         **{pkg: _version(m, pkg) for m, pkg in PEERS.items() if m not in errors},
@@ -276,7 +316,7 @@ def inside(a) -> None:
         "versions": versions,
         "torch_threads": torch.get_num_threads(),
         "results": results,
-        "ours_to_best_peer_fvu": catch_up,
+        "ours_to_peer_fvu": to_peers,
         "errors": errors,
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,13 +330,17 @@ def inside(a) -> None:
         print(f"| {r['impl']} | {r['step_ms']:.1f} | {r['rows_per_s']:,.0f} | {r['fvu']:.4f} |")
     for module, err in errors.items():
         print(f"| {module} | not run: {err} | | |")
-    if catch_up:
-        print(
-            f"metasae topk to {catch_up['peer']}'s FVU {catch_up['target_fvu']:.4f}: "
-            f"{catch_up['steps']} steps, {catch_up['train_s']:.1f} s of steps "
-            f"(FVU {catch_up['reached_fvu']:.4f}); the peer's {a.steps} steps: "
-            f"{catch_up['peer_train_s']:.1f} s"
+    print(
+        f"\n| metasae topk to the peer's FVU | peer FVU ({a.steps} steps) | peer s | our steps | our s | "
+        "speed-up |\n|---|---|---|---|---|---|"
+    )
+    for t in to_peers:
+        ours_part = (
+            f"{t['steps']} | {t['train_s']:.1f} | {t['speedup']:.2f}x"
+            if t["steps"]
+            else f"not reached in {20 * a.steps} | | "
         )
+        print(f"| {t['peer']} | {t['peer_fvu']:.4f} | {t['peer_train_s']:.1f} | {ours_part} |")
 
 
 def main() -> None:
@@ -318,6 +362,10 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=32_768)
     p.add_argument("--n-test", type=int, default=8192)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check-every", type=int, default=25, help="steps between our held-out FVU checks")
+    p.add_argument(
+        "--decoder-lr-scale", type=float, help="ours: train.decoder_lr_scale (default: the trainer's)"
+    )
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--install-errors", type=json.loads, default={}, help=argparse.SUPPRESS)
     a = p.parse_args()

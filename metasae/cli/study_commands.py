@@ -99,6 +99,15 @@ def register_cache_acts(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument(
+        "--role",
+        choices=("eval", "fit"),
+        default="eval",
+        help="eval: a probe's images, analysed; fit: the images its SAE stack trains on (recorded)",
+    )
+    p.add_argument(
+        "--shuffle-labels", action="store_true", help="permute the labels, fixed seed (negative control)"
+    )
     add_common_flags(p)
 
     def run(a: argparse.Namespace) -> None:
@@ -112,6 +121,8 @@ def register_cache_acts(sub: argparse._SubParsersAction) -> None:
             batch_size=a.batch_size,
             data_dir=a.data_dir,
             device=a.device,
+            role=a.role,
+            shuffle_labels=a.shuffle_labels,
         )
 
     p.set_defaults(func=run)
@@ -125,12 +136,20 @@ def register_train_sae(sub: argparse._SubParsersAction) -> None:
         "below overriding it.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--acts", type=Path, help="depth 1: activation cache folder (cache-acts output)")
+    src.add_argument("--acts", type=Path, help="depth 1: the activation cache it trains on (the fit set)")
     src.add_argument("--parent", type=Path, help="depth d >= 2: the depth d-1 folder of the same stack")
     p.add_argument(
         "--mode", help="with --parent: decoder (train on its decoder rows) | activations (on its codes)"
     )
     p.add_argument("--depth", type=int, help="with --parent: the depth being trained (>= 2)")
+    p.add_argument(
+        "--eval-acts",
+        type=Path,
+        help="with --acts: the probe's eval cache, whose codes the analysis reads (default: --acts itself)",
+    )
+    p.add_argument(
+        "--sae-seed", type=int, default=0, help="the SAE seed (0: the run seed itself; recorded with it)"
+    )
     p.add_argument(
         "--apply",
         type=Path,
@@ -157,6 +176,8 @@ def register_train_sae(sub: argparse._SubParsersAction) -> None:
         from metasae.stages import train_sae as stage
 
         spec = merged_spec(a)
+        if a.eval_acts is not None and (a.acts is None or a.apply is not None):
+            raise MetasaeError("--eval-acts goes with --acts (depth 1 on a fit cache), not --parent, --apply")
         if a.apply is not None:
             if a.acts is not None:
                 stage.apply_base(a.acts, a.apply, a.out)
@@ -167,7 +188,15 @@ def register_train_sae(sub: argparse._SubParsersAction) -> None:
                 raise MetasaeError(
                     "--acts trains depth 1; use --parent DIR --mode M --depth D for deeper depths"
                 )
-            stage.train_base(a.acts, spec, a.out, a.seed, device=a.device, resume=not a.no_resume)
+            stage.train_base(
+                a.acts,
+                spec,
+                a.out,
+                stage.sae_run_seed(a.seed, a.sae_seed),
+                eval_acts_dir=a.eval_acts,
+                device=a.device,
+                resume=not a.no_resume,
+            )
         else:
             if a.mode is None or a.depth is None:
                 raise MetasaeError("--parent needs --mode (decoder | activations) and --depth (>= 2)")
@@ -177,7 +206,7 @@ def register_train_sae(sub: argparse._SubParsersAction) -> None:
                 a.depth,
                 spec,
                 a.out,
-                a.seed,
+                stage.sae_run_seed(a.seed, a.sae_seed),
                 stage.StopRules.from_dict(a.stop),
                 device=a.device,
                 resume=not a.no_resume,
@@ -256,26 +285,24 @@ def register_aggregate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-MAX_EXPLORER_LATENTS = 256
-
-
 def register_explore(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explore", help="one self-contained HTML explorer of every analysed depth (offline)")
-    p.add_argument("--results", required=True, type=Path, help="results folder (reads analysis/ and sae/)")
-    p.add_argument("--out", required=True, type=Path, help="output HTML file")
-    p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets (probe images)")
-    p.add_argument(
-        "--max-latents-per-depth",
-        type=int,
-        default=MAX_EXPLORER_LATENTS,
-        help=f"keep at most N latents per depth (alive, most active first) to bound the file size (default "
-        f"{MAX_EXPLORER_LATENTS}; a study of 2304-latent depths would otherwise write a file of a gigabyte)",
+    p = sub.add_parser(
+        "explore", help="the offline latent explorer of every analysed depth (a folder that opens from disk)"
     )
+    p.add_argument("--results", required=True, type=Path, help="results folder (reads analysis/ and sae/)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the page to write, e.g. results/explorer/index.html; its folder is the explorer's own (replaced"
+        " whole: the page, explorer.js/.css and data/, one script per depth and per probe dataset)",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="local copy of real datasets (probe images)")
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.explore import explore
 
-        explore(a.results, a.out, data_dir=a.data_dir, max_latents_per_depth=a.max_latents_per_depth)
+        explore(a.results, a.out, data_dir=a.data_dir)
 
     p.set_defaults(func=run)
 

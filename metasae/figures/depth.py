@@ -422,7 +422,11 @@ def _lineage_card(
     alive_meta = (~analysis.stats.dead).numpy()
     lineage = lineage[(lineage.weight != 0) & alive_meta[lineage.meta_latent.to_numpy()]]
     parent = analyse_codes(
-        depth.parent.codes, analysis.probe, analysis.top.rows.shape[1], analysis.depth - 1, predict=False
+        depth.parent.image_codes,
+        analysis.probe,
+        analysis.top.rows.shape[1],
+        analysis.depth - 1,
+        predict=False,
     )
     lineage = lineage[~parent.stats.dead.numpy()[lineage.parent_latent.to_numpy()]]
     if lineage.empty:

@@ -21,20 +21,33 @@ from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
 from metasae.featviz import DEFAULT_VIZ, FeatureVizConfig
+from metasae.frozen_codes import mean_l0
 from metasae.io import atomic_path, provenance, read_json, stage_output, write_json
 from metasae.latent_stats import column_stats, max_correlation_to_parent, max_cosine_to_parent
 from metasae.layout import BASE_MODE, FIGURES_DIR, LATENTS_FILE, MANIFEST_FILE, SUMMARY_FILE
 from metasae.models import load_classifier
 from metasae.stack import Depth
+from metasae.statistics.meta_gain import depth_meta_gain
 
 
 def _parent_similarity(depth: Depth) -> torch.Tensor:
     """Decoder mode: max cosine of decoder rows to the parent's; activations mode: max column correlation."""
     if depth.mode == BASE_MODE:
-        return torch.full((depth.codes.shape[1],), float("nan"))
+        return torch.full((depth.image_codes.shape[1],), float("nan"))
     if depth.mode == "decoder":
         return max_cosine_to_parent(depth.sae.W_dec.detach(), depth.parent.sae.W_dec.detach())
-    return max_correlation_to_parent(depth.codes, depth.parent.codes)
+    return max_correlation_to_parent(depth.image_codes, depth.parent.image_codes)
+
+
+def _routed(depth: Depth, splice: tuple, labels: tuple[torch.Tensor, str]) -> dict:
+    """Decoder mode d >= 2: the routed codes' L0 and the layer rebuilt by routing, under `routed_` names (they
+    are reported, never a verdict: from depth 2-3 routed codes are dense). Nothing for other depths."""
+    routed = depth.routed_codes
+    if routed is None:
+        return {}
+    spliced = depth.splice_metrics(*splice, *labels, reconstruction=depth.routed_reconstruction())
+    keys = ("stack_fvu", "spliced_accuracy", "loss_recovered")
+    return {"routed_mean_active_per_image": mean_l0(routed), **{f"routed_{k}": spliced[k] for k in keys}}
 
 
 def _load_probe(cache: ActivationCache, data_dir: str | Path | None, device: str) -> Probe:
@@ -54,9 +67,10 @@ def _load_probe(cache: ActivationCache, data_dir: str | Path | None, device: str
 
 @torch.no_grad()
 def _splice_labels(probe: Probe, images: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """The probe's labels when they are the classifier's classes; otherwise (out-of-distribution probes) the
-    clean classifier's own predictions, so spliced accuracy reads as agreement with the unmodified model."""
-    if probe.classifier_label_names == probe.label_names:
+    """The probe's labels when they are the classifier's classes (and not shuffled); otherwise
+    (out-of-distribution probes, the shuffled-label control) the clean classifier's own predictions, so
+    spliced accuracy reads as agreement with the unmodified model."""
+    if probe.classifier_label_names == probe.label_names and not probe.cache.manifest.get("labels_shuffled"):
         return probe.cache.labels, "dataset_labels"
     return probe.classifier(images).argmax(1), "clean_predictions"
 
@@ -115,7 +129,7 @@ def analyse(
         write_json(out_dir / SUMMARY_FILE, summary)
         return summary
 
-    codes = depth.codes
+    codes = depth.image_codes
     cache = load_activations(depth.acts_dir)
     probe = Probe(cache, list(cache.manifest["label_names"]))
     collapsed = column_stats(codes).collapsed
@@ -133,17 +147,17 @@ def analyse(
                 analysis, depth, out_dir / FIGURES_DIR, n_grid, feature_viz, viz_cfg, device, figures
             )
         images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
-        stack = depth.splice_metrics(
-            probe.classifier.cpu(),
-            cache.manifest["layer"],
-            cache.acts,
-            images,
-            *_splice_labels(probe, images),
-        )
+        splice = (probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images)
+        labels = _splice_labels(probe, images)
+        stack = depth.splice_metrics(*splice, *labels) | _routed(depth, splice, labels)
     summary = {
         **analysis.summary(),
+        "codes_used": depth.codes_used,
         **stack,
+        **depth_meta_gain(depth),  # the label-free depth statistic (criterion deepest_meta_gain)
         "dataset_is_real": bool(cache.manifest.get("dataset_is_real")),  # as cache-acts recorded it
+        "effective_rank": cache.manifest.get("effective_rank"),  # of the eval images' activations
+        "labels_shuffled": bool(cache.manifest.get("labels_shuffled")),
         "stop_reason": None,
         "figures": drawn,
         "provenance": provenance(settings),

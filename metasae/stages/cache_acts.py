@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from metasae.activations import ActivationCache
+from metasae.activations import ROLES, ActivationCache, effective_rank
 from metasae.data import InputSpec, load_dataset, to_input_spec
 from metasae.devices import resolve_device
 from metasae.errors import MetasaeError
 from metasae.io import provenance, stage_output, write_json
 from metasae.layout import ACTS_FILE, MANIFEST_FILE
 from metasae.models import check_layer, load_classifier
+from metasae.seeds import generator
 from metasae.tensor_stream import stream_tensors
 
 
@@ -59,7 +60,14 @@ def cache_activations(
     batch_size: int = 512,
     data_dir: str | Path | None = None,
     device: str = "cpu",
+    role: str = "eval",
+    shuffle_labels: bool = False,
 ) -> ActivationCache:
+    """`role`: what the stack does with these images, recorded in the manifest (`fit`: trains on them;
+    `eval`: every statistic is computed on them). `shuffle_labels`: permute the labels with a fixed seed (the
+    negative control: a latent can be no purer than chance on them)."""
+    if role not in ROLES:
+        raise MetasaeError(f"--role {role!r}; allowed: {', '.join(ROLES)}")
     dev = resolve_device(device)
     model, model_cfg = load_classifier(model_dir, device=str(dev))
     module = check_layer(model, layer, where=str(model_dir))
@@ -68,6 +76,9 @@ def cache_activations(
     n = len(images)
     if n == 0:
         raise MetasaeError(f"dataset {dataset!r} is empty")
+    labels = data.labels.to(torch.int64)
+    if shuffle_labels:
+        labels = labels[torch.randperm(n, generator=generator("shuffle-labels", data.ref))]
     dim = _layer_width(model, module, images[:1].to(dev))
     acts = torch.empty(n, dim, dtype=torch.float32)
     probe = _Capture(acts)
@@ -77,7 +88,7 @@ def cache_activations(
     try:
         # Each batch's rows go to disk and into the checksum on a background thread while the next batch runs.
         with stream_tensors(out_dir / ACTS_FILE, layout) as stream:
-            stream.write("labels", data.labels.to(torch.int64))
+            stream.write("labels", labels)
             stream.write("index", data.index.to(torch.int64))
             for start in tqdm(
                 range(0, n, batch_size), desc=f"cache {layer} on {dataset}", disable=None, leave=False
@@ -103,13 +114,23 @@ def cache_activations(
         "dataset_description": data.description,
         "label_names": list(data.label_names),
         "layer": layer,
+        "role": role,
+        "labels_shuffled": shuffle_labels,
+        "effective_rank": effective_rank(acts),
         "provenance": provenance(
-            {"model_dir": str(model_dir), "dataset": dataset, "layer": layer, "batch_size": batch_size},
+            {
+                "model_dir": str(model_dir),
+                "dataset": dataset,
+                "layer": layer,
+                "batch_size": batch_size,
+                "role": role,
+                "shuffle_labels": shuffle_labels,
+            },
             model_cfg.get("train_config", {}).get("seed"),
         ),
     }
     write_json(out_dir / MANIFEST_FILE, manifest)
-    return ActivationCache(acts, data.labels, data.index, manifest)
+    return ActivationCache(acts, labels, data.index, manifest)
 
 
 def _layer_width(model: torch.nn.Module, module: torch.nn.Module, one_image: torch.Tensor) -> int:

@@ -1,4 +1,4 @@
-"""Stage `explore`: the study's interactive explorer, one self-contained HTML file (`metasae.explorer`)."""
+"""Stage `explore`: the study's offline latent explorer, a folder that opens from disk (metasae.explorer)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from pathlib import Path
 from metasae.explorer import build_explorer
 
 
-def explore(
-    results: str | Path,
-    out: str | Path,
-    data_dir: str | Path | None = None,
-    max_latents_per_depth: int | None = None,
-) -> Path:
-    """Write the explorer of a results folder's analysed depths to `out`; returns its path."""
+def explore(results: str | Path, out: str | Path, data_dir: str | Path | None = None) -> Path:
+    """Write the explorer of a results folder's analysed depths beside `out` (its page); returns its path."""
     data_dir = Path(data_dir) if data_dir else None
-    return build_explorer(Path(results), Path(out), data_dir, max_latents_per_depth)
+    return build_explorer(Path(results), Path(out), data_dir)

@@ -17,11 +17,13 @@ import pandas as pd
 import torch
 
 from metasae.errors import MetasaeError
-from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, match_levels, mcc
+from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, match_levels, mcc, tree_identity
 from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
 from metasae.stages.synth_acts import load_truth
+from metasae.stages.synth_oracle import STACK_KINDS
+from metasae.statistics.meta_gain import depth_meta_gain
 from metasae.synth_tree import SynthTree
 
 SCORE_FILE = "score.json"
@@ -29,17 +31,20 @@ SYNTH_DEPTH_FILE = "synth_depth.csv"
 SYNTH_SCORES_FILE = "synth_scores.csv"
 SYNTH_ACCURACY_FILE = "synth_accuracy.csv"
 SYNTH_FIGURE = "synth_depth.png"
-
-
-def activation_rows(depth: Depth) -> torch.Tensor:
-    """[latents, d]: each latent's direction in the activation space (decoder mode and depth 1: its decoder
-    row; activations mode: its decoder row decoded up the stack, bias removed)."""
-    if depth.mode != "activations":
-        return depth.sae.W_dec.detach().float()
-    decode = depth.decoder()
-    with torch.no_grad():
-        eye = torch.eye(depth.sae.W_dec.shape[0])
-        return (decode(eye) - decode(torch.zeros(1, eye.shape[1]))).float()
+RECOVERY_FIGURE = "synth_recovery.png"
+CRITERIA_FILE = "criteria.csv"
+CRITERIA_COLUMNS = [
+    "stack",
+    "mode",
+    "criterion",
+    "planted_depth",
+    "tree_seed",
+    "sae_seed",
+    "estimate_low",
+    "estimate_high",
+    "right",
+]
+STACKS = ("oracle", "trained", "shuffled", "matryoshka")  # criteria.csv's `stack`, in the figures' order
 
 
 def meta_code_chain(depth: Depth) -> list[torch.Tensor]:
@@ -88,17 +93,19 @@ def score_depth(depth_dir: str | Path, top_n: int = LOG_TOP) -> dict:
     from metasae.metrics import fvu
 
     tree = load_truth(depth.acts_dir)
-    codes = depth.codes.coalesce()
+    codes = depth.image_codes.coalesce()
     stats = column_stats(codes)
     alive = ~stats.dead
     dense = codes.to_dense()[:, alive]
-    rows = activation_rows(depth)[alive]
+    rows = depth.directions()[alive]
     top = top_activations(codes, top_n).rows[alive]
     cluster = leaf_clusters(depth.root.sae.W_dec.detach(), tree.path_directions(), meta_code_chain(depth))
     clades = clade_recovery(cluster, alive.nonzero().flatten(), tree.spec)
     levels = _level_scores(rows, dense, top, tree, clades["ari"]) if int(alive.sum()) else []
     best = max(levels, key=lambda e: e["hungarian_mean_cosine"])["level"] if levels else None
     leaf = levels[-1]["purity_mean"] if levels else None
+    identity = tree_identity(dense, tree.active[0])
+    n_inputs = codes.shape[0]
     return {
         **out,
         "true_depth": tree.spec.depth,
@@ -112,6 +119,11 @@ def score_depth(depth_dir: str | Path, top_n: int = LOG_TOP) -> dict:
         "stack_fvu": fvu(tree.acts, depth.reconstruction()(tree.acts)),
         "best_matched_level": best,
         "clade_share": clades["clade_share"],
+        "tree_identity_mean": float(identity.mean()) if identity.numel() else None,
+        "n_inputs": n_inputs,
+        # every latent is expected to fire top_n times: count_all_top10_nonzero then counts the dictionary
+        "count_saturated": bool(n_inputs * stats.mean_l0 >= top_n * depth.width),
+        **depth_meta_gain(depth),
         "levels": levels,
     }
 
@@ -126,9 +138,24 @@ def score_synth(depth_dir: str | Path, out_dir: str | Path) -> dict:
 # --------------------------------------------------------------------------------------------- summary
 
 
+def stack_kind(sae: str, config: dict) -> str:
+    """criteria.csv's `stack` of a run's SAE name: an analytic stack (synth-oracle), the Matryoshka
+    reference or a trained stack."""
+    if sae in STACK_KINDS:
+        return sae
+    return "matryoshka" if config["sae"][sae]["architecture"] == "matryoshka" else "trained"
+
+
+def _architecture(config: dict, sae: str, mode: str | None) -> str:
+    if sae in STACK_KINDS:
+        return sae  # analytic: no training fixes any statistic
+    return config["meta"]["modes"][mode]["architecture"] if mode else config["sae"][sae]["architecture"]
+
+
 def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFrame, dict]:
-    """One row per (tree, seed, mode, depth) in `aggregate`'s depths.csv shape (model 'synth', dataset = the
-    tree); depth 1 is repeated under each mode. Also the Depth folders, for stability."""
+    """One row per (stack, tree, seed, mode, depth) in `aggregate`'s depths.csv shape (model 'synth',
+    dataset = the tree, sae = the trained SAE or the analytic stack's kind); depth 1 is repeated under each
+    mode. Also the Depth folders, for stability."""
     from metasae.statistics.groups import GROUP
 
     modes = list(config["meta"]["modes"])
@@ -140,31 +167,16 @@ def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFram
         folder = Depth.load(sae_dir)
         folders[tuple(where[k] for k in (*GROUP, "seed", "depth"))] = folder
         levels = {f"level{e['level']}_{k}": e[k] for e in score.get("levels", []) for k in _LEVEL_KEYS}
-        arch = (
-            config["meta"]["modes"][where["mode"]]["architecture"]
-            if where["mode"]
-            else config["sae"][where["sae"]]["architecture"]
-        )
+        tree = config["synth"]["trees"][where["dataset"]]
         base = {
             **{k: where[k] for k in ("model", "dataset", "layer", "sae", "seed", "depth")},
-            "true_depth": config["synth"]["trees"][where["dataset"]]["depth"],
-            "architecture": arch,
+            "stack": stack_kind(where["sae"], config),
+            "true_depth": tree["depth"],
+            "tree_seed": tree.get("data_seed", where["seed"]),
+            "architecture": _architecture(config, where["sae"], where["mode"]),
             "status": folder.metrics.get("status", "trained"),
             "width": folder.metrics.get("width"),
-            **{
-                k: score.get(k)
-                for k in (
-                    "fvu",
-                    "l0",
-                    "alive_latents",
-                    "purity_mean",
-                    "count_all_top10_nonzero",
-                    "mean_active_per_image",
-                    "stack_fvu",
-                    "best_matched_level",
-                    "clade_share",
-                )
-            },
+            **{k: score.get(k) for k in _SCORE_KEYS},
             **levels,
         }
         for mode in [where["mode"]] if where["mode"] else modes:
@@ -174,6 +186,23 @@ def synth_rows(score_paths: list[str | Path], config: dict) -> tuple[pd.DataFram
     return pd.DataFrame(rows), folders
 
 
+_SCORE_KEYS = (
+    "fvu",
+    "l0",
+    "alive_latents",
+    "purity_mean",
+    "count_all_top10_nonzero",
+    "count_saturated",
+    "mean_active_per_image",
+    "stack_fvu",
+    "best_matched_level",
+    "clade_share",
+    "tree_identity_mean",
+    "meta_explained",
+    "meta_null_explained",
+    "meta_gain",
+    "meta_gain_z",
+)
 _LEVEL_KEYS = ("hungarian_mean_cosine", "fraction_matched", "mcc", "purity_mean", "clade_ari")
 
 
@@ -193,13 +222,15 @@ def _score_where(path: str | Path) -> dict:
     }
 
 
-@stage_output(SYNTH_DEPTH_FILE)
+@stage_output(CRITERIA_FILE)
 def synth_summary(
     score_paths: list[str | Path], config: dict, out_dir: str | Path
 ) -> dict[str, pd.DataFrame]:
-    """synth_scores.csv (every depth's scores and criterion statistics), synth_depth.csv (criterion x mode x
-    true depth: the median estimated depth over seeds and trees, its bootstrap CI, the share of (tree, seed)
-    cases it gets right) and synth_accuracy.csv (criterion x mode: share right over all cases)."""
+    """synth_scores.csv (every depth's scores and criterion statistics), criteria.csv (one row per stack,
+    mode, criterion, tree and SAE seed: the seed's optimal plateau and whether it is exactly the planted
+    depth), synth_depth.csv (stack x criterion x mode x planted depth: median estimate, bootstrap CI, share
+    right), synth_accuracy.csv (stack x criterion x mode: share right and Spearman(estimate, L)) and the
+    figures."""
     from metasae import statistics as agg
 
     table, folders = synth_rows(score_paths, config)
@@ -208,86 +239,206 @@ def synth_summary(
         agg.stability(folders, list(config["meta"]["modes"])), on=[*agg.GROUP, "seed", "depth"], how="left"
     )
     table = table.sort_values([*agg.GROUP, "seed", "depth"]).reset_index(drop=True)
-    optimal = agg.optimal_depths(table)
-    optimal["true_depth"] = optimal["dataset"].map(lambda t: config["synth"]["trees"][t]["depth"])
-    cases = _cases(optimal, table)
+    cases = _cases(table)
     depth_table = _by_true_depth(cases)
-    accuracy = (
-        cases.groupby(["criterion", "mode"], sort=True)
-        .agg(n_cases=("estimated", "size"), fraction_correct=("correct", "mean"))
-        .reset_index()
-    )
+    accuracy = _accuracy(cases)
     out_dir = Path(out_dir)
     table.to_csv(out_dir / SYNTH_SCORES_FILE, index=False)
     accuracy.to_csv(out_dir / SYNTH_ACCURACY_FILE, index=False)
+    depth_table.to_csv(out_dir / SYNTH_DEPTH_FILE, index=False)
     _figure(depth_table, out_dir / SYNTH_FIGURE)
-    depth_table.to_csv(out_dir / SYNTH_DEPTH_FILE, index=False)  # the marker, last
-    return {"scores": table, "depth": depth_table, "accuracy": accuracy}
+    _recovery_figure(recovery(table), out_dir / RECOVERY_FIGURE)
+    cases.to_csv(out_dir / CRITERIA_FILE, index=False)  # the marker, last
+    return {"scores": table, "criteria": cases, "depth": depth_table, "accuracy": accuracy}
 
 
-def _cases(optimal: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (criterion, mode, tree, seed): the criterion's estimated depth, plus the oracle
-    'root_match' (the shallowest trained depth whose latents best match the roots: past the planted depth a
-    stack can only merge roots, which still match level 1 best)."""
+def _cases(table: pd.DataFrame) -> pd.DataFrame:
+    """criteria.csv: per stack, mode, criterion, tree and SAE seed, the seed's optimal plateau by
+    `metasae.statistics.optimal` (estimate_low..estimate_high; NaN where the criterion gives no answer)
+    and `right`: the plateau is exactly the planted depth."""
+    from metasae.statistics.groups import GROUP
+    from metasae.statistics.optimal import CRITERIA, seed_optima
+
     rows = []
-    for row in optimal.itertuples(index=False):
-        for estimated in [int(v) for v in str(row.per_seed).split()]:
-            rows.append((row.criterion, row.mode, row.dataset, int(row.true_depth), estimated))
-    for (mode, tree, _seed), group in table.groupby(["mode", "dataset", "seed"]):
-        trained = group[(group["status"] == "trained") & group["best_matched_level"].notna()]
-        roots = trained[trained["best_matched_level"] == 1]
-        if len(roots):
-            rows.append(
-                ("root_match", mode, tree, int(group["true_depth"].iloc[0]), int(roots["depth"].min()))
-            )
-    cases = pd.DataFrame(rows, columns=["criterion", "mode", "dataset", "true_depth", "estimated"])
-    cases["correct"] = cases["estimated"] == cases["true_depth"]
+    for _, group in table.groupby(GROUP, sort=True):
+        first = group.iloc[0]
+        for seed, seed_rows in group.groupby("seed", sort=True):
+            for criterion, how in CRITERIA.items():
+                found = seed_optima(seed_rows, criterion, min_depths=how.min_depths)
+                low, high = (
+                    (found.per_seed[0].low, found.per_seed[0].high) if found.per_seed else (None, None)
+                )
+                rows.append(
+                    {
+                        "stack": first["stack"],
+                        "mode": first["mode"],
+                        "criterion": criterion,
+                        "planted_depth": int(first["true_depth"]),
+                        "tree_seed": int(first["tree_seed"]),
+                        "sae_seed": int(seed),
+                        "estimate_low": low,
+                        "estimate_high": high,
+                        "right": low == high == int(first["true_depth"]),
+                    }
+                )
+    cases = pd.DataFrame(rows, columns=CRITERIA_COLUMNS)
+    cases[["estimate_low", "estimate_high"]] = cases[["estimate_low", "estimate_high"]].astype(float)
     return cases
+
+
+def _estimate(cases: pd.DataFrame) -> pd.Series:
+    """A case's point estimate: its plateau's midpoint."""
+    return (cases["estimate_low"] + cases["estimate_high"]) / 2
+
+
+_BY = ["stack", "criterion", "mode"]
 
 
 def _by_true_depth(cases: pd.DataFrame) -> pd.DataFrame:
     from metasae.statistics.intervals import bootstrap_median_ci
 
+    cases = cases.assign(estimate=_estimate(cases))
     rows = []
-    for (criterion, mode, true_depth), group in cases.groupby(["criterion", "mode", "true_depth"], sort=True):
-        values = group["estimated"].tolist()
-        lo, hi = bootstrap_median_ci(values)
+    for key, group in cases.groupby([*_BY, "planted_depth"], sort=True):
+        values = group["estimate"].dropna().tolist()
+        lo, hi = bootstrap_median_ci(values) if values else (math.nan, math.nan)
         rows.append(
             {
-                "criterion": criterion,
-                "mode": mode,
-                "true_depth": true_depth,
-                "estimated_median": float(np.median(values)),
+                **dict(zip([*_BY, "planted_depth"], key, strict=True)),
+                "estimated_median": float(np.median(values)) if values else math.nan,
                 "ci_low": lo,
                 "ci_high": hi,
-                "n_cases": len(values),
-                "estimates": " ".join(map(str, values)),
-                "fraction_correct": float(group["correct"].mean()),
+                "n_cases": len(group),
+                "n_answered": len(values),
+                "estimates": " ".join(_plateau_text(r) for r in group.itertuples()),
+                "fraction_correct": float(group["right"].mean()),
             }
         )
     return pd.DataFrame(rows)
 
 
+def _plateau_text(case: object) -> str:
+    low, high = case.estimate_low, case.estimate_high
+    if pd.isna(low):
+        return "-"
+    return f"{low:.0f}" if low == high else f"{low:.0f}-{high:.0f}"
+
+
+def _accuracy(cases: pd.DataFrame) -> pd.DataFrame:
+    """Per stack, criterion and mode: cases, share right and Spearman(estimate, planted depth) over the
+    answered cases (NaN where either is constant)."""
+    from scipy.stats import spearmanr
+
+    cases = cases.assign(estimate=_estimate(cases))
+    rows = []
+    for key, group in cases.groupby(_BY, sort=True):
+        answered = group.dropna(subset=["estimate"])
+        varies = answered["estimate"].nunique() > 1 and answered["planted_depth"].nunique() > 1
+        rho = float(spearmanr(answered["estimate"], answered["planted_depth"])[0]) if varies else math.nan
+        rows.append(
+            {
+                **dict(zip(_BY, key, strict=True)),
+                "n_cases": len(group),
+                "fraction_correct": float(group["right"].mean()),
+                "spearman": rho,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def recovery(table: pd.DataFrame, stack: str = "trained") -> pd.DataFrame:
+    """Per mode, planted depth, depth and level: the median over seeds (and trees) of the Hungarian mean
+    cosine divided by its largest value over the depths (so each level peaks at 1 at its best depth) and of
+    the clade ARI, for one kind of stack."""
+    rows = table[(table["stack"] == stack) & (table["status"] == "trained")]
+    out = []
+    for (mode, planted), group in rows.groupby(["mode", "true_depth"], sort=True):
+        for level in range(1, int(planted) + 1):
+            cos = group[f"level{level}_hungarian_mean_cosine"].astype(float)
+            normed = cos / cos.groupby([group["dataset"], group["seed"]]).transform("max")
+            frame = group.assign(hungarian_normed=normed, clade_ari=group[f"level{level}_clade_ari"])
+            for depth, at in frame.groupby("depth", sort=True):
+                out.append(
+                    {
+                        "mode": mode,
+                        "planted_depth": int(planted),
+                        "depth": int(depth),
+                        "level": level,
+                        "hungarian_normed": float(at["hungarian_normed"].median()),
+                        "clade_ari": float(at["clade_ari"].astype(float).median()),
+                    }
+                )
+    return pd.DataFrame(
+        out, columns=["mode", "planted_depth", "depth", "level", "hungarian_normed", "clade_ari"]
+    )
+
+
+STACK_COLOURS = dict(zip(STACKS, ("tab:green", "tab:blue", "tab:grey", "tab:orange"), strict=True))
+
+
 def _figure(depth_table: pd.DataFrame, path: Path) -> None:
-    """Estimated vs planted depth, one panel per mode, one line per criterion (median, CI as error bars)."""
+    """Estimated vs planted depth: one panel per criterion and mode, one line per stack (median over cases,
+    bootstrap CI as error bars), each stack one colour in every panel, under one legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    modes = sorted(depth_table["mode"].unique())
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 4), squeeze=False, sharey=True)
-    top = max(depth_table["true_depth"].max(), depth_table["ci_high"].max())
-    for ax, mode in zip(axes[0], modes, strict=True):
-        rows = depth_table[depth_table["mode"] == mode]
-        for i, (criterion, g) in enumerate(rows.groupby("criterion")):
-            x = g["true_depth"].to_numpy() + (i - 2) * 0.05
-            y = g["estimated_median"].to_numpy()
-            err = [y - g["ci_low"].to_numpy(), g["ci_high"].to_numpy() - y]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=criterion)
-        ax.plot([0.5, top + 0.5], [0.5, top + 0.5], color="grey", linestyle=":", label="estimate = L")
-        ax.set(title=f"{mode} mode", xlabel="planted depth L", ylabel="estimated optimal depth")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+    panels = sorted(depth_table.groupby(["criterion", "mode"]).groups)
+    cols = min(len(panels), 4)
+    n_rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.4 * cols, 3.2 * n_rows), squeeze=False, sharey=True)
+    top = float(np.nanmax([depth_table["planted_depth"].max(), depth_table["ci_high"].max()]))
+    for ax, (criterion, mode) in zip(axes.flat, panels, strict=False):
+        rows = depth_table[(depth_table["criterion"] == criterion) & (depth_table["mode"] == mode)]
+        for i, stack in enumerate(STACKS):
+            g = rows[rows["stack"] == stack]
+            if g.empty:
+                continue
+            x = g["planted_depth"].to_numpy(float) + (i - 1.5) * 0.06
+            y = g["estimated_median"].to_numpy(float)
+            err = np.nan_to_num([y - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - y])
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, color=STACK_COLOURS[stack], label=stack)
+        ax.plot([0.5, top + 0.5], [0.5, top + 0.5], color="black", linestyle=":", label="estimate = L")
+        ax.set(title=f"{criterion}, {mode}", xlabel="planted depth L", ylabel="estimated depth")
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _recovery_figure(table: pd.DataFrame, path: Path) -> None:
+    """Heat maps of the trained stacks' recovery (`recovery`): one row per mode and measure (max-normalised
+    Hungarian cosine, clade ARI), one column per planted depth; depth down, level across, one colour scale
+    (0-1) for every panel. A perfect stack lights the anti-diagonal, depth d at level L - d + 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = sorted(table["mode"].unique()) or [""]
+    planted = sorted(table["planted_depth"].unique()) or [1]
+    measures = (("hungarian_normed", "Hungarian / max"), ("clade_ari", "clade ARI"))
+    n_rows = len(modes) * len(measures)
+    fig, axes = plt.subplots(n_rows, len(planted), figsize=(2.6 * len(planted), 2.4 * n_rows), squeeze=False)
+    image = None
+    for r, (mode, (column, name)) in enumerate((m, x) for m in modes for x in measures):
+        for c, depth in enumerate(planted):
+            ax = axes[r][c]
+            g = table[(table["mode"] == mode) & (table["planted_depth"] == depth)]
+            if g.empty:
+                ax.axis("off")
+                continue
+            grid = g.pivot_table(index="depth", columns="level", values=column)
+            image = ax.imshow(grid.to_numpy(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            ax.set_xticks(range(grid.shape[1]), grid.columns)
+            ax.set_yticks(range(grid.shape[0]), grid.index)
+            ax.set(title=f"L = {depth}: {name}, {mode}", xlabel="planted level", ylabel="depth")
+            ax.title.set_fontsize(8)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="median over seeds (0-1)")
     fig.savefig(path, dpi=110)
     plt.close(fig)

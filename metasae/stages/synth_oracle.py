@@ -35,10 +35,11 @@ from metasae.layout import (
 from metasae.sae import SAE, SAEConfig, build_sae, save_sae
 from metasae.seeds import generator
 from metasae.stages.synth_acts import load_truth
-from metasae.synth_tree import SynthTree, TreeSpec, centroids
+from metasae.synth_tree import MAX_DEPTH, SynthTree, TreeSpec, centroids
 
 STACK_KINDS = ("oracle", "shuffled")
 EXTRA_DEPTHS = 2  # depths past the roots (merging them in pairs)
+STACK_DEPTHS = MAX_DEPTH + EXTRA_DEPTHS  # every analytic stack has folders 1..this, stopped past L + 2
 
 
 def oracle_parents(spec: TreeSpec, extra_depths: int = EXTRA_DEPTHS) -> list[Tensor]:
@@ -109,9 +110,9 @@ def write_depth_folder(sae: SAE, codes: Tensor, cfg: dict, meta_codes: Tensor | 
 def write_stack(
     tree: SynthTree, acts_dir: Path, out_dir: Path, parents: list[Tensor], kind: str
 ) -> list[Path]:
-    """depth1/ and <mode>/depth<d>/ for both modes under out_dir, from the leaf atoms and parent maps; returns
-    the folders written. Codes route the true leaf codes through the indicators (in both modes: the
-    analytic encoder of a depth's children is its indicator)."""
+    """depth1/ and <mode>/depth<d>/ for both modes under out_dir, from the leaf atoms and parent maps (stopped
+    folders past them, up to STACK_DEPTHS); returns the folders written. Codes route the true leaf codes
+    through the indicators (in both modes: the analytic encoder of a depth's children is its indicator)."""
     rows = stack_rows(tree.path_directions(), parents)
     meta = [indicator(p, len(r)) for p, r in zip(parents, rows[1:], strict=True)]
     codes = [tree.codes[-1]]
@@ -135,7 +136,24 @@ def write_stack(
             write_depth_folder(analytic_sae(w_dec), codes[depth - 1], depth_cfg, m, path)
             folders.append(path)
             parent = path
+        for depth in range(len(rows) + 1, STACK_DEPTHS + 1):
+            path = out_dir / mode / f"depth{depth}"
+            write_json(path / METRICS_FILE, _stopped(depth, mode, kind, acts_dir))
+            folders.append(path)
     return folders
+
+
+def _stopped(depth: int, mode: str, kind: str, acts_dir: Path) -> dict:
+    """metrics.json of a depth past an analytic stack's end, as `train-sae` writes a stopped depth: every
+    stack of a study then has the same folders, whatever its tree's depth."""
+    reason = f"the {kind} stack ends {EXTRA_DEPTHS} depths past the planted roots"
+    return {
+        "status": "stopped",
+        "stop_reason": reason,
+        "depth": depth,
+        "mode": mode,
+        "acts_dir": f"{acts_dir}",
+    }
 
 
 def synth_oracle(

@@ -1,11 +1,14 @@
 """Stage `train-sae`: depth 1 of a stack on cached activations, or depth d >= 2 on depth d-1.
 
-- depth 1: an SAE on a layer's cached activations.
+- depth 1: an SAE on a layer's cached activations of the probe's fit images (`--acts`), with codes of its eval
+  images (`--eval-acts`, which no SAE of the stack sees: what the analysis reads) and of the fit images
+  (`fit_codes`, what an activations-mode depth 2 trains on).
 - `decoder` mode (the published meta-SAE): depth d trains on the unit-normed decoder rows of depth d-1, one
   example per parent latent. C_d = meta-SAE codes of those rows; an image's depth-d code is
   code_{d-1}(x) @ C_d.
-- `activations` mode (the research log's): depth d trains on depth d-1's codes of the probe images; the
-  meta-code of a parent latent is the code of that latent firing alone at its mean active value.
+- `activations` mode (the research log's): depth d trains on depth d-1's codes of the fit images and
+  encodes both image sets; the meta-code of a parent latent is the code of that latent firing alone at its
+  mean active value on the fit images.
 - applied (`--apply`, a classifier's `stack_from` probe): no training; depth d is a copy of the same depth
   of a stack trained on another probe, with this probe's codes (the research log applied its MNIST stack to
   EMNIST, Fashion-MNIST and CIFAR instead of training one per dataset).
@@ -22,13 +25,14 @@ import torch
 from metasae.activations import load_activations
 from metasae.codes import save_codes, write_lineage
 from metasae.errors import MetasaeError
+from metasae.frozen_codes import depth1_k, fit_frozen_encoder, write_frozen_codes
 from metasae.io import provenance, read_json, stage_output, write_json
 from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES, SHA256_KEY
 from metasae.metrics import sae_metrics
 from metasae.sae import SAE, save_sae
 from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
-from metasae.stack import Depth
+from metasae.stack import FIT_CODES_FILE, Depth
 
 EVAL_FRACTION = 0.2
 
@@ -54,8 +58,14 @@ def depth_seed(run_seed: int, depth: int, mode: str, per_depth: bool = True) -> 
     return derive_seed(run_seed, "sae-depth", depth, mode if depth > 1 else "base")
 
 
+def sae_run_seed(seed: int, sae_seed: int) -> int:
+    """The seed a stack's depths derive theirs from: the classifier's run seed for SAE seed 0 (a study with
+    one SAE seed trains what it always did), else one derived from both."""
+    return seed if sae_seed == 0 else derive_seed(seed, "sae-seed", sae_seed)
+
+
 def split_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed train/eval split of the probe images, shared by every depth of a run."""
+    """A fixed train/held-out split of the fit images (the trainer's held-out FVU), shared by every depth."""
     order = torch.randperm(n, generator=generator(seed, "train-eval-split"))
     n_eval = max(1, int(round(n * EVAL_FRACTION))) if n > 1 else 0
     return order[n_eval:].sort().values, order[:n_eval].sort().values
@@ -82,10 +92,14 @@ def _finish(
     cfg: dict,
     extra: dict,
     checksums: dict | None = None,
+    fit_codes: torch.Tensor | None = None,
 ) -> dict:
-    """Write codes, then metrics (last: its presence means the depth is complete), which record the sha256 of
-    the codes and of the depth's other data files (`checksums`) so every reader can verify them."""
+    """Write codes (of the eval images; `fit_codes` of the fit images, where the stack has a fit set of its
+    own), then metrics (last: its presence means the depth is complete), which record the sha256 of the codes
+    and of the depth's other data files (`checksums`) so every reader can verify them."""
     checksums = {**(checksums or {}), CODES_FILE: save_codes(out_dir / CODES_FILE, codes)}
+    if fit_codes is not None:
+        checksums[FIT_CODES_FILE] = save_codes(out_dir / FIT_CODES_FILE, fit_codes)
     alive = _alive(codes)
     metrics = {
         **train_metrics,
@@ -103,7 +117,11 @@ def _finish(
     return metrics
 
 
-def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, parent: Path | None) -> dict:
+def _run_cfg(
+    depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, fit_acts_dir: Path, parent: Path | None
+) -> dict:
+    """cfg.json's run keys: `acts_dir` is the eval cache the analysis reads, `fit_acts_dir` the cache the
+    stack trained on (the same folder where a stack has no fit set of its own)."""
     return {
         "depth": depth,
         "mode": mode,
@@ -111,34 +129,51 @@ def _run_cfg(depth: int, mode: str, spec: dict, seed: int, acts_dir: Path, paren
         "run_seed": seed,
         "seed": depth_seed(seed, depth, mode, spec.get("seed_per_depth") is not False),
         "acts_dir": str(acts_dir),
+        "fit_acts_dir": str(fit_acts_dir),
         "parent": str(parent) if parent else None,
     }
 
 
 @stage_output(METRICS_FILE, resumable=True)
 def train_base(
-    acts_dir: str | Path, spec: dict, out_dir: str | Path, seed: int, device: str = "cpu", resume: bool = True
+    acts_dir: str | Path,
+    spec: dict,
+    out_dir: str | Path,
+    seed: int,
+    eval_acts_dir: str | Path | None = None,
+    device: str = "cpu",
+    resume: bool = True,
 ) -> dict:
-    """Depth 1: an SAE of `spec["width"]` latents on the cached activations (train split), codes of all."""
-    acts_dir, out_dir = Path(acts_dir), Path(out_dir)
-    cache = load_activations(acts_dir)
-    train_idx, eval_idx = split_rows(len(cache.acts), seed)
-    run_cfg = _run_cfg(1, "base", spec, seed, acts_dir, None)
-    sae_cfg, train_cfg = spec_to_configs(
-        spec, d_in=cache.acts.shape[1], width=spec["width"], seed=run_cfg["seed"]
-    )
+    """Depth 1: an SAE of `spec["width"]` latents trained on the fit cache `acts_dir` (its train split; the
+    rest gives the trainer's held-out FVU), with codes of the eval cache's images (default: `acts_dir`'s own,
+    as for a planted tree) and, where they differ, of the fit images."""
+    fit_dir, out_dir = Path(acts_dir), Path(out_dir)
+    eval_dir = Path(eval_acts_dir) if eval_acts_dir is not None else fit_dir
+    fit = load_activations(fit_dir)
+    held_out = load_activations(eval_dir) if eval_dir != fit_dir else fit
+    if held_out.acts.shape[1] != fit.acts.shape[1]:
+        raise MetasaeError(
+            f"--eval-acts {eval_dir}: {held_out.acts.shape[1]} dims, but the fit cache {fit_dir} has "
+            f"{fit.acts.shape[1]}"
+        )
+    train_idx, eval_idx = split_rows(len(fit.acts), seed)
+    run_cfg = _run_cfg(1, "base", spec, seed, eval_dir, fit_dir, None)
+    d_in = fit.acts.shape[1]
+    sae_cfg, train_cfg = spec_to_configs(spec, d_in=d_in, width=spec["width"], seed=run_cfg["seed"])
     sae = train_sae(
-        cache.acts[train_idx],
+        fit.acts[train_idx],
         sae_cfg,
         train_cfg,
         out_dir,
         device=device,
         resume=resume,
-        eval_data=cache.acts[eval_idx],
+        eval_data=fit.acts[eval_idx],
         extra_cfg=run_cfg,
     )
     sae = sae.cpu().eval()
-    return _finish(out_dir, sae, _encode(sae, cache.acts), read_json(out_dir / METRICS_FILE), run_cfg, {})
+    fit_codes = _encode(sae, fit.acts) if held_out is not fit else None
+    metrics = read_json(out_dir / METRICS_FILE)
+    return _finish(out_dir, sae, _encode(sae, held_out.acts), metrics, run_cfg, {}, fit_codes=fit_codes)
 
 
 def stop_reason(parent_depth: Depth, width: int, min_width: int, rules: StopRules) -> str | None:
@@ -200,7 +235,8 @@ def train_meta(
         return stopped
 
     parent_codes = parent.codes
-    run_cfg = _run_cfg(depth, mode, spec, seed, parent.acts_dir, parent_dir)
+    run_cfg = _run_cfg(depth, mode, spec, seed, parent.acts_dir, parent.fit_acts_dir, parent_dir)
+    fit_codes = None
     if mode == "decoder":
         rows = parent.decoder_rows()
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=rows.shape[1], width=width, seed=run_cfg["seed"])
@@ -209,9 +245,10 @@ def train_meta(
         )
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, rows)
-        codes = torch.sparse.mm(parent_codes, meta_codes.to_dense()).to_sparse()
+        codes = torch.sparse.mm(parent_codes, meta_codes.to_dense()).to_sparse()  # routed: kept, not used
+        extra, checksums = _frozen_codes(parent, sae, meta_codes, seed, run_cfg["seed"], out_dir)
     else:
-        dense = parent_codes.to_dense()
+        dense = parent.fit_codes.to_dense()
         train_idx, eval_idx = split_rows(len(dense), seed)
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], width=width, seed=run_cfg["seed"])
         sae = train_sae(
@@ -226,8 +263,10 @@ def train_meta(
         )
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, torch.diag(_mean_active(dense)))
-        codes = _encode(sae, dense)
-    checksums = {
+        codes = _encode(sae, parent_codes.to_dense())
+        fit_codes = _encode(sae, dense) if parent.has_fit_codes else None
+        extra, checksums = {}, {}
+    checksums |= {
         META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes),
         LINEAGE_FILE: write_lineage(out_dir / LINEAGE_FILE, meta_codes),
     }
@@ -238,9 +277,30 @@ def train_meta(
         codes,
         read_json(out_dir / METRICS_FILE),
         run_cfg,
-        {"parent_latents_decomposed": decomposed, "parent_width": parent_width},
+        {"parent_latents_decomposed": decomposed, "parent_width": parent_width, **extra},
         checksums,
+        fit_codes,
     )
+
+
+def _fit_rows(root: Depth, run_seed: int) -> torch.Tensor:
+    """The activations depth 1 trained on (its fit cache's train split): a decoder-mode depth's frozen-
+    dictionary encoder is fitted on the same rows. The one place to repoint if depth 1 trains elsewhere."""
+    acts = load_activations(root.fit_acts_dir).acts
+    return acts[split_rows(len(acts), run_seed)[0]]
+
+
+def _frozen_codes(
+    parent: Depth, sae: SAE, meta_codes: torch.Tensor, run_seed: int, depth_seed: int, out_dir: Path
+) -> tuple[dict, dict]:
+    """Decoder mode: fit the TopK encoder onto this depth's frozen decoder rows (depth 1's k and b_dec) and
+    write it with the eval images' frozen codes; returns their metrics and {file: sha256}."""
+    root = parent.root
+    k = depth1_k(root.sae.cfg.k, root.metrics.get("l0_images"))
+    b_dec = root.sae.b_dec.detach()
+    encoder = fit_frozen_encoder(_fit_rows(root, run_seed), sae.W_dec.detach(), b_dec, k, depth_seed)
+    acts = load_activations(parent.acts_dir).acts
+    return write_frozen_codes(out_dir, encoder, acts, parent.image_codes, meta_codes, depth_seed)
 
 
 def _mean_active(codes: torch.Tensor) -> torch.Tensor:
@@ -316,18 +376,23 @@ def apply_meta(parent_dir: str | Path, source_dir: str | Path, out_dir: str | Pa
     if source.depth != parent.depth + 1 or source.mode not in MODES:
         raise MetasaeError(f"--apply {source_dir}: not depth {parent.depth + 1} of a meta-SAE stack")
     sae, meta_codes = source.sae, source.meta_codes
+    frozen, checksums = {}, {}
     if source.mode == "decoder":
         codes = torch.sparse.mm(parent.codes, meta_codes).to_sparse()
         metrics = _applied_metrics(sae, parent.decoder_rows(), source)
+        acts = load_activations(parent.acts_dir).acts  # the source's frozen-dictionary encoder, this probe
+        frozen, checksums = write_frozen_codes(
+            out_dir, source.frozen_encoder, acts, parent.image_codes, meta_codes, source.cfg["seed"]
+        )
     else:
         dense = parent.codes.to_dense()
         codes = _encode(sae, dense)
         metrics = _applied_metrics(sae, dense, source)
     cfg = _applied_cfg(source, parent.acts_dir, parent_dir)
     save_sae(sae, out_dir, {k: v for k, v in cfg.items() if k not in {"sae_cfg"}})
-    checksums = {
+    checksums |= {
         META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes.to_sparse()),
         LINEAGE_FILE: write_lineage(out_dir / LINEAGE_FILE, meta_codes.to_sparse()),
     }
-    extra = {k: source.metrics.get(k) for k in ("parent_latents_decomposed", "parent_width")}
+    extra = {k: source.metrics.get(k) for k in ("parent_latents_decomposed", "parent_width")} | frozen
     return _finish(out_dir, sae, codes, metrics, cfg, extra, checksums)

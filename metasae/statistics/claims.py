@@ -17,7 +17,11 @@ test over seeds, and a verdict by the rule of `metasae.statistics.verdicts` (Hol
   TopK or BatchTopK produce every depth's codes (they keep k latents active per input: the codes cannot go
   dead by construction).
 
-`control_estimate` is the claim's statistic on a width-matched control, NaN until that control is run.
+- "purer than a direct SAE of the same width" (`CONTROL_CLAIM`, where the study trained width-matched
+  controls): per seed, the mean over its usable depths >= 2 of purity lift minus the lift of a direct SAE
+  with that depth's width and depth 1's k on the same fit activations; the exact sign-flip test over seeds
+  (p_value: above 0, p_against: below); CI: the t-interval; `control_estimate`: the controls' mean lift.
+  It answers the atomicity question without the width confound a trend with depth carries.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from metasae.statistics.exact import share_p_value, trend_p_values
+from metasae.statistics.exact import share_p_value, sign_flip_p_values, trend_p_values
 from metasae.statistics.exclusions import FIXED_L0, excluded_depths
 from metasae.statistics.groups import GROUP, depth_list, stack_architecture
 from metasae.statistics.intervals import CI_LEVEL, clopper_pearson, spearman, t_interval
@@ -71,11 +75,12 @@ TREND_CLAIMS = [  # (column, claim, the log's number, what the column is, where 
         LOG_RESULT,
     ),
     (
-        "purity_mean",
+        "purity_lift",
         "Latents become more atomic (purer in label) the deeper the stack goes",
         "the log's hypothesis; its own purity fell: Fashion-MNIST 6.60/10 at depth 1, 5.21 at depth 2",
-        "mean label purity of alive latents",
-        "top-10 label purity from latents.parquet, at depths whose image codes are sparse",
+        "label purity lift over chance of the latents with a full top-10",
+        "lift = (purity - chance) / (1 - chance) over latents with top_n activations (rare ones apart), "
+        "at depths whose image codes are sparse",
         LOG_HYPOTHESIS,
     ),
 ]
@@ -86,6 +91,12 @@ TAXONOMY_CLAIM = (  # only where the probe's labels have superclasses (metasae/t
     "superclass purity lift minus class purity lift, each above its chance floor",
     "lift = (purity - chance) / (1 - chance), chance = the purity of random top images; sparse depths only",
     NEW_TEST,
+)
+CONTROL_COLUMN = "purity_lift_minus_control"
+CONTROL_CLAIM = (
+    "Meta-latents are purer above chance than the latents of a direct SAE of the same width",
+    NEW_TEST,
+    "not in the log: the control for the width schedule (each depth has fewer latents than its parent)",
 )
 CLAIM_COLUMNS = [
     "claim",
@@ -272,6 +283,45 @@ def _collapse_claim(group: pd.DataFrame) -> tuple[dict, Evidence]:
     }, evidence
 
 
+def control_evidence(per_seed: list[float]) -> Evidence:
+    """The sign-flip test of per-seed mean differences from the control (against: below 0)."""
+    if not per_seed:
+        return Evidence()
+    p_value, p_against = sign_flip_p_values(per_seed)
+    agree = sum(d > 0 for d in per_seed)
+    return Evidence(len(per_seed), agree, p_value, p_against, float(np.mean(per_seed)), *t_interval(per_seed))
+
+
+def _control_claim(group: pd.DataFrame) -> tuple[dict, Evidence, float]:
+    used, _ = usable(group, CONTROL_COLUMN)
+    used = used[(used["depth"] >= 2) & used[CONTROL_COLUMN].notna()]
+    per_seed = used.groupby("seed")[[CONTROL_COLUMN, "control_purity_lift"]].mean()
+    evidence = control_evidence(per_seed[CONTROL_COLUMN].tolist())
+    control = float(per_seed["control_purity_lift"].mean()) if len(per_seed) else math.nan
+    how = MEASURED if len(per_seed) else basis(group, CONTROL_COLUMN, min_depths=1)
+    claim, source, log_value = CONTROL_CLAIM
+    return (
+        {
+            "claim": claim,
+            "source": source,
+            "statistic": "mean over seeds of the mean over depths >= 2 of purity lift minus the control's",
+            "region": _holds_when("a positive difference (exact sign-flip test over seeds)"),
+            "basis": how,
+            "depths_used": depth_list(used["depth"]) if len(per_seed) else "",
+            "excluded": excluded_depths(group, CONTROL_COLUMN),
+            "log_value": log_value,
+            "our_value": (
+                f"stack minus control {_ci_text(evidence, 't')}; the controls' mean lift {control:.3g}"
+                if len(per_seed)
+                else f"not measured: {how}"
+            ),
+            "note": "control: a direct SAE of the depth's width and depth 1's k on the same fit activations",
+        },
+        evidence,
+        control,
+    )
+
+
 def claims(depths: pd.DataFrame) -> pd.DataFrame:
     """The research log's claims, one row per claim and (model, dataset, layer, sae, mode) group: the log's
     number, ours with its test over seeds, and a verdict by `judge`, Holm-corrected over all rows."""
@@ -282,5 +332,9 @@ def claims(depths: pd.DataFrame) -> pd.DataFrame:
         taxonomy = [TAXONOMY_CLAIM] if group["abstraction_gap"].notna().any() else []
         tested += [_trend_claim(group, *spec) for spec in TREND_CLAIMS + taxonomy]
         tested.append(_collapse_claim(group))
-        out += [{**ident, **row, **evidence.row(), "control_estimate": math.nan} for row, evidence in tested]
+        rows = [{**ident, **row, **evidence.row(), "control_estimate": math.nan} for row, evidence in tested]
+        if CONTROL_COLUMN in group and group[CONTROL_COLUMN].notna().any():
+            row, evidence, control = _control_claim(group)
+            rows.append({**ident, **row, **evidence.row(), "control_estimate": control})
+        out += rows
     return judge(pd.DataFrame(out, columns=[c for c in CLAIM_COLUMNS if c not in JUDGED]))[CLAIM_COLUMNS]

@@ -8,6 +8,9 @@
   p = (1 + #{draws >= observed}) / (1 + PERMUTATIONS). Both tails are returned: rising, falling.
 - A share of seeds (`share_p_value`): the exact upper tail of the number of successes when seed i succeeds
   with chance p_i independently (Poisson-binomial; the binomial when the chances are equal).
+- A difference from a control (`sign_flip_p_values`): the statistic is the mean over seeds of each seed's
+  difference; the null flips each seed's sign independently (a difference with no effect is as likely
+  negative as positive), enumerated over all 2^n sign patterns up to EXACT_SIGNS seeds.
 - Holm-Bonferroni (`holm`): the step-down adjustment of one family of p-values, which keeps the chance of
   any false rejection in the family at most the level, whatever the dependence between the tests.
 """
@@ -26,6 +29,7 @@ EXACT_DEPTHS = 7  # 7! = 5040 orderings per seed: enumerated; more depths: Monte
 PERMUTATIONS = 20_000
 MC_SEED = 0
 DIGITS = 9  # null correlations and their sums are merged to this many decimals
+EXACT_SIGNS = 20  # 2^20 sign patterns: enumerated (more seeds than a study has)
 SLACK = 1e-7  # a null sum this close to the observed one equals it (rounding), and counts in both tails
 
 
@@ -73,6 +77,17 @@ def trend_p_values(per_seed: list[np.ndarray]) -> tuple[float, float]:
     draws = _monte_carlo_sums(ranks)
     rises, falls = int((draws >= observed - SLACK).sum()), int((draws <= observed + SLACK).sum())
     return (1 + rises) / (1 + PERMUTATIONS), (1 + falls) / (1 + PERMUTATIONS)
+
+
+def sign_flip_p_values(differences: Sequence[float]) -> tuple[float, float]:
+    """(p of a mean above 0, p of a mean below 0) of per-seed differences, by the exact sign-flip test of
+    the module docstring."""
+    d = np.asarray(differences, dtype=float)
+    if not 1 <= len(d) <= EXACT_SIGNS:
+        raise ValueError(f"sign-flip test: {len(d)} seeds; needs 1 to {EXACT_SIGNS}")
+    signs = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
+    sums, observed = signs @ np.abs(d), float(d.sum())
+    return float(np.mean(sums >= observed - SLACK)), float(np.mean(sums <= observed + SLACK))
 
 
 def share_p_value(k: int, chances: Sequence[float]) -> float:

@@ -4,10 +4,15 @@
   its training inputs, so where such an SAE produces the image codes (depth 1, and every depth in
   `activations` mode) the active-latent statistics (`L0_STATISTICS`) are set by k and the width schedule;
   in `decoder` mode the meta-SAE's L0 (meta-latents per parent row) is set the same way.
-- dense routed codes: in `decoder` mode an image's depth-d code is routed through the meta-codes; where more
-  than `DENSE_ROUTED_FRACTION` of the dictionary is active per image on average, image-level statistics
+- frozen-dictionary codes: in `decoder` mode depth d >= 2 encodes an image with TopK at depth 1's k on its
+  own frozen decoder rows (`codes_used` frozen_topk, metasae.frozen_codes), so its active latents per image
+  are fixed by construction too; its other image statistics are evidence.
+- dense routed codes: a results folder analysed before the frozen codes (no `codes_used`, or `routed`) read
+  decoder-mode image statistics off codes routed through the meta-codes; where more than
+  `DENSE_ROUTED_FRACTION` of the dictionary is active per image on average, image-level statistics
   (`IMAGE_STATISTICS`) measure the dictionary size, not the images, and are excluded. Stability matched on
-  code columns is image-level too: dense columns all follow the data's main directions.
+  code columns is image-level too: dense columns all follow the data's main directions. Routed statistics
+  reported beside frozen ones (`routed_*` in summary.json) are never evidence.
 """
 
 from __future__ import annotations
@@ -24,14 +29,20 @@ DENSE_ROUTED_FRACTION = (
 FIXED_L0 = {  # architectures whose L0 the training fixes, and how
     "topk": "TopK keeps exactly k latents per input",
     "batchtopk": "BatchTopK keeps k latents per input on average over its training inputs",
+    "matryoshka": "Matryoshka (BatchTopK) keeps k latents per input on average over its training inputs",
 }
-L0_STATISTICS = ("l0", "mean_active_per_image", "mean_active_fraction")
+IMAGE_L0_STATISTICS = ("mean_active_per_image", "mean_active_fraction")
+L0_STATISTICS = ("l0", *IMAGE_L0_STATISTICS)
+ROUTED_PREFIX = "routed_"  # summary.json's statistics of routed codes, beside the frozen ones
 IMAGE_STATISTICS = (  # computed from the image codes of a depth (routed codes in decoder mode)
     "alive_latents",
     "alive_fraction",
     "dead_fraction",
     "purity_mean",
     "purity_median",
+    "purity_rated_mean",
+    "purity_lift",
+    "purity_lift_minus_control",
     "superclass_purity_mean",
     "entropy_mean",
     "count_all_top10_nonzero",
@@ -40,26 +51,45 @@ IMAGE_STATISTICS = (  # computed from the image codes of a depth (routed codes i
     "mean_active_fraction",
     "abstraction_gap",
 )
-EXCLUSION_COLUMNS = ["routed_codes_dense", "fixed_by_construction", "excluded_because"]  # exclusions()'s
-FIXED, DENSE = "fixed by construction", "dense routed codes"
+EXCLUSION_COLUMNS = [  # exclusions()'s
+    "codes_used",
+    "routed_codes_dense",
+    "fixed_by_construction",
+    "excluded_because",
+]
+FIXED, DENSE, ROUTED = "fixed by construction", "dense routed codes", "routed codes"
+FROZEN_L0 = "frozen-dictionary TopK keeps depth 1's k latents per image"
+
+
+def codes_used(row: object) -> str:
+    """The image codes a depth row's statistics were read from: its summary's `codes_used`, else (analysed
+    before it was recorded) what the analysis read then: routed codes in decoder mode d >= 2, its own else."""
+    used = getattr(row, "codes_used", None)
+    if isinstance(used, str) and used:
+        return used
+    return "routed" if row.mode == "decoder" and row.depth >= 2 else "own"
 
 
 def exclusions(table: pd.DataFrame) -> pd.DataFrame:
-    """Per depth row: whether decoder-mode routed codes are dense, which statistics the architecture fixes
-    (space-separated names) and why, in words (see the module docstring)."""
+    """Per depth row: which image codes its statistics read, whether they are dense routed codes, which
+    statistics the architecture fixes (space-separated names) and why, in words (see the module docstring)."""
     out = []
     for row in table.itertuples(index=False):
         fixed: list[str] = []
         why: list[str] = []
         dense = False
         how = FIXED_L0.get(row.architecture)
+        used = codes_used(row)
         if row.status == "trained":
             if row.mode == "decoder" and row.depth >= 2:
                 if how:
                     fixed += ["l0", "meta_latents_per_parent"]
                     why.append(f"{how}: meta-latents per parent row")
                 share = row.mean_active_fraction
-                if share is not None and not math.isnan(share) and share > DENSE_ROUTED_FRACTION:
+                if used == "frozen_topk":
+                    fixed += IMAGE_L0_STATISTICS
+                    why.append(f"{FROZEN_L0}: active latents per image")
+                elif share is not None and not math.isnan(share) and share > DENSE_ROUTED_FRACTION:
                     dense = True
                     why.append(
                         f"routed codes dense: {row.mean_active_per_image:.3g} of {row.width} latents "
@@ -68,12 +98,14 @@ def exclusions(table: pd.DataFrame) -> pd.DataFrame:
             elif how:
                 fixed += [*L0_STATISTICS, *(["meta_latents_per_parent"] if row.depth >= 2 else [])]
                 why.append(f"{how}: active latents per image")
-        out.append((dense, " ".join(fixed), "; ".join(why)))
+        out.append((used, dense, " ".join(fixed), "; ".join(why)))
     return pd.DataFrame(out, columns=EXCLUSION_COLUMNS, index=table.index)
 
 
 def excluded_as(row: pd.Series, column: str) -> str | None:
-    """Why `column` of a trained depth row must not be used (FIXED or DENSE), or None."""
+    """Why `column` of a trained depth row must not be used (FIXED, DENSE or ROUTED), or None."""
+    if column.startswith(ROUTED_PREFIX) and column != "routed_codes_dense":
+        return ROUTED
     if column in str(row.get("fixed_by_construction") or "").split():
         return FIXED
     if bool(row.get("routed_codes_dense")) and (

@@ -1,7 +1,12 @@
 """Optimal depths: per group and criterion, each seed's best depths, their mean and its CI over seeds.
 
-A criterion maximises one statistic over a seed's depths (`CRITERIA`), or finds the knee of the FVU curve
-of the layer rebuilt from each depth (`KNEE_COLUMN`). Only depths whose statistic may be used enter
+A criterion reads one statistic over a seed's depths by a rule (`Criterion`): its maximum, the knee of the
+FVU curve of the layer rebuilt from each depth (`KNEE_COLUMN`), or the deepest depth whose meta-SAE still
+beats a null meta-SAE (`deepest_beating`). `CRITERIA` are those the study answers with: each finds the
+planted depth L of the oracle stacks of planted trees (metasae.stages.synth_oracle) for every L, in both
+modes, and none beats chance on the shuffled stacks (tests/test_synth_criteria.py). The former criteria that
+cannot (`STATISTICS`) stay plain statistics, so the research log's claims can still be tested with them
+(metasae.statistics.claims). Only depths whose statistic may be used enter
 (`usable`: trained, with a value, not excluded); `basis` says whether enough of them are left (MEASURED)
 or why not, and a claim without a MEASURED basis is untested (`metasae.statistics.verdicts`).
 
@@ -22,6 +27,7 @@ Bonferroni-multiplied by their number. The estimate is the depth-2 share, with i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,20 +42,8 @@ from metasae.statistics.verdicts import Evidence, judge
 MEASURED, NOT_REACHED, NO_VALUE = "measured", "depth not reached", "no value"
 FEW_DEPTHS = "no seed has the usable depths the claim needs"
 DEPTH2_NEEDED = {1, 2, 3}  # "depth 2 is optimal" needs a seed's depths 1-3 usable
-CRITERIA = {  # criterion -> (column, maximise?)
-    "max_purity": ("purity_mean", True),
-    "max_activation_count": ("count_fraction", True),
-    "max_mean_active": ("mean_active_fraction", True),
-    "max_stability": ("stability_mean_cosine", True),
-}
-KNEE_COLUMN = (
-    "stack_fvu"  # the knee is found on the layer rebuilt from each depth: the same input at every depth
-)
-
-
-def criterion_column(criterion: str) -> str:
-    """The statistic a criterion ("fvu_knee" or one of CRITERIA) is computed from."""
-    return KNEE_COLUMN if criterion == "fvu_knee" else CRITERIA[criterion][0]
+KNEE_COLUMN = "stack_fvu"  # the knee is found on the layer rebuilt from each depth: one input at every depth
+Z_ENOUGH = 2.0  # a meta-SAE beats its null when its gain exceeds this many null standard deviations
 
 
 def plateau(depths: np.ndarray, values: np.ndarray) -> tuple[int, ...]:
@@ -67,6 +61,45 @@ def knee_plateau(depths: np.ndarray, fvu: np.ndarray) -> tuple[int, ...]:
     span = fvu[-1] - fvu[0]
     y = (fvu - fvu[0]) / span if span else np.zeros_like(fvu)
     return plateau(depths, np.abs(y - x))
+
+
+def deepest_beating(depths: np.ndarray, z: np.ndarray) -> tuple[int, ...]:
+    """The deepest depth d such that the meta-SAE of every depth 2..d beats its null (meta gain z-score >
+    Z_ENOUGH, `metasae.statistics.meta_gain`): depth 1 when depth 2's does not; a gap ends the run."""
+    deepest = 1
+    for d, value in zip(depths, z, strict=True):
+        if d != deepest + 1 or not value > Z_ENOUGH:
+            break
+        deepest = int(d)
+    return (deepest,)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """How a seed's depths give an optimum: the statistic read and the rule turning its values into the
+    plateau of optimal depths, over at least `min_depths` usable depths."""
+
+    column: str
+    rule: Callable[[np.ndarray, np.ndarray], tuple[int, ...]]
+    min_depths: int = 2
+
+
+CRITERIA = {  # the criteria the study answers with (module docstring)
+    "max_tree_identity": Criterion("tree_identity_mean", plateau),
+    "deepest_meta_gain": Criterion("meta_gain_z", deepest_beating, min_depths=1),
+}
+STATISTICS = {  # once criteria, now plain statistics: none returns L on the oracle stacks (same tests)
+    "max_purity": Criterion("purity_mean", plateau),  # leaf or label purity: highest at depth 1
+    "max_activation_count": Criterion("count_fraction", plateau),  # saturated where latents fire often
+    "max_mean_active": Criterion("mean_active_fraction", plateau),  # routed L0 / width: grows with depth
+    "max_stability": Criterion("stability_mean_cosine", plateau),  # a perfect stack: stable at every depth
+    "fvu_knee": Criterion(KNEE_COLUMN, knee_plateau, min_depths=3),
+}
+
+
+def criterion_column(criterion: str) -> str:
+    """The statistic a criterion (of CRITERIA or STATISTICS) is computed from."""
+    return {**CRITERIA, **STATISTICS}[criterion].column
 
 
 def usable(group: pd.DataFrame, column: str) -> tuple[pd.DataFrame, dict[int, str]]:
@@ -131,7 +164,7 @@ def per_seed_optima(rows: pd.DataFrame, criterion: str) -> list[SeedOptimum]:
         values = live[criterion_column(criterion)].astype(float).to_numpy()
         if np.isnan(values).all():
             continue
-        best = knee_plateau(depths, values) if criterion == "fvu_knee" else plateau(depths, values)
+        best = {**CRITERIA, **STATISTICS}[criterion].rule(depths, values)
         optima.append(SeedOptimum(best, tuple(int(d) for d in depths)))
     return optima
 
@@ -211,8 +244,8 @@ def optimal_depths(depths: pd.DataFrame) -> pd.DataFrame:
     log's "depth 2 is optimal" (`depth2_evidence`, Holm-corrected over this table's rows by `judge`)."""
     rows, tests = [], []
     for key, group in depths.groupby(GROUP, sort=True):
-        for criterion in [*CRITERIA, "fvu_knee"]:
-            found = seed_optima(group, criterion, min_depths=3 if criterion == "fvu_knee" else 2)
+        for criterion, how in CRITERIA.items():
+            found = seed_optima(group, criterion, min_depths=how.min_depths)
             evidence = depth2_evidence(found.per_seed)
             tests.append({**evidence.row(), "basis": depth2_basis(group, found, evidence)})
             lo, hi = found.ci

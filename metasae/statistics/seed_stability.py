@@ -1,14 +1,18 @@
 """Cross-seed stability: how well a depth's latents are reproduced by the same depth of another seed.
 
 Each pair of seeds' alive latents is matched one-to-one (Hungarian, by signed similarity); a seed's
-stability is its mean matched similarity and the share of matches above `STABLE_COSINE`, averaged over its
-matchings with every other seed. Latents are compared as decoder rows where every seed's rows live in one
-space, otherwise as the correlation of their codes over the same probe images (`stability_inputs`).
+stability is its mean matched similarity and the share of matches above `STABLE_COSINE`, both over the larger
+seed's latents (a latent left unmatched counts 0, so a seed with extra latents is not scored on its best
+subset), averaged over its matchings with every other seed. The seeds are a stack's classifier seeds or, on
+one classifier, its SAE seeds (`stability`'s `replicate`). Latents are compared as decoder rows where every
+seed's rows live in one space, otherwise as the correlation of their codes over the same probe images
+(`stability_inputs`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,14 +77,15 @@ def similarity(a: torch.Tensor | CodeColumns, b: torch.Tensor | CodeColumns) -> 
 def matched_similarity(
     a: torch.Tensor | CodeColumns, b: torch.Tensor | CodeColumns, threshold: float = STABLE_COSINE
 ) -> tuple[float, float]:
-    """Hungarian one-to-one matching of the latents of a and b by signed similarity: (mean similarity over
-    the min(m, n) matched pairs, share of those pairs above `threshold`); NaN where either has no latents."""
+    """Hungarian one-to-one matching of the latents of a and b by signed similarity: (mean similarity, share
+    of latents matched above `threshold`), both over max(m, n) latents, an unmatched one counting 0; NaN
+    where either has no latents."""
     if not len(a) or not len(b):
         return math.nan, math.nan
     score = similarity(a, b)
     rows, cols = linear_sum_assignment(score, maximize=True)
-    matched = score[rows, cols]
-    return float(matched.mean()), float((matched > threshold).mean())
+    matched, n = score[rows, cols], max(score.shape)
+    return float(matched.sum() / n), float((matched > threshold).sum() / n)
 
 
 def seed_stability(matrices: dict[int, torch.Tensor | CodeColumns]) -> dict[int, tuple[float, float]]:
@@ -111,41 +116,47 @@ def stability_inputs(seeds: dict[int, Depth]) -> tuple[str, dict[int, torch.Tens
     folders = list(seeds.values())
     sources = {read_json(f.acts_dir / MANIFEST_FILE).get("source_model") for f in folders}
     alive = {
-        s: torch.bincount(f.codes.indices()[1], minlength=f.codes.shape[1]) > 0 for s, f in seeds.items()
+        s: torch.bincount(f.image_codes.indices()[1], minlength=f.image_codes.shape[1]) > 0
+        for s, f in seeds.items()
     }
     if len(sources) == 1 and all(f.mode in ("base", "decoder") for f in folders):
         return "decoder rows", {s: f.sae.W_dec.detach()[alive[s]] for s, f in seeds.items()}
-    if len({f.codes.shape[0] for f in folders}) != 1:
+    if len({f.image_codes.shape[0] for f in folders}) != 1:
         raise MetasaeError(
             "stability: the seeds' codes cover different numbers of probe images: "
-            + ", ".join(f"{f.path} ({f.codes.shape[0]})" for f in folders)
+            + ", ".join(f"{f.path} ({f.image_codes.shape[0]})" for f in folders)
         )
-    return "codes", {s: CodeColumns.of(f.codes.coalesce(), alive[s]) for s, f in seeds.items()}
+    return "codes", {s: CodeColumns.of(f.image_codes.coalesce(), alive[s]) for s, f in seeds.items()}
 
 
-def stability(folders: dict[tuple, Depth], modes: list[str]) -> pd.DataFrame:
-    """Cross-seed stability of every (run, mode, depth) that two or more seeds trained: one row per seed."""
+def stability(
+    folders: dict[tuple, Depth], modes: list[str], group: Sequence[str] = GROUP, replicate: str = "seed"
+) -> pd.DataFrame:
+    """Stability of every (group, depth) that two or more replicates trained: one row per replicate.
+    `folders` is keyed (*group values, replicate, depth); a `mode` of None (depth 1) gives a row per mode."""
     by_depth: dict[tuple, dict[int, Depth]] = {}
-    for (*group, seed, depth), folder in folders.items():
+    for (*key, seed, depth), folder in folders.items():
         if not folder.stopped:
-            by_depth.setdefault((*group, depth), {})[seed] = folder
+            by_depth.setdefault((*key, depth), {})[seed] = folder
+    mode_at = list(group).index("mode")
     rows = []
-    for (*group, depth), seeds in sorted(by_depth.items(), key=lambda kv: str(kv[0])):
+    for (*key, depth), seeds in sorted(by_depth.items(), key=lambda kv: str(kv[0])):
         if len(seeds) < 2:
             continue
         basis, matrices = stability_inputs(seeds)
         for folder in seeds.values():  # this group's codes are done with: free them (peak RSS, issue 17)
             folder.__dict__.pop("codes", None)
         for seed, (mean_cosine, matched) in seed_stability(matrices).items():
-            for mode in [group[-1]] if group[-1] else modes:
+            for mode in [key[mode_at]] if key[mode_at] else modes:
                 rows.append(
                     {
-                        **dict(zip(GROUP, [*group[:-1], mode], strict=True)),
-                        "seed": seed,
+                        **dict(zip(group, key, strict=True)),
+                        "mode": mode,
+                        replicate: seed,
                         "depth": depth,
                         "stability_mean_cosine": mean_cosine,
                         "stability_fraction_matched": matched,
                         "stability_basis": basis,
                     }
                 )
-    return pd.DataFrame(rows, columns=[*GROUP, "seed", "depth", *STABILITY_COLUMNS])
+    return pd.DataFrame(rows, columns=[*group, replicate, "depth", *STABILITY_COLUMNS])

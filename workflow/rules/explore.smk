@@ -1,5 +1,6 @@
 rule explore:
-    """The interactive explorer: one self-contained HTML file over every analysed depth."""
+    """The offline latent explorer over every analysed depth: index.html beside its scripts (explorer.js,
+    data/: one per depth and probe dataset, loaded on demand); the folder is the stage's own."""
     conda:
         "../envs/metasae.yaml"
     input:

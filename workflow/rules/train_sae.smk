@@ -9,20 +9,43 @@ def apply_flag(w, folder):
     return flags(apply=[str(Path(p).parent) for p in stack_source(w, folder)] or None)
 
 
+def fit_cache(w):
+    """The fit cache a run's depth 1 trains on, as a one-item list; empty for a planted tree (its one cache is
+    both) and for an applied stack (it trains nothing)."""
+    if w.clf == study.SYNTH or stack_source(w, "depth1"):
+        return []
+    return [f"{R}/fit_acts/{w.clf}/seed{w.seed}/{w.probe}/{w.layer}/manifest.json"]
+
+
+def base_acts_flags(w, input):
+    """--acts: the cache depth 1 trains on (or encodes, applied); --eval-acts: the probe's eval cache."""
+    eval_dir = str(Path(input.manifest).parent)
+    if not input.fit:
+        return flags(acts=eval_dir)
+    return flags(acts=str(Path(input.fit[0]).parent), eval_acts=eval_dir)
+
+
+def sae_seed_flag(w):
+    return flags(sae_seed=study.parse_run_sae(w.sae).sae_seed)
+
+
 rule train_base_sae:
-    """Depth 1: an SAE on the cached activations (shared by both meta modes), or the stack_from probe's."""
+    """Depth 1: an SAE on the probe's fit activations with codes of its eval images (shared by both meta
+    modes), or the stack_from probe's; a width-matched control (`<sae>__w<width>`) is trained the same way."""
     conda:
         "../envs/metasae.yaml"
     input:
         manifest=rules.cache_acts.output.manifest,
+        fit=fit_cache,
         source=lambda w: stack_source(w, "depth1"),
     output:
         metrics=f"{R}/sae/{RUN}/depth1/metrics.json",
     params:
         apply=lambda w: apply_flag(w, "depth1"),
-        spec=lambda w: as_json(config["sae"][w.sae]),
+        spec=lambda w: as_json(study.run_spec(config, w.sae)),
         common=device_flags(),
-        acts=lambda w, input: str(Path(input.manifest).parent),
+        acts=base_acts_flags,
+        sae_seed=sae_seed_flag,
         out=lambda w, output: str(Path(output.metrics).parent),
     log:
         f"{R}/logs/sae/{RUN}/depth1.log",
@@ -33,8 +56,8 @@ rule train_base_sae:
         mem_mb=3000,
         runtime=60,
     shell:
-        "metasae --threads {threads} train-sae --acts {params.acts} --spec {params.spec:q} --seed {wildcards.seed}"
-        " {params.apply} {params.common} --out {params.out} > {log} 2>&1"
+        "metasae --threads {threads} train-sae {params.acts} --spec {params.spec:q} --seed {wildcards.seed}"
+        " {params.sae_seed} {params.apply} {params.common} --out {params.out} > {log} 2>&1"
 
 
 def train_meta_command(w, depth):
@@ -49,6 +72,7 @@ def train_meta_command(w, depth):
                 stop=as_json(config["meta"].get("stop", {})),
                 seed=w.seed,
             ),
+            sae_seed_flag(w),
             apply_flag(w, f"{{mode}}/depth{depth}"),
             device_flags(),
             flags(out=depth_folder(w, "sae", depth)),

@@ -1,0 +1,129 @@
+"""Meta gain: does a depth's meta-SAE find structure in its parent's rows that a meta-SAE of the same size
+cannot find in rows without any? A label-free depth statistic.
+
+A meta-SAE of w latents with k active per row explains some of any n rows, structured or not: on n random
+unit rows in high dimension a k = 1, w = n / 2 dictionary explains about half (it merges rows in pairs). So
+what a depth's meta-SAE explains of its parent's rows is compared with what a same-size meta-SAE, fitted
+here (`fit_null`), explains of NULL_DRAWS sets of random unit rows of the same count and dimension. Both are
+measured the same scale-free way (`support_explained`): each row projected on the span of the decoder rows
+its code uses, so a meta-code's magnitude (1 in the analytic stacks, anything in a trained one) does not
+count, only which latents it picks.
+
+meta_gain = explained(parent rows) - mean(explained(null rows)); `meta_gain_z` divides it by the nulls'
+standard deviation (at least Z_FLOOR). On a planted tree, depths up to L have sibling structure to find,
+the roots do not: the deepest depth whose meta-SAE still beats the null is L (criterion
+`deepest_meta_gain` of `metasae.statistics.optimal`, which says how large a z beats it).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from metasae.layout import META_CODES_FILE
+from metasae.seeds import generator
+from metasae.stack import Depth
+
+NULL_DRAWS = 5  # random row sets per depth: the null's mean and spread
+NULL_ITERS = 30  # alternating steps of a null fit (rows are few: n <= a few hundred)
+MAX_SUPPORT = 64  # meta-latents per parent row above which no gain is computed (depth_meta_gain)
+Z_FLOOR = 1e-3  # the smallest null spread divided by (identical nulls would give an infinite z)
+
+
+def _unit(x: Tensor) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def support_explained(rows: Tensor, dictionary: Tensor, codes: Tensor) -> float:
+    """Share of the rows' squared norm in the span of the dictionary rows each row's code uses (codes
+    [n, w] != 0; a row with an empty code explains nothing): sum ||P_S(i) x_i||^2 / sum ||x_i||^2."""
+    rows, dictionary = rows.double(), dictionary.double()
+    total = float(rows.pow(2).sum())
+    if not total > 0:
+        return math.nan
+    supports = codes != 0
+    sizes = supports.sum(1)
+    explained = 0.0
+    for size in sizes.unique().tolist():  # rows whose codes use `size` latents: one batched solve
+        if size == 0:
+            continue
+        members = torch.nonzero(sizes == size).squeeze(1)
+        columns = torch.nonzero(supports[members])[:, 1].view(-1, size)  # row-major: each row's latents
+        bases = dictionary[columns].transpose(1, 2)  # [rows, d, size]
+        coef = torch.linalg.lstsq(bases, rows[members].unsqueeze(2)).solution
+        explained += float((bases @ coef).pow(2).sum())
+    return explained / total
+
+
+def fit_null(rows: Tensor, width: int, k: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A TopK meta-SAE of `width` unit decoder rows with a tied encoder (codes: the k largest positive
+    x . D_j), fitted to `rows` by alternating minimisation from `width` of the rows (seeded): codes for the
+    decoder, then the least-squares decoder for the codes, NULL_ITERS times; a latent left unused restarts on
+    the worst-explained row. For k = 1 this is spherical k-means, what a k = 1 meta-SAE converges to, and
+    with no autograd it costs milliseconds: (decoder [width, d], codes [n, width])."""
+    g = generator(seed, "meta-gain-null")
+    rows = rows.double()
+    k = max(1, min(k, width))
+    decoder = rows[torch.randperm(len(rows), generator=g)[:width]]
+    if len(decoder) < width:
+        decoder = torch.cat([decoder, torch.randn(width - len(decoder), rows.shape[1], generator=g).double()])
+    decoder = _unit(decoder)
+    for _ in range(NULL_ITERS):
+        codes = _topk_codes(rows, decoder, k)
+        fresh = torch.linalg.lstsq(codes, rows).solution  # [width, d]
+        unused = codes.abs().sum(0) == 0
+        worst = (rows - codes @ decoder).pow(2).sum(1).argsort(descending=True)
+        fresh[unused] = rows[worst[: int(unused.sum())]]
+        decoder = _unit(fresh)
+    return decoder.float(), _topk_codes(rows, decoder, k).float()
+
+
+def _topk_codes(rows: Tensor, decoder: Tensor, k: int) -> Tensor:
+    pre = torch.relu(rows @ decoder.T)
+    top = pre.topk(k, dim=1)
+    return torch.zeros_like(pre).scatter_(1, top.indices, top.values)
+
+
+@cache
+def null_explained(n: int, d: int, width: int, k: int, seed: int) -> tuple[float, ...]:
+    """What a fitted same-size meta-SAE explains of NULL_DRAWS sets of n random unit rows in d dimensions (a
+    function of its arguments only, so computed once per process for each)."""
+    out = []
+    for draw in range(NULL_DRAWS):
+        rows = _unit(torch.randn(n, d, generator=generator(seed, f"meta-gain-rows-{draw}")))
+        decoder, codes = fit_null(rows, width, k, seed + draw)
+        out.append(support_explained(rows, decoder, codes))
+    return tuple(out)
+
+
+def meta_gain(parent_rows: Tensor, rows: Tensor, meta_codes: Tensor, seed: int) -> dict:
+    """The gain of one depth's meta-SAE (its activation-space rows [w, d] and meta-codes [n, w] of the
+    parent's n rows [n, d]) over the null of the module docstring, with k = the meta-codes' mean support
+    (rounded, at least 1)."""
+    parent_rows = _unit(parent_rows.float())
+    explained = support_explained(parent_rows, _unit(rows.float()), meta_codes)
+    k = max(1, round(float((meta_codes != 0).sum(1).double().mean())))
+    null = torch.tensor(null_explained(len(parent_rows), parent_rows.shape[1], len(rows), k, seed))
+    gain = explained - float(null.mean())
+    return {
+        "meta_explained": explained,
+        "meta_null_explained": float(null.mean()),
+        "meta_gain": gain,
+        "meta_gain_z": gain / max(float(null.std()), Z_FLOOR),
+    }
+
+
+def depth_meta_gain(depth: Depth) -> dict:
+    """The meta gain of a trained depth >= 2 on its parent's layer-space rows (`Depth.directions`), the null
+    seeded by the depth's own seed; empty at depth 1, without meta-codes, and where the meta-codes use more
+    than MAX_SUPPORT latents per row (a dense ReLU meta-code: its span is most of the space, and the solves
+    grow with it)."""
+    if depth.parent is None or depth.stopped or META_CODES_FILE not in depth.checksums:
+        return {}
+    meta_codes = depth.meta_codes.to_dense()
+    if float((meta_codes != 0).sum(1).double().mean()) > MAX_SUPPORT:
+        return {}
+    return meta_gain(depth.parent.directions(), depth.directions(), meta_codes, int(depth.cfg.get("seed", 0)))
