@@ -10,7 +10,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from metasae import runlock, study
+from metasae import runlock, study, study_names
 from metasae.errors import MetasaeError
 
 min_version("8.0")

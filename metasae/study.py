@@ -6,7 +6,6 @@ Snakemake (the conductor) imports this at parse time, so it stays light: no torc
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,15 @@ import yaml
 
 from metasae.errors import MetasaeError
 from metasae.settings import K_ARCHITECTURES
+from metasae.study_names import (  # noqa: F401  (fit_ref, probe_ref: read as study.<name> by the workflow)
+    RUN_SAE_PATTERN,
+    SEP,
+    fit_ref,
+    parse_run_sae,
+    probe_ref,
+    probe_sets,
+    run_sae_name,
+)
 
 SCHEMA = Path(__file__).resolve().parent / "schema.yaml"  # package data: works from a wheel
 MODEL_LAYERS = {"mlp": ("fc1", "fc2", "fc3"), "cnn": ("conv1", "conv2", "fc1", "fc2")}
@@ -44,50 +52,6 @@ class Run:
     @property
     def is_control(self) -> bool:
         return parse_run_sae(self.sae).control_width is not None
-
-
-SEP = "__"  # joins a configured SAE's name to its control width and SAE seed (configured names lack it)
-_RUN_SAE = re.compile(
-    r"^(?P<sae>[a-z0-9]+(?:_[a-z0-9]+)*)(?:__w(?P<width>[1-9]\d*))?(?:__s(?P<seed>[1-9]\d*))?$"
-)
-
-
-@dataclass(frozen=True)
-class RunSAE:
-    """What a run's SAE folder name says: the configured SAE, the width of a control (None: the stack's own
-    depth 1), and the SAE seed."""
-
-    sae: str
-    control_width: int | None
-    sae_seed: int
-
-    @property
-    def role(self) -> str:
-        return "stack" if self.control_width is None else "control"
-
-
-def run_sae_name(sae: str, control_width: int | None = None, sae_seed: int = 0) -> str:
-    """`topk`, `topk__w128` (its width-matched control), `topk__s1` / `topk__w128__s1` (SAE seed 1): seed 0 is
-    the bare name, so a study with one SAE seed keeps the paths it always had."""
-    width = f"{SEP}w{control_width}" if control_width is not None else ""
-    return f"{sae}{width}{f'{SEP}s{sae_seed}' if sae_seed else ''}"
-
-
-def parse_run_sae(name: str) -> RunSAE:
-    """The inverse of `run_sae_name` (a strict pattern: a name it does not match is an error)."""
-    match = _RUN_SAE.match(name)
-    if match is None:
-        raise MetasaeError(f"{name!r}: not a run SAE name (<sae>[__w<width>][__s<seed>])")
-    width, seed = match["width"], match["seed"]
-    return RunSAE(match["sae"], int(width) if width else None, int(seed) if seed else 0)
-
-
-def run_spec(config: dict, name: str) -> dict:
-    """The training settings of a run's depth-1 SAE: its configured block, at the control's width for a
-    control (a control is trained like depth 1, with no controls of its own)."""
-    parsed = parse_run_sae(name)
-    spec = {k: v for k, v in config["sae"][parsed.sae].items() if k != "controls"}
-    return spec if parsed.control_width is None else {**spec, "width": parsed.control_width}
 
 
 def _key(path) -> str:
@@ -178,7 +142,7 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
         _check_ref(parse_ref, ref, key, known_datasets)
     _check_held_out(config, known_datasets)
     for sae_name in config["sae"]:
-        if not _RUN_SAE.match(sae_name) or parse_run_sae(sae_name).sae != sae_name:
+        if not RUN_SAE_PATTERN.match(sae_name) or parse_run_sae(sae_name).sae != sae_name:
             _fail(
                 f"sae.{sae_name}",
                 f"a name may not hold {SEP!r} nor start or end with '_' (run folders use {SEP}w<width> "
@@ -281,7 +245,7 @@ def _probe_refs(entry: str | dict) -> list[tuple[str, str]]:
     written, then the set derived from it (see `_probe`)."""
     if isinstance(entry, dict):
         return [(".dataset", entry["dataset"]), (".fit", entry["fit"])]
-    probe = _probe({"probes": {"p": entry}}, "p")
+    probe = probe_sets({"probes": {"p": entry}}, "p")
     derived = "fit" if probe["dataset"] == entry else "eval"
     return [("", entry), (f" (its derived {derived} set)", probe[derived if derived == "fit" else "dataset"])]
 
@@ -512,40 +476,6 @@ def matched_controls(config: dict, sae_name: str) -> tuple[list[int], list[int]]
     return sorted(w for w in widths if w >= k), sorted(w for w in widths if w < k)
 
 
-def probe_ref(config: dict, name: str) -> str:
-    """The probe's eval images: what every image statistic is computed on, and no SAE of the stack saw."""
-    return _probe(config, name)["dataset"]
-
-
-def fit_ref(config: dict, name: str) -> str:
-    """The probe's fit images: what the SAE stack trains on (disjoint from `probe_ref`, checked)."""
-    return _probe(config, name)["fit"]
-
-
-def probe_shuffled(config: dict, name: str) -> bool:
-    """Whether the probe's cached labels are permuted (the negative control: no purity claim may hold)."""
-    return bool(_probe(config, name)["shuffle_labels"])
-
-
-EVAL_SPLIT = "test"  # a probe given as a train split is evaluated on this split of its dataset
-
-
-def _probe(config: dict, name: str) -> dict:
-    """A probe as {dataset, fit, shuffle_labels}. A string names a dataset reference: a non-train split is
-    the eval set and fits on the dataset's whole `train` split (`mnist:test` fits on `mnist:train`); a train
-    split (or slice of it) is the fit set and evaluates on the dataset's whole `test` split (`digits:train`
-    evaluates on `digits:test`). A mapping says both."""
-    from metasae.data.refs import DEFAULT_SPLIT, parse_ref
-
-    entry = config["probes"][name]
-    if isinstance(entry, dict):
-        return {"shuffle_labels": False, **entry}
-    ref = parse_ref(entry)
-    if ref.split == DEFAULT_SPLIT:
-        return {"dataset": f"{ref.name}:{EVAL_SPLIT}", "fit": entry, "shuffle_labels": False}
-    return {"dataset": entry, "fit": f"{ref.name}:{DEFAULT_SPLIT}", "shuffle_labels": False}
-
-
 def classifier_saes(config: dict, clf: dict) -> list[str]:
     """The depth-1 SAEs a classifier's runs train: its `saes`, else every entry under sae but those the
     planted trees name (a tree's SAE is sized to its leaves, not to a classifier's layer)."""
@@ -653,20 +583,3 @@ def check_data_available(config: dict) -> list[dict]:
     if missing:
         raise MetasaeError("datasets not available offline:\n  " + "\n  ".join(missing))
     return found
-
-
-CLASSIFIER_DEFAULTS = {"epochs": 5, "batch_size": 64, "lr": 1e-3}
-
-
-def classifier_args(config: dict, name: str) -> dict:
-    """The `metasae train-classifier` flags of one configured classifier, defaults filled in."""
-    clf = {**CLASSIFIER_DEFAULTS, **config["classifiers"][name]}
-    return {
-        "model": clf["model"],
-        "train": clf["train"],
-        "test": clf["test"],
-        "epochs": clf["epochs"],
-        "batch_size": clf["batch_size"],
-        "lr": clf["lr"],
-        "input_shape": clf.get("input_shape"),
-    }

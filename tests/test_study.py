@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metasae import study
+from metasae import study, study_names
 from metasae.errors import MetasaeError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,11 +107,11 @@ def test_sae_seeds_multiply_the_runs_and_name_their_folders():
 @pytest.mark.parametrize(
     "name,parsed",
     [
-        ("topk", study.RunSAE("topk", None, 0)),
-        ("synth_w32", study.RunSAE("synth_w32", None, 0)),
-        ("topk__w128", study.RunSAE("topk", 128, 0)),
-        ("topk__s2", study.RunSAE("topk", None, 2)),
-        ("my_sae__w8__s1", study.RunSAE("my_sae", 8, 1)),
+        ("topk", study_names.RunSAE("topk", None, 0)),
+        ("synth_w32", study_names.RunSAE("synth_w32", None, 0)),
+        ("topk__w128", study_names.RunSAE("topk", 128, 0)),
+        ("topk__s2", study_names.RunSAE("topk", None, 2)),
+        ("my_sae__w8__s1", study_names.RunSAE("my_sae", 8, 1)),
     ],
 )
 def test_run_sae_names_round_trip(name, parsed):
@@ -137,9 +137,9 @@ def test_matched_controls_cover_every_mode_width_at_or_above_k():
     config = load()  # topk: width 512, k 96; decoder 0.25 (min 8): 128 32 8; activations 0.5: 256 128 64 32
     assert study.matched_controls(config, "topk") == ([128, 256], [8, 32, 64])
     assert study.matched_controls(config, "synth_w32") == ([], [])  # no `controls`
-    spec = study.run_spec(config, "topk__w128__s1")
+    spec = study_names.run_spec(config, "topk__w128__s1")
     assert spec["width"] == 128 and spec["k"] == 96 and "controls" not in spec
-    assert study.run_spec(config, "topk") == {
+    assert study_names.run_spec(config, "topk") == {
         k: v for k, v in config["sae"]["topk"].items() if k != "controls"
     }
 
@@ -161,7 +161,7 @@ def test_matched_controls_cover_every_mode_width_at_or_above_k():
 def test_a_probe_has_disjoint_fit_and_eval_sets(entry, eval_ref, fit_ref):
     config = {"probes": {"p": entry}}
     assert (study.probe_ref(config, "p"), study.fit_ref(config, "p")) == (eval_ref, fit_ref)
-    assert not study.probe_shuffled(config, "p")
+    assert not study_names.probe_shuffled(config, "p")
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,8 @@ def test_a_derived_split_that_does_not_exist_names_the_probe():
 
 def test_shuffled_probe_is_read_from_its_mapping():
     config = load()
-    assert study.probe_shuffled(config, "digits_shuffled") and not study.probe_shuffled(config, "digits")
+    assert study_names.probe_shuffled(config, "digits_shuffled")
+    assert not study_names.probe_shuffled(config, "digits")
     assert study.probe_ref(config, "digits_shuffled") == study.probe_ref(config, "digits")
 
 

@@ -1,7 +1,7 @@
 def cache_command(w, input, output, role):
     """The cache-acts command of one of a probe's two image sets (study.probe_ref: eval, study.fit_ref: fit)."""
     ref = (study.fit_ref if role == "fit" else study.probe_ref)(config, w.probe)
-    shuffle = " --shuffle-labels" if study.probe_shuffled(config, w.probe) else ""
+    shuffle = " --shuffle-labels" if study_names.probe_shuffled(config, w.probe) else ""
     return (
         f"cache-acts --model-dir {Path(input.model).parent} --dataset {shlex.quote(ref)} --layer {w.layer}"
         f" --role {role}{shuffle} --seed {w.seed} {common_flags()} --out {Path(output.manifest).parent}"

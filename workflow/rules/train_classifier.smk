@@ -9,7 +9,7 @@ rule train_classifier:
         cfg=f"{R}/models/{{clf}}/seed{{seed}}/cfg.json",
         metrics=f"{R}/models/{{clf}}/seed{{seed}}/metrics.json",
     params:
-        flags=lambda w: flags(**study.classifier_args(config, w.clf)),
+        flags=lambda w: flags(**study_names.classifier_args(config, w.clf)),
         common=common_flags(),
         out=lambda w, output: str(Path(output.model).parent),
     log:

@@ -42,7 +42,7 @@ rule train_base_sae:
         metrics=f"{R}/sae/{RUN}/depth1/metrics.json",
     params:
         apply=lambda w: apply_flag(w, "depth1"),
-        spec=lambda w: as_json(study.run_spec(config, w.sae)),
+        spec=lambda w: as_json(study_names.run_spec(config, w.sae)),
         common=device_flags(),
         acts=base_acts_flags,
         sae_seed=sae_seed_flag,
