@@ -47,6 +47,19 @@ LINEAGE_COLUMNS = ("parent_latent", "meta_latent", "weight")
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 
+def trained_record(depth: int, mode: str, width: int, checksums: dict[str, str]) -> dict:
+    """The metrics.json fields of every trained depth folder, whoever writes it (train-sae, synth-oracle):
+    what `Depth.load` reads and the sha256 of each data file, for every reader to verify."""
+    return {
+        "status": "trained",
+        "stop_reason": None,
+        "depth": depth,
+        "mode": mode,
+        "width": width,
+        SHA256_KEY: dict(sorted(checksums.items())),
+    }
+
+
 @dataclass(eq=False)
 class Depth:
     """A depth folder: its cfg and metrics (read at load, when its data files' recorded sha256 are checked

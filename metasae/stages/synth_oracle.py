@@ -30,10 +30,10 @@ from metasae.layout import (
     META_CODES_FILE,
     METRICS_FILE,
     MODES,
-    SHA256_KEY,
 )
 from metasae.sae import SAE, SAEConfig, build_sae, save_sae
 from metasae.seeds import generator
+from metasae.stack import trained_record
 from metasae.stages.synth_acts import load_truth
 from metasae.synth_tree import MAX_DEPTH, SynthTree, TreeSpec, centroids
 
@@ -95,13 +95,8 @@ def write_depth_folder(sae: SAE, codes: Tensor, cfg: dict, meta_codes: Tensor | 
         checksums[META_CODES_FILE] = save_codes(out_dir / META_CODES_FILE, meta_codes)
         checksums[LINEAGE_FILE] = write_lineage(out_dir / LINEAGE_FILE, meta_codes.to_sparse())
     metrics = {
-        "status": "trained",
-        "stop_reason": None,
-        "depth": cfg["depth"],
-        "mode": cfg["mode"],
-        "width": sae.cfg.width,
+        **trained_record(cfg["depth"], cfg["mode"], sae.cfg.width, checksums),
         "synthetic_stack": cfg["synthetic_stack"],
-        SHA256_KEY: dict(sorted(checksums.items())),
     }
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics

@@ -32,7 +32,7 @@ from metasae.metrics import sae_metrics
 from metasae.sae import SAE, save_sae
 from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
-from metasae.stack import FIT_CODES_FILE, Depth
+from metasae.stack import FIT_CODES_FILE, Depth, trained_record
 
 EVAL_FRACTION = 0.2
 
@@ -104,14 +104,9 @@ def _finish(
     metrics = {
         **train_metrics,
         **extra,
-        "status": "trained",
-        "stop_reason": None,
-        "depth": cfg["depth"],
-        "mode": cfg["mode"],
-        "width": sae.cfg.width,
+        **trained_record(cfg["depth"], cfg["mode"], sae.cfg.width, checksums),
         "alive_latents_images": int(alive.sum()),
         "l0_images": float(codes._nnz() / max(1, codes.shape[0])),
-        SHA256_KEY: dict(sorted(checksums.items())),
     }
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics
