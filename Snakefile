@@ -84,6 +84,7 @@ rule all:
     input:
         rules.aggregate.output if RUNS else [],
         dsprites_targets(),
+        rules.report_dsprites.output if DSP.get("runs") else [],
         rules.report.output if RUNS else [],
         rules.explore.output if RUNS else [],
         synth_targets(),

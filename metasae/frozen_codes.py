@@ -26,11 +26,10 @@ from torch import Tensor
 from metasae.codes import save_codes
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, save_tensors
+from metasae.layout import FROZEN_CODES_FILE, FROZEN_ENCODER_FILE
 from metasae.metrics import fvu
 from metasae.seeds import generator
 
-FROZEN_CODES_FILE = "frozen_codes.safetensors"  # the image codes of a decoder-mode depth d >= 2, sparse
-FROZEN_ENCODER_FILE = "frozen_encoder.safetensors"  # W_enc, b_enc, b_dec, dictionary, k
 CODES_USED = ("frozen_topk", "own", "routed")  # summary.json `codes_used`: what the image statistics read
 FIT_STEPS = 300
 FIT_BATCH = 256

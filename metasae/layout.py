@@ -19,6 +19,9 @@ METRICS_FILE = "metrics.json"  # written last: a folder without it is incomplete
 SAE_WEIGHTS = "sae.safetensors"
 TRAIN_LOG_FILE = "train_log.csv"
 CODES_FILE = "codes.safetensors"  # depth codes of the probe images, sparse
+FIT_CODES_FILE = "fit_codes.safetensors"  # depth codes of the fit images (an SAE's own training images)
+FROZEN_CODES_FILE = "frozen_codes.safetensors"  # decoder-mode depth d >= 2: frozen-dictionary image codes
+FROZEN_ENCODER_FILE = "frozen_encoder.safetensors"  # W_enc, b_enc, b_dec, dictionary, k of those codes
 META_CODES_FILE = "meta_codes.safetensors"  # C_d: [parent latents, latents], sparse
 LINEAGE_FILE = "lineage.parquet"  # one row per (parent latent, meta-latent) pair with non-zero weight
 

@@ -24,13 +24,16 @@ import torch
 
 from metasae.codes import load_codes
 from metasae.errors import MetasaeError
-from metasae.frozen_codes import FROZEN_CODES_FILE, FROZEN_ENCODER_FILE, FrozenEncoder, unit_rows
+from metasae.frozen_codes import FrozenEncoder, unit_rows
 from metasae.io import read_json, verify_file
 from metasae.layout import (
     BASE_MODE,
     CFG_FILE,
     CODES_FILE,
     DEPTH_MODES,
+    FIT_CODES_FILE,
+    FROZEN_CODES_FILE,
+    FROZEN_ENCODER_FILE,
     LINEAGE_FILE,
     META_CODES_FILE,
     METRICS_FILE,
@@ -41,7 +44,6 @@ from metasae.sae import SAE, load_sae
 STATUSES = ("trained", "stopped")
 PRODUCER = "train-sae"  # the command that writes a depth folder (named when one of its files is corrupt)
 CFG_KEYS = ("depth", "mode", "acts_dir")  # and `parent` from depth 2
-FIT_CODES_FILE = "fit_codes.safetensors"  # codes of the fit images (the eval images' are CODES_FILE)
 LINEAGE_COLUMNS = ("parent_latent", "meta_latent", "weight")
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]

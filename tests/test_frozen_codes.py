@@ -9,8 +9,6 @@ from depth_folders import write_cache, write_depth
 
 from metasae.errors import MetasaeError
 from metasae.frozen_codes import (
-    FROZEN_CODES_FILE,
-    FROZEN_ENCODER_FILE,
     FrozenEncoder,
     depth1_k,
     encode_rows,
@@ -23,7 +21,7 @@ from metasae.frozen_codes import (
 )
 from metasae.groundtruth import mcc
 from metasae.io import read_json, write_json
-from metasae.layout import METRICS_FILE, SHA256_KEY
+from metasae.layout import FROZEN_CODES_FILE, FROZEN_ENCODER_FILE, METRICS_FILE, SHA256_KEY
 from metasae.metrics import fvu
 from metasae.models import build_classifier, save_classifier
 from metasae.sae import SAEConfig, build_sae

@@ -92,6 +92,7 @@ def _claim(name: str, dataset: str, mode: str, verdict: str, reason: str, estima
 DEPTH2 = "Depth 2 is optimal for the most activations (latents whose top-10 activations are all non-zero)"
 ATOMIC = "Latents become more atomic (purer in label) the deeper the stack goes"
 COLLAPSE = "Deep stacks collapse: codes go dead"
+CONTROL = "Meta-latents are purer above chance than the latents of a direct SAE of the same width"
 CLAIM_ROWS = [  # by claim: (dataset, mode, verdict, reason, estimate, seeds)
     *(
         _claim(DEPTH2, *row)
@@ -116,6 +117,13 @@ CLAIM_ROWS = [  # by claim: (dataset, mode, verdict, reason, estimate, seeds)
             ("mnist", "activations", "holds", "p_holm = 0.01 < 0.05", 0.9, 6),
             ("glyphs", "decoder", "holds", "p_holm = 0.01 < 0.05", 0.7, 5),
             ("glyphs", "activations", "untested", "dense routed codes", np.nan, 0),
+        )
+    ),
+    *(
+        _claim(CONTROL, *row)
+        for row in (
+            ("mnist", "activations", "fails", "p_against_holm = 0.01 < 0.05", -0.15, 8),
+            ("mnist", "decoder", "inconclusive", "too few seeds (n < 8)", 0.05, 5),
         )
     ),
     *(
@@ -437,12 +445,16 @@ def test_tldr_counts_are_claims_csv_counts(tmp_path):
     tldr = headline.tldr(data)
     claims_csv = pd.read_csv(results / "summary" / "claims.csv")
     quoted = {m["name"].lower(): m for m in COUNTS.finditer(tldr)}
-    assert set(quoted) == {"depth 2 is optimal", "more atomic with depth"}
-    for name, text in (("depth 2 is optimal", DEPTH2), ("more atomic with depth", ATOMIC)):
+    assert set(quoted) == {"depth 2 is optimal", "more atomic with depth", "beats a same-width sae"}
+    for name, text in (
+        ("depth 2 is optimal", DEPTH2),
+        ("more atomic with depth", ATOMIC),
+        ("beats a same-width sae", CONTROL),
+    ):
         said = claims_csv.loc[claims_csv["claim"] == text, "verdict"].value_counts()
         assert {v: int(quoted[name][v]) for v in VERDICTS} == {v: int(said.get(v, 0)) for v in VERDICTS}
         table = claims_summary(data)  # Table 1: one row per claim and mode, summed here
-        rows = [_cells(line) for line in table.splitlines() if line.startswith(f"| {name} ")]
+        rows = [_cells(line) for line in table.splitlines() if line.lower().startswith(f"| {name} ")]
         sums = {v: sum(int(r[2 + k].split()[0]) for r in rows) for k, v in enumerate(VERDICTS)}
         assert sums == {v: int(said.get(v, 0)) for v in VERDICTS}
     assert "inconclusive 1 (too few seeds)" in tldr and "untested 1 (depth not reached)" in tldr
@@ -454,12 +466,27 @@ def test_tldr_answers_each_question_with_one_number_in_plain_words(tmp_path):
     assert "(s)" not in tldr and "\n- " not in tldr
     # Headline = the real rows (mnist): the decided row with most seeds, decoder mode first.
     assert "**Is there an optimal depth?** Mixed. " in tldr
-    assert "peaks at depth 2: 0.8 (95% CI 0.3 to 0.9; mnist, decoder mode)" in tldr
-    assert "**Do latents get more atomic with depth?** Mostly yes. " in tldr
-    assert "with depth: 0.9 (95% CI 0.4 to 1; mnist, activations mode)" in tldr
-    # the layer rebuilt from the stack (stack FVU 0.2 * depth), never each depth's own-input FVU
-    assert "rises from 0.2 (depth 1) to 0.6 (depth 3)" in tldr and "0.105" not in tldr
+    assert "peaking at depth 2: 0.8 (95% CI 0.3 to 0.9; mnist, decoder mode)" in tldr
+    # the atomicity answer: the raw trend's verdicts, then the width-matched control's answer and number (the
+    # row with most seeds) with its interval
+    assert (
+        "**Do latents get more atomic with depth?** Raw trend: mostly yes; *more atomic with depth*: " in tldr
+    )
+    assert "Against a same-width SAE: not settled. " in tldr
+    assert "Purity lift minus the control's: -0.15 (95% CI -0.65 to -0.05; mnist, activations mode)" in tldr
     assert "real data (mnist), 2 seeds, 4 configurations" in tldr
+    assert "Cost:" not in tldr  # 119 words so far: what depth costs does not fit
+
+
+def test_tldr_says_what_depth_costs_where_it_fits(tmp_path):
+    """Without the control's rows the cost fits: the FVU of the layer rebuilt from the stack (stack FVU 0.2 *
+    depth), never each depth's own-input FVU."""
+    results = make_results(tmp_path)
+    claims = pd.read_csv(results / "summary" / "claims.csv")
+    claims.loc[claims["claim"] != CONTROL].to_csv(results / "summary" / "claims.csv", index=False)
+    tldr = headline.tldr(ReportData(results, tmp_path / "figs"))
+    assert len(tldr.split()) <= headline.TLDR_WORDS
+    assert "rises from 0.2 (depth 1) to 0.6 (depth 3)" in tldr and "0.105" not in tldr
 
 
 def test_plural_never_needs_an_s_in_brackets():

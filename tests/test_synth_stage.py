@@ -17,9 +17,10 @@ from metasae.errors import MetasaeError
 from metasae.io import read_json
 from metasae.layout import MANIFEST_FILE
 from metasae.stages.score_synth import SCORE_FILE, score_synth
-from metasae.stages.synth_acts import load_truth, synth_activations, tree_spec
+from metasae.stages.synth_acts import synth_activations, tree_spec
 from metasae.stages.train_sae import train_base
 from metasae.synth_tree import generate
+from metasae.synth_truth import load_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"depth": 2, "n_trees": 3, "branching": 2, "d": 16, "n_samples": 300}

@@ -8,9 +8,9 @@ from depth_folders import write_cache, write_depth
 from metasae.codes import load_codes
 from metasae.errors import MetasaeError
 from metasae.io import load_tensors, read_json, write_json
-from metasae.layout import LINEAGE_FILE, META_CODES_FILE, MODES
+from metasae.layout import FIT_CODES_FILE, LINEAGE_FILE, META_CODES_FILE, MODES
 from metasae.sae import SAEConfig, build_sae, load_sae
-from metasae.stack import FIT_CODES_FILE, Depth
+from metasae.stack import Depth
 from metasae.stages import train_sae as meta
 
 D_IN, N_ATOMS, N_LATENTS, N_IMAGES = 32, 8, 192, 60

@@ -21,10 +21,9 @@ from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, mat
 from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
-from metasae.stages.synth_acts import load_truth
-from metasae.stages.synth_oracle import STACK_KINDS
 from metasae.statistics.meta_gain import depth_meta_gain
 from metasae.synth_tree import SynthTree
+from metasae.synth_truth import STACK_KINDS, load_truth
 
 SCORE_FILE = "score.json"
 SYNTH_DEPTH_FILE = "synth_depth.csv"

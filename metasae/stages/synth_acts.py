@@ -15,13 +15,12 @@ import torch
 
 from metasae.activations import ActivationCache
 from metasae.errors import MetasaeError
-from metasae.io import load_tensors, provenance, read_json, save_tensors, stage_output, write_json
+from metasae.io import provenance, save_tensors, stage_output, write_json
 from metasae.layout import ACTS_FILE, MANIFEST_FILE
-from metasae.synth_tree import SynthTree, TreeSpec, generate
+from metasae.synth_tree import TreeSpec, generate
+from metasae.synth_truth import SYNTH_DATASET, TRUTH_FILE
 from metasae.tensor_stream import stream_tensors
 
-TRUTH_FILE = "truth.safetensors"
-SYNTH_DATASET = "synth_tree"
 SYNTH_LAYER = "synth"
 SPEC_DEFAULTS = {
     "regime": "leaf",
@@ -94,25 +93,3 @@ def synth_activations(spec: TreeSpec, out_dir: str | Path) -> ActivationCache:
     }
     write_json(out_dir / MANIFEST_FILE, manifest)
     return ActivationCache(tree.acts, labels, index, manifest)
-
-
-def load_truth(acts_dir: str | Path) -> SynthTree:
-    """The planted tree of a synth-acts folder (truth checked against the sha256 its manifest records)."""
-    acts_dir = Path(acts_dir)
-    manifest = read_json(acts_dir / MANIFEST_FILE)
-    if manifest.get("dataset") != SYNTH_DATASET:
-        raise MetasaeError(f"{acts_dir}: not a synth-acts folder (dataset={manifest.get('dataset')!r})")
-    spec_args = dict(manifest["tree_spec"])
-    spec = TreeSpec(**spec_args)
-    truth = load_tensors(
-        acts_dir / TRUTH_FILE, checksums={TRUTH_FILE: manifest["truth_sha256"]}, producer="synth-acts"
-    )
-    acts = load_tensors(acts_dir / ACTS_FILE)["acts"]
-    levels = range(1, spec.depth + 1)
-    return SynthTree(
-        spec=spec,
-        acts=acts,
-        features=[truth[f"features_{lvl}"] for lvl in levels],
-        codes=[truth[f"codes_{lvl}"] for lvl in levels],
-        labels=truth["labels"],
-    )

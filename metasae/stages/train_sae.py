@@ -27,12 +27,20 @@ from metasae.codes import save_codes, write_lineage
 from metasae.errors import MetasaeError
 from metasae.frozen_codes import depth1_k, fit_frozen_encoder, write_frozen_codes
 from metasae.io import provenance, read_json, stage_output, write_json
-from metasae.layout import CODES_FILE, LINEAGE_FILE, META_CODES_FILE, METRICS_FILE, MODES, SHA256_KEY
+from metasae.layout import (
+    CODES_FILE,
+    FIT_CODES_FILE,
+    LINEAGE_FILE,
+    META_CODES_FILE,
+    METRICS_FILE,
+    MODES,
+    SHA256_KEY,
+)
 from metasae.metrics import sae_metrics
 from metasae.sae import SAE, save_sae
 from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
-from metasae.stack import FIT_CODES_FILE, Depth, trained_record
+from metasae.stack import Depth, trained_record
 
 EVAL_FRACTION = 0.2
 

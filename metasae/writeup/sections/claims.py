@@ -18,12 +18,14 @@ from metasae.writeup.format import configuration_keys, fmt, md_table, plural, ro
 @dataclass(frozen=True)
 class Claim:
     """A claim of claims.csv as the write-up names it: found by `keyword` in its text; `question`: the
-    TL;DR question it answers (if any); `number`: what its estimate is, in plain words."""
+    TL;DR question it answers (if any); `number`: what its estimate is, in plain words; `beside`: the name
+    of a claim whose number the answer quotes too (the width-matched control beside the raw trend)."""
 
     keyword: str
     name: str
     question: str = ""
     number: str = ""
+    beside: str = ""
 
 
 CLAIMS = (
@@ -31,13 +33,19 @@ CLAIMS = (
         "optimal",
         "depth 2 is optimal",
         "Is there an optimal depth?",
-        "share of seeds whose activation count peaks at depth 2",
+        "share of seeds peaking at depth 2",
     ),
     Claim(
         "atomic",
         "more atomic with depth",
         "Do latents get more atomic with depth?",
-        "mean correlation of label purity with depth",
+        "mean correlation of purity with depth",
+        beside="beats a same-width SAE",
+    ),
+    Claim(
+        "same width",
+        "beats a same-width SAE",
+        number="purity lift minus the control's",
     ),
     Claim("average number of activations", "more active latents with depth"),
     Claim("collapse", "deep stacks collapse"),

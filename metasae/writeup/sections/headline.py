@@ -11,7 +11,14 @@ import pandas as pd
 
 from metasae.writeup.data import DEAD_GUARD, ReportData
 from metasae.writeup.format import fmt, plural
-from metasae.writeup.sections.claims import QUESTIONS, Claim, claim_rows, n_configurations, verdict_cells
+from metasae.writeup.sections.claims import (
+    CLAIMS,
+    QUESTIONS,
+    Claim,
+    claim_rows,
+    n_configurations,
+    verdict_cells,
+)
 
 TLDR_WORDS = 120
 MODE_ORDER = ("decoder", "activations")  # the published method first where both decide
@@ -57,21 +64,33 @@ def _number(claim: Claim, rows: pd.DataFrame, datasets: set[str]) -> str:
     return f"{what}: {fmt(row['estimate'])} ({'; '.join([*ci, ', '.join(where)])})"
 
 
-def _counts(rows: pd.DataFrame) -> str:
-    """'holds 0, fails 0, inconclusive 1 (too few seeds), untested 1 (depth not reached)'."""
+def _counts(rows: pd.DataFrame, reasons: bool = True) -> str:
+    """'holds 0, fails 0, inconclusive 1 (too few seeds), untested 1 (depth not reached)' (`reasons` False:
+    without the brackets)."""
     cells = verdict_cells(rows)
-    return ", ".join(f"{v} {cell}" for v, cell in cells.items())
+    return ", ".join(f"{v} {cell if reasons else cell.split(' (')[0]}" for v, cell in cells.items())
 
 
 def _question(report: ReportData, claim: Claim, datasets: set[str]) -> str:
-    """One question's paragraph: the answer, the number and the verdict counts of its claim."""
+    """One question's paragraph: the answer, the number and the verdict counts of its claim; where the claim
+    has a control claim beside it (atomicity: a direct SAE of the same width), the raw answer with its counts,
+    then the control's answer, number and counts: a trend the control explains is no answer."""
     rows = claim_rows(report, claim)
     if rows.empty:
         return f"**{claim.question}** Not tested: claims.csv has no *{claim.name}* row."
-    number = _number(claim, rows, datasets)
+    beside = next((c for c in CLAIMS if c.name == claim.beside), None)
+    control = claim_rows(report, beside) if beside else pd.DataFrame()
+    if control.empty:
+        number = _number(claim, rows, datasets)
+        return (
+            f"**{claim.question}** {_answer(rows)}.{' ' + number + '.' if number else ''} "
+            f"*{claim.name.capitalize()}*: {_counts(rows)}."
+        )
+    number = _number(beside, control, datasets)
     return (
-        f"**{claim.question}** {_answer(rows)}.{' ' + number + '.' if number else ''} "
-        f"*{claim.name.capitalize()}*: {_counts(rows)}."
+        f"**{claim.question}** Raw trend: {_answer(rows).lower()}; *{claim.name}*: {_counts(rows)}. "
+        f"Against a same-width SAE: {_answer(control).lower()}.{' ' + number + '.' if number else ''} "
+        f"*{beside.name[0].upper() + beside.name[1:]}*: {_counts(control, reasons=False)}."
     )
 
 
@@ -111,7 +130,7 @@ def tldr(report: ReportData) -> str:
         else ""
     )
     ran = (
-        f"An SAE on a classifier's layer and meta-SAEs stacked to depth {head['depth'].max()}; "
+        f"SAE + meta-SAEs to depth {head['depth'].max()} on a classifier's layer; "
         f"{label.split(';')[0]}, {seeds}{configurations}."
     )
     if report.claims_table is None:
