@@ -693,3 +693,27 @@ def test_superclass_purity_is_tabled_only_where_the_labels_have_superclasses(tmp
         "| configuration" in table and "| superclass purity (chance)" in table and "abstraction gap" in table
     )
     assert "| 1 (0.6)" in table and "| 0.25" in table  # superclass purity beside its chance; the gap
+
+
+def test_shuffled_label_probes_are_the_null_and_not_counted(tmp_path):
+    """A probe with shuffled labels is the negative control: Table 1 and the TL;DR count the other
+    configurations only, and the caption says how many of its claim rows hold (none may)."""
+    results = make_results(tmp_path)
+    path = results / "summary" / "depths.csv"
+    depths = pd.read_csv(path)
+    depths.assign(labels_shuffled=depths["dataset"] == "glyphs").to_csv(path, index=False)
+    data = ReportData(results, tmp_path / "figs")
+    tldr = headline.tldr(data)
+    quoted = {m["name"].lower(): m for m in COUNTS.finditer(tldr)}
+    claims_csv = pd.read_csv(results / "summary" / "claims.csv")
+    counted = claims_csv.loc[(claims_csv["claim"] == ATOMIC) & (claims_csv["dataset"] != "glyphs"), "verdict"]
+    said = counted.value_counts()
+    assert {v: int(quoted["more atomic with depth"][v]) for v in VERDICTS} == {
+        v: int(said.get(v, 0)) for v in VERDICTS
+    }
+    n_glyphs = int((claims_csv["dataset"] == "glyphs").sum())
+    held = int(((claims_csv["dataset"] == "glyphs") & (claims_csv["verdict"] == "holds")).sum())
+    assert (
+        f"shuffled-label probe (glyphs), the null on which no claim may hold: {held} of its {n_glyphs}"
+        in (claims_summary(data))
+    )

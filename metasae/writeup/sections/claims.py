@@ -60,12 +60,45 @@ def claim_name(text: str) -> str:
     return next((c.name for c in CLAIMS if c.keyword in low), text)
 
 
-def claim_rows(report: ReportData, claim: Claim) -> pd.DataFrame:
-    """claims.csv's rows of `claim` (every configuration, as Table 1 counts them)."""
+def null_datasets(report: ReportData) -> list[str]:
+    """The probes whose labels were shuffled (`probes.<name>.shuffle_labels`): the null, not a finding."""
+    d = report.depths
+    if d is None or "labels_shuffled" not in d:
+        return []
+    shuffled = d["labels_shuffled"].astype(str).str.lower() == "true"
+    return sorted(set(d.loc[shuffled, "dataset"]))
+
+
+def study_claims(report: ReportData) -> pd.DataFrame | None:
+    """claims.csv's rows that Table 1 and the TL;DR count: every configuration but the shuffled-label
+    probes', which the caption reports apart."""
     c = report.claims_table
+    if c is None or "dataset" not in c:
+        return c
+    return c.loc[~c["dataset"].isin(null_datasets(report))]
+
+
+def claim_rows(report: ReportData, claim: Claim) -> pd.DataFrame:
+    """claims.csv's rows of `claim` (every configuration Table 1 counts)."""
+    c = study_claims(report)
     if c is None:
         return pd.DataFrame(columns=CLAIMS_COLUMNS)
     return c.loc[c["claim"].map(claim_name) == claim.name]
+
+
+def _null_sentence(report: ReportData) -> str:
+    """What the shuffled-label probes' claims got: no claim may hold there."""
+    nulls = null_datasets(report)
+    c = report.claims_table
+    if not nulls or c is None or "dataset" not in c:
+        return ""
+    rows = c.loc[c["dataset"].isin(nulls)]
+    held = int((rows["verdict"] == "holds").sum())
+    return (
+        f" Not counted: the shuffled-label probe{'s' if len(nulls) > 1 else ''} ({', '.join(nulls)}), the "
+        f"null on which no claim may hold: {held} of its {len(rows)} claim rows "
+        f"hold{'s' if held == 1 else ''}."
+    )
 
 
 def _why(rows: pd.DataFrame) -> str:
@@ -99,7 +132,8 @@ def claims_summary(report: ReportData) -> str:
     decided (the per-configuration statistics and CIs are in the appendix)."""
     if report.claims_table is None:
         return report.skip("the re-test of the log's claims", report.summary / "claims.csv")
-    c = report.claims_table.assign(name=report.claims_table["claim"].map(claim_name))
+    counted = study_claims(report)
+    c = counted.assign(name=counted["claim"].map(claim_name))
     by = ["name", "mode"] if "mode" in c and c["mode"].notna().any() else ["name"]
     order = {claim.name: i for i, claim in enumerate(CLAIMS)}
     c = c.sort_values(by, key=lambda col: col.map(order) if col.name == "name" else col, kind="stable")
@@ -113,7 +147,8 @@ def claims_summary(report: ReportData) -> str:
         pd.DataFrame(rows),
         f"The research log's claims re-tested: how many of the {plural(n, 'configuration')} each verdict "
         f"got (inconclusive, untested: why). The claims: {named}. The TL;DR quotes the rows of *depth 2 "
-        "is optimal* and *more atomic with depth*; each configuration's statistic and CI are in Appendix A.",
+        "is optimal*, *more atomic with depth* and *beats a same-width SAE*; each configuration's statistic "
+        f"and CI are in Appendix A.{_null_sentence(report)}",
         right=[],
     )
 

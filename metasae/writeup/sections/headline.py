@@ -17,6 +17,7 @@ from metasae.writeup.sections.claims import (
     Claim,
     claim_rows,
     n_configurations,
+    study_claims,
     verdict_cells,
 )
 
@@ -125,7 +126,7 @@ def tldr(report: ReportData) -> str:
     head, label = report.headline()
     seeds = plural(int(head["seed"].nunique()), "seed")
     configurations = (
-        f", {plural(n_configurations(report.claims_table), 'configuration')}"
+        f", {plural(n_configurations(study_claims(report)), 'configuration')}"
         if report.claims_table is not None
         else ""
     )
