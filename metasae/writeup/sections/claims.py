@@ -110,13 +110,13 @@ def _why(rows: pd.DataFrame) -> str:
     return "; ".join(reasons)
 
 
-def verdict_cells(rows: pd.DataFrame) -> dict[str, str]:
-    """Per verdict, how many of `rows` got it, with the reasons of the inconclusive and untested ones:
-    {'holds': '0', ..., 'untested': '1 (depth not reached)'}."""
+def verdict_cells(rows: pd.DataFrame, reasons: bool = True) -> dict[str, str]:
+    """Per verdict, how many of `rows` got it, with the reasons of the inconclusive and untested ones
+    (unless `reasons` is False): {'holds': '0', ..., 'untested': '1 (depth not reached)'}."""
     cells = {}
     for v in VERDICTS:
         got = rows.loc[rows["verdict"] == v]
-        why = _why(got) if v in ("inconclusive", "untested") else ""
+        why = _why(got) if reasons and v in ("inconclusive", "untested") else ""
         cells[v] = f"{len(got)}" + (f" ({why})" if why else "")
     return cells
 

@@ -68,8 +68,7 @@ def _number(claim: Claim, rows: pd.DataFrame, datasets: set[str]) -> str:
 def _counts(rows: pd.DataFrame, reasons: bool = True) -> str:
     """'holds 0, fails 0, inconclusive 1 (too few seeds), untested 1 (depth not reached)' (`reasons` False:
     without the brackets)."""
-    cells = verdict_cells(rows)
-    return ", ".join(f"{v} {cell if reasons else cell.split(' (')[0]}" for v, cell in cells.items())
+    return ", ".join(f"{v} {cell}" for v, cell in verdict_cells(rows, reasons).items())
 
 
 def _question(report: ReportData, claim: Claim, datasets: set[str]) -> str:
