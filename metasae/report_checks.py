@@ -90,8 +90,9 @@ def prose(markdown: str) -> str:
 
 
 def word_count(markdown: str) -> int:
-    """Words of `prose(markdown)`: what a reader reads, tables and code left out."""
-    return len(prose(markdown).split())
+    """Words of `prose(markdown)` before its References: what a reader reads, tables, code and the
+    bibliography left out (as a venue's word limit leaves out the references)."""
+    return len(prose(markdown.split("\n## References")[0]).split())
 
 
 def markdown_problems(

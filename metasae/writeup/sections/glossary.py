@@ -39,8 +39,8 @@ GLOSSARY = {
     "verdict": "holds or fails when the corrected p-value of the claim or of its opposite is below "
     "{alpha:g}; inconclusive when neither is, or with fewer than {seeds} seeds; untested when the "
     "statistic is excluded or the depths were not reached.",
-    "planted trees, root match": "synthetic activations built from a known hierarchy of features of known "
-    "depth; root match is the oracle that finds the depth whose latents best match the planted roots.",
+    "planted trees": "synthetic activations built from a known hierarchy of features of known depth, on "
+    "which an optimal-depth criterion must find that depth.",
 }
 
 
