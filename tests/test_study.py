@@ -63,6 +63,7 @@ def test_unknown_dataset_and_probe_and_layer_are_named():
 
 def test_a_schedule_reaching_zero_stops_at_width_min_first():
     config = load()
+    config["meta"]["modes"]["decoder"]["width"]["min"] = 8
     config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.02  # 512, 10, 0, ...: depth 3 is below min 8
     study.validate_semantics(config, study.known_datasets())
     config["meta"]["modes"]["decoder"]["width"]["factor"] = 0.01  # 512, 5, ...: no meta-SAE would train
@@ -134,7 +135,9 @@ def test_configured_sae_names_may_not_look_like_run_names(name):
 
 
 def test_matched_controls_cover_every_mode_width_at_or_above_k():
-    config = load()  # topk: width 512, k 96; decoder 0.25 (min 8): 128 32 8; activations 0.5: 256 128 64 32
+    config = load()  # topk: width 512, k 96; decoder 0.5 (min 96): 256 128; activations 0.5: 256 128 64 32
+    assert study.matched_controls(config, "topk") == ([128, 256], [32, 64])
+    config["meta"]["modes"]["decoder"]["width"] = {"factor": 0.25, "min": 8}  # 128 32 8
     assert study.matched_controls(config, "topk") == ([128, 256], [8, 32, 64])
     assert study.matched_controls(config, "synth_w32") == ([], [])  # no `controls`
     spec = study_names.run_spec(config, "topk__w128__s1")
