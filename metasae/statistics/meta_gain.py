@@ -73,12 +73,26 @@ def fit_null(rows: Tensor, width: int, k: int, seed: int) -> tuple[Tensor, Tenso
     decoder = _unit(decoder)
     for _ in range(NULL_ITERS):
         codes = _topk_codes(rows, decoder, k)
-        fresh = torch.linalg.lstsq(codes, rows).solution  # [width, d]
+        fresh = least_squares_decoder(codes, rows)  # [width, d]
         unused = codes.abs().sum(0) == 0
         worst = (rows - codes @ decoder).pow(2).sum(1).argsort(descending=True)
         fresh[unused] = rows[worst[: int(unused.sum())]]
         decoder = _unit(fresh)
     return decoder.float(), _topk_codes(rows, decoder, k).float()
+
+
+def least_squares_decoder(codes: Tensor, rows: Tensor) -> Tensor:
+    """argmin_D ||codes @ D - rows||^2 ([width, d]) through the normal equations, built from the codes'
+    k-sparse rows: a dense least-squares solve of [n, width] codes took 0.26 s and, 150 times per depth, 41 of
+    a real-study analysis's 64 s. A ridge of 1e-9 of the mean diagonal keeps the system definite (an unused
+    latent's row comes out 0 and restarts); the dense solve is the fallback if it is not."""
+    sparse_t = codes.t().to_sparse()
+    gram, rhs = sparse_t @ codes, sparse_t @ rows
+    ridge = 1e-9 * float(gram.diagonal().mean()) + 1e-300
+    chol, info = torch.linalg.cholesky_ex(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))
+    if int(info) != 0:
+        return torch.linalg.lstsq(codes, rows).solution
+    return torch.cholesky_solve(rhs, chol)
 
 
 def _topk_codes(rows: Tensor, decoder: Tensor, k: int) -> Tensor:
