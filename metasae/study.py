@@ -443,8 +443,8 @@ def _check_k(spec: dict, key: str) -> None:
 
 
 def runs(config: dict) -> list[Run]:
-    """classifiers x their seeds x probes x layers x SAEs x `sae_seeds`, each SAE followed by its
-    width-matched controls (`controls: matched`)."""
+    """classifiers x their seeds x probes x layers x SAEs x their `sae_seeds` (a classifier's own, else the
+    top-level ones), each SAE followed by its width-matched controls (`controls: matched`)."""
     return [
         Run(clf_name, seed, probe, layer, run_sae_name(sae_name, width, sae_seed))
         for clf_name, clf in config["classifiers"].items()
@@ -452,7 +452,7 @@ def runs(config: dict) -> list[Run]:
         for probe in clf["probes"]
         for layer in clf["layers"]
         for sae_name in classifier_saes(config, clf)
-        for sae_seed in config.get("sae_seeds", [0])
+        for sae_seed in clf.get("sae_seeds", config.get("sae_seeds", [0]))
         for width in [None, *matched_controls(config, sae_name)[0]]
     ]
 

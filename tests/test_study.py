@@ -103,6 +103,9 @@ def test_sae_seeds_multiply_the_runs_and_name_their_folders():
     config["sae_seeds"] = [0, 3]
     names = {r.sae for r in study.runs(config)}
     assert names == {"topk", "topk__w128", "topk__w256", "topk__s3", "topk__w128__s3", "topk__w256__s3"}
+    config["classifiers"]["mlp_digits"]["sae_seeds"] = [1]  # a classifier's own replace the top-level ones
+    study.validate_schema(config)
+    assert {r.sae for r in study.runs(config)} == {"topk__s1", "topk__w128__s1", "topk__w256__s1"}
 
 
 @pytest.mark.parametrize(
