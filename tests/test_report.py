@@ -721,3 +721,13 @@ def test_shuffled_label_probes_are_the_null_and_not_counted(tmp_path):
         f"shuffled-label probe (glyphs), the null on which no claim may hold: {held} of its {n_glyphs}"
         in (claims_summary(data))
     )
+
+
+def test_tldr_keeps_its_counts_and_drops_their_reasons_when_they_do_not_fit(tmp_path, monkeypatch):
+    data = ReportData(make_results(tmp_path), tmp_path / "figs")
+    full = headline.tldr(data)
+    assert "(too few seeds)" in full
+    monkeypatch.setattr(headline, "TLDR_WORDS", len(full.split()) - 1)
+    short = headline.tldr(data)
+    assert "(too few seeds)" not in short and "inconclusive 1, untested 1." in short
+    assert len(short.split()) <= headline.TLDR_WORDS

@@ -71,7 +71,7 @@ def _counts(rows: pd.DataFrame, reasons: bool = True) -> str:
     return ", ".join(f"{v} {cell}" for v, cell in verdict_cells(rows, reasons).items())
 
 
-def _question(report: ReportData, claim: Claim, datasets: set[str]) -> str:
+def _question(report: ReportData, claim: Claim, datasets: set[str], reasons: bool = True) -> str:
     """One question's paragraph: the answer, the number and the verdict counts of its claim; where the claim
     has a control claim beside it (atomicity: a direct SAE of the same width), the raw answer with its counts,
     then the control's answer, number and counts: a trend the control explains is no answer."""
@@ -84,11 +84,11 @@ def _question(report: ReportData, claim: Claim, datasets: set[str]) -> str:
         number = _number(claim, rows, datasets)
         return (
             f"**{claim.question}** {_answer(rows)}.{' ' + number + '.' if number else ''} "
-            f"*{claim.name.capitalize()}*: {_counts(rows)}."
+            f"*{claim.name.capitalize()}*: {_counts(rows, reasons)}."
         )
     number = _number(beside, control, datasets)
     return (
-        f"**{claim.question}** Raw trend: {_answer(rows).lower()}; *{claim.name}*: {_counts(rows)}. "
+        f"**{claim.question}** Raw trend: {_answer(rows).lower()}; *{claim.name}*: {_counts(rows, reasons)}. "
         f"Against a same-width SAE: {_answer(control).lower()}.{' ' + number + '.' if number else ''} "
         f"*{beside.name[0].upper() + beside.name[1:]}*: {_counts(control, reasons=False)}."
     )
@@ -119,7 +119,7 @@ def _dead(head: pd.DataFrame) -> str:
 def tldr(report: ReportData) -> str:
     """What was run, then each question's answer, number and counts, then what depth costs and a warning
     where depth 1 has many dead latents, each only while the whole stays within TLDR_WORDS (the counts
-    always stay: a test counts the words)."""
+    always stay, their reasons only while they fit: a test counts the words)."""
     if report.depths is None:
         return report.skip("the headline numbers", report.summary / "depths.csv")
     head, label = report.headline()
@@ -137,6 +137,8 @@ def tldr(report: ReportData) -> str:
         body = [report.skip("the re-test of the log's claims", report.summary / "claims.csv").strip()]
     else:
         body = [_question(report, claim, set(head["dataset"])) for claim in QUESTIONS]
+        if len("\n\n".join([ran, *body]).split()) > TLDR_WORDS:  # the reasons are in Table 1 too
+            body = [_question(report, claim, set(head["dataset"]), reasons=False) for claim in QUESTIONS]
     for extra in (_cost(head), _dead(head)):  # in order of importance, while they fit
         longer = "\n\n".join([ran, *body, extra])
         if extra and len(longer.split()) <= TLDR_WORDS:
