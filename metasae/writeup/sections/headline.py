@@ -136,9 +136,10 @@ def tldr(report: ReportData) -> str:
     if report.claims_table is None:
         body = [report.skip("the re-test of the log's claims", report.summary / "claims.csv").strip()]
     else:
-        body = [_question(report, claim, set(head["dataset"])) for claim in QUESTIONS]
-        if len("\n\n".join([ran, *body]).split()) > TLDR_WORDS:  # the reasons are in Table 1 too
-            body = [_question(report, claim, set(head["dataset"]), reasons=False) for claim in QUESTIONS]
+        for reasons in (True, False):  # the counts' reasons only where they fit (Table 1 has them too)
+            body = [_question(report, claim, set(head["dataset"]), reasons) for claim in QUESTIONS]
+            if len(" ".join([ran, *body]).split()) <= TLDR_WORDS:
+                break
     for extra in (_cost(head), _dead(head)):  # in order of importance, while they fit
         longer = "\n\n".join([ran, *body, extra])
         if extra and len(longer.split()) <= TLDR_WORDS:
