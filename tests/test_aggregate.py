@@ -530,3 +530,17 @@ def test_each_stack_depth_is_paired_with_the_control_of_its_width():
     assert out["purity_lift_minus_control"].tolist()[3] == pytest.approx(-0.2)
     assert out.loc[[0, 2, 4, 5, 6], "control_purity_lift"].isna().all()  # depth 1, no control, controls
     assert out.loc[4:, "control_width"].tolist() == [8, 8, 16]
+
+
+def test_claims_count_classifier_seeds_and_leave_further_sae_seeds_to_stability():
+    from metasae.statistics.groups import claim_replicates
+
+    run = {"model": "m", "dataset": "d", "layer": "fc1", "sae_config": "s", "mode": "decoder", "depth": 1}
+    rows = [
+        {**run, "sae": "s", "seed": 0, "sae_seed": 0},
+        {**run, "sae": "s__s1", "seed": 0, "sae_seed": 1},
+        {**run, "sae": "s__s2", "seed": 1, "sae_seed": 2},  # a classifier whose own sae_seeds start at 2
+        {**run, "sae": "s__s3", "seed": 1, "sae_seed": 3},
+    ]
+    kept = claim_replicates(pd.DataFrame(rows))
+    assert kept[["seed", "sae_seed"]].values.tolist() == [[0, 0], [1, 2]] and set(kept["sae"]) == {"s"}

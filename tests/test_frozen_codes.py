@@ -16,7 +16,7 @@ from metasae.frozen_codes import (
     mean_l0,
     pursuit_codes,
     strongest_routed,
-    topk_relu,
+    topk_shifted,
     unit_rows,
 )
 from metasae.groundtruth import mcc
@@ -35,6 +35,12 @@ from metasae.statistics.exclusions import DENSE, FIXED, ROUTED, excluded_as
 
 D_IN, PARENTS, CHILDREN, IMAGES, K = 64, 16, 4, 600, 3  # K parents (one child each) active per image
 META_K = 2  # meta-latents per child row: the second one is spurious, as a meta-SAE's k forces
+
+
+def topk_relu(pre: torch.Tensor, k: int) -> torch.Tensor:
+    """A meta-SAE's TopK codes: the k largest pre-activations, ReLU'd."""
+    vals, idx = pre.topk(k, dim=1)
+    return torch.zeros_like(pre).scatter(1, idx, vals.relu())
 
 
 def planted(tmp_path, noise=0.6, seed=0):
@@ -98,6 +104,15 @@ def test_the_pursuit_reference_and_the_strongest_routing(tmp_path):
     assert mcc(strongest, truth) >= 0.9
 
 
+def test_shifted_topk_keeps_exactly_k_non_negative_codes():
+    pre = torch.tensor([[3.0, -1.0, -2.0, 0.5], [-4.0, -3.0, -2.0, -1.0]])
+    codes = topk_shifted(pre, 2)
+    assert codes.tolist() == [[4.0, 0.0, 0.0, 1.5], [0.0, 0.0, 1.0, 2.0]]  # minus the third largest
+    random = topk_shifted(torch.randn(50, 12, generator=generator(0, "shift")), 5)
+    assert ((random > 0).sum(1) == 5).all() and (random >= 0).all()
+    torch.testing.assert_close(topk_shifted(pre, 4), pre.relu())  # the whole dictionary: ReLU'd
+
+
 def test_strongest_routing_by_hand():
     parent = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]]).to_sparse()
     meta = torch.tensor([[0.2, 0.9], [0.7, 0.1], [0.0, 0.0]])  # parent latent 2 has no meta-code
@@ -113,7 +128,7 @@ def test_train_sae_writes_frozen_codes_beside_the_routed_ones(tmp_path):
     for folder, m in ((tmp_path / "t2", metrics), (tmp_path / "t3", deeper)):
         assert {FROZEN_CODES_FILE, FROZEN_ENCODER_FILE} <= set(m[SHA256_KEY])
         assert m["codes_used"] == "frozen_topk" and m["frozen_k"] == min(K, m["width"])
-        assert m["frozen_l0_images"] <= m["frozen_k"] and m["strongest_routed_l0_images"] <= K
+        assert m["frozen_l0_images"] == pytest.approx(m["frozen_k"]) and m["strongest_routed_l0_images"] <= K
         assert m["pursuit_l0_images"] <= m["frozen_k"] and m["pursuit_rows"] == min(256, IMAGES)
         loaded = Depth.load(folder)
         assert mean_l0(loaded.image_codes) == pytest.approx(m["frozen_l0_images"])

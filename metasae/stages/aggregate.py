@@ -22,7 +22,7 @@ from metasae.stack import Depth
 from metasae.statistics.claims import claims
 from metasae.statistics.columns import CONTROL_COLUMNS, FRACTIONS, control_columns, derived_columns
 from metasae.statistics.exclusions import EXCLUSION_COLUMNS, blank_dense
-from metasae.statistics.groups import GROUP
+from metasae.statistics.groups import GROUP, claim_replicates
 from metasae.statistics.lineage import LINEAGE_COLUMNS, lineage_statistics
 from metasae.statistics.meta_structure import meta_structure
 from metasae.statistics.optimal import optimal_depths
@@ -177,7 +177,7 @@ def aggregate(summary_paths: list[str | Path], config: dict, out_dir: str | Path
     depths = depth_rows(summary_paths, config)
     stacks = depths[depths["role"] == "stack"].reset_index(drop=True)  # a control is one depth, no stack
     optimal = optimal_depths(stacks)
-    claim_table = claims(stacks)
+    claim_table = claims(claim_replicates(stacks))
     _write_csv(depths, out_dir / "depths.csv")
     _write_csv(optimal, out_dir / "optimal_depth.csv")
     _write_csv(claim_table, out_dir / "claims.csv")

@@ -21,9 +21,10 @@ def method(report: ReportData) -> str:
     few = report.rule("min_seeds", 5)
     dense = report.rule("dense_routed_fraction", 0.5)
     return (
-        "Each depth's SAE is trained, then analysed on the same probe images: its reconstruction of the "
-        "layer (stack FVU), the log's activation count, and the label purity of each latent's ten "
-        "top-activating images. A claim is tested per configuration (classifier, probe, layer, SAE, mode) "
+        "Each stack trains on its probe's fit images and is analysed on the probe's eval images, which "
+        "no SAE of the stack saw: its reconstruction of the layer (stack FVU), the log's activation count, "
+        "and the label purity of each latent's ten top-activating images, read from the image codes of "
+        "each depth (Appendix B says which). A claim is tested per configuration (classifier, probe, layer, SAE, mode) "
         "over seeds: trends by the mean over seeds of each seed's Spearman correlation of the statistic "
         "with depth, *depth 2 is optimal* by the share of seeds whose plateau is depth 2 alone, each with "
         "an exact p-value for the claim and one for its opposite. Both are Holm-corrected over every test "
@@ -51,12 +52,26 @@ def definitions(report: ReportData) -> str:
             f", fewer than the {few} of a real study; each CI says so." if n_seeds < few else "."
         )
     lines = [
+        "**Image codes** (what every image statistic of a depth reads, on the probe's eval images):",
+        "",
+        "- *Depth 1 and width-matched controls*: the SAE's own codes of the layer's activations.",
+        "- *Activations mode*: the image encoded down the stack, each depth's SAE encoding its parent's "
+        "codes.",
+        "- *Decoder mode* (`frozen_topk`): the layer's activations encoded directly against depth $d$'s "
+        "own decoder rows, which are directions in the layer's space: a TopK encoder fitted on the fit "
+        "images with those rows and depth 1's bias frozen, keeping exactly depth 1's k latents per image "
+        "(each chosen pre-activation minus the next largest), so every depth is compared at depth 1's L0. "
+        "The routed codes (the parent's codes passed through the meta-codes, whose L0 multiplies with "
+        "depth) are kept, labelled `routed`, and enter no verdict.",
+        "- *Decoder FVE* and the lineage counts are latent-level: they read the meta-SAE's codes of its "
+        "parent's decoder rows, in-sample (SAEBench's convention).",
+        "",
         "**Statistics** (per depth; each count is also given as a share of that depth's dictionary, "
         "because the width schedule changes the dictionary from depth to depth):",
         "",
-        "- *Stack FVU*: the FVU of the layer's activations rebuilt from depth $d$ (activations mode: "
-        "encode down the stack and decode back up; decoder mode: the parent's codes applied to its "
-        "decoder rows as depth $d$ rebuilds them), the same input at every depth, so it is the headline "
+        "- *Stack FVU*: the FVU of the layer's activations rebuilt from depth $d$'s image codes "
+        "(activations mode: decoded back up the stack; decoder mode: the frozen codes times depth $d$'s "
+        "decoder rows plus depth 1's bias), the same input at every depth, so it is the headline "
         "reconstruction; each depth's own-input FVU (depth 1 fits the layer, decoder-mode depths fit "
         "decoder rows, activations-mode depths fit codes) is not comparable across depths.",
         "- *Loss recovered*: $(CE_\\text{zero} - CE_\\text{spliced}) / (CE_\\text{zero} - "
@@ -73,8 +88,10 @@ def definitions(report: ReportData) -> str:
         "- *Activation count* (`count_all_top10_nonzero`, the log's statistic): the number of latents "
         "whose ten highest activations over the probe images are all non-zero; `count_fraction` divides "
         "it by the dictionary size.",
-        "- *Purity*: the largest share of one label among a latent's top-10 images, averaged over alive "
-        "latents.",
+        "- *Purity*: the largest share of one label among a latent's top-10 images, averaged over the "
+        "latents with at least ten activations on the probe (rarer latents are counted apart: one image "
+        "gives purity 1 by arithmetic); *purity lift* = (purity - chance) / (1 - chance), chance being the "
+        "purity of random top images. Claims use the lift.",
         "- *Lineage weight*: the meta-code value linking parent latent $j$ to meta-latent $i$ (decoder "
         "mode: the meta-SAE's code of parent decoder row $j$; activations mode: its code of latent $j$ "
         "firing alone at its mean active value); parents per meta-latent and meta-latents per parent "
