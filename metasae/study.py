@@ -182,6 +182,7 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
 
 
 SYNTH = "synth"  # classifier and layer name of a planted-tree run: results/sae/synth/seed<N>/<tree>/synth/
+TREE_SAES = ("sae", "reference")  # the SAEs a planted tree may name
 
 
 def _check_synth(config: dict) -> None:
@@ -194,26 +195,29 @@ def _check_synth(config: dict) -> None:
         return
     if SYNTH in config["classifiers"]:
         _fail(f"classifiers.{SYNTH}", "the name is reserved for the planted-tree runs (synth)")
-    for key, name in [("synth.sae", synth["sae"])] + [
-        (f"synth.trees.{t}.sae", tree["sae"]) for t, tree in synth["trees"].items() if "sae" in tree
-    ]:
+    trees = synth["trees"].items()
+    named = [(f"synth.trees.{t}.{k}", tree[k]) for t, tree in trees for k in TREE_SAES if k in tree]
+    for key, name in [("synth.sae", synth["sae"]), *named]:
         if name not in config["sae"]:
             _fail(key, f"unknown SAE {_show(name)}; defined: {_few(sorted(config['sae']))}")
 
 
 def synth_runs(config: dict) -> list[Run]:
-    """The planted-tree runs: one per tree and seed, with the tree's SAE (synth.sae unless it names one)."""
+    """The planted-tree runs: one per tree and seed with the tree's SAE (synth.sae unless it names one), and
+    one with its `reference` SAE where it names one (a Matryoshka SAE: the one-SAE answer to a hierarchy that
+    a stack is compared with), each stacked and scored alike."""
     synth = config.get("synth") or {}
     return [
-        Run(SYNTH, seed, tree, SYNTH, spec.get("sae", synth["sae"]))
+        Run(SYNTH, seed, tree, SYNTH, sae)
         for tree, spec in synth.get("trees", {}).items()
+        for sae in [spec.get("sae", synth["sae"]), *([spec["reference"]] if "reference" in spec else [])]
         for seed in config["seeds"]
     ]
 
 
 def synth_tree_params(config: dict, tree: str) -> dict:
-    """A tree's synth-acts parameters (its config entry without the `sae` it names)."""
-    return {k: v for k, v in config["synth"]["trees"][tree].items() if k != "sae"}
+    """A tree's synth-acts parameters (its config entry without the SAEs it names)."""
+    return {k: v for k, v in config["synth"]["trees"][tree].items() if k not in TREE_SAES}
 
 
 def _config_refs(config: dict) -> list[tuple[str, str]]:
@@ -482,7 +486,7 @@ def classifier_saes(config: dict, clf: dict) -> list[str]:
     if "saes" in clf:
         return list(clf["saes"])
     synth = config.get("synth") or {}
-    planted = {synth.get("sae")} | {t.get("sae") for t in (synth.get("trees") or {}).values()}
+    planted = {synth.get("sae")} | {t.get(k) for t in (synth.get("trees") or {}).values() for k in TREE_SAES}
     return [name for name in config["sae"] if name not in planted]
 
 

@@ -94,11 +94,17 @@ def test_synth_config_validates_and_names_its_runs():
     study.validate_schema(config)
     study.validate_semantics(config, study.known_datasets())
     runs = study.synth_runs(config)
-    assert len(runs) == 4 * 5 and not study.runs(config)
+    assert len(runs) == 4 * 5 * 2 and not study.runs(config)  # each tree's stack and its Matryoshka reference
     assert {r.path.split("/")[0] for r in runs} == {"synth"}
+    assert {r.sae for r in runs if r.probe == "tree_l2"} == {"w32", "m48"}
+    assert "reference" not in study.synth_tree_params(config, "tree_l2")
     bad = copy.deepcopy(config)
     bad["synth"]["trees"]["tree_l1"]["sae"] = "nope"
     with pytest.raises(MetasaeError, match="synth.trees.tree_l1.sae"):
+        study.validate_semantics(bad, study.known_datasets())
+    bad = copy.deepcopy(config)
+    bad["synth"]["trees"]["tree_l1"]["reference"] = "nope"
+    with pytest.raises(MetasaeError, match="synth.trees.tree_l1.reference"):
         study.validate_semantics(bad, study.known_datasets())
     empty = copy.deepcopy(config)
     del empty["synth"]
