@@ -136,6 +136,10 @@ def test_nan_input_names_the_row(tmp_path):
     x[7, 2] = float("nan")
     with pytest.raises(MetasaeError, match="row 7"):
         train_sae(x, SAEConfig("relu", 4, 8), TrainConfig(steps=1), tmp_path)
+    x = torch.full((10, 4), 3e38)  # finite values whose row sums overflow: not bad rows
+    x[4, 0] = float("inf")
+    with pytest.raises(MetasaeError, match=r"row 4 contains NaN/inf \(1 bad rows\)"):
+        train_sae(x, SAEConfig("relu", 4, 8), TrainConfig(steps=1), tmp_path)
 
 
 def test_outputs_and_roundtrip(tmp_path):

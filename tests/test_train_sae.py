@@ -115,6 +115,14 @@ def test_activations_mode_trains_on_parent_codes(tmp_path):
     assert read_json(tmp_path / "depth2" / "cfg.json")["parent"] == str(tmp_path / "depth1")
 
 
+def test_mean_active_and_batched_encoding_read_sparse_codes():
+    dense = torch.tensor([[0.0, 2.0, 0.0], [4.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert meta._mean_active(dense.to_sparse()).tolist() == [4.0, 1.5, 1.0]  # never fires: 1.0
+    sae = build_sae(SAEConfig("topk", 3, 4, k=1), torch.Generator().manual_seed(0))
+    codes = meta._encode(sae, dense.to_sparse(), batch_size=2).to_dense()
+    torch.testing.assert_close(codes, meta._encode(sae, dense).to_dense())
+
+
 def test_bad_mode_and_depth_are_clear_errors(tmp_path):
     with pytest.raises(MetasaeError, match="--mode 'weights'; allowed: decoder, activations"):
         meta.train_meta(tmp_path, "weights", 2, DECODER_SPEC, tmp_path / "x", 0)

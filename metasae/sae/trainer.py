@@ -270,10 +270,12 @@ def train_sae(
         raise MetasaeError(
             f"training data has shape {list(data.shape)}; expected [N >= 1, d_in={sae_cfg.d_in}]"
         )
-    bad = (~torch.isfinite(data)).any(1).nonzero()
+    suspect = (~torch.isfinite(data.sum(1))).nonzero().flatten()  # row sums: no [N, d_in] temporary
+    bad = suspect[(~torch.isfinite(data[suspect])).any(1)]
     if len(bad):
         raise MetasaeError(f"training data row {int(bad[0])} contains NaN/inf ({len(bad)} bad rows)")
-    scale = float(data.pow(2).sum(1).mean().sqrt()) if train_cfg.normalize_inputs else 1.0
+    rms = torch.linalg.vector_norm(data, dim=1).pow(2).mean().sqrt()  # (data ** 2 would copy the data)
+    scale = float(rms) if train_cfg.normalize_inputs else 1.0
     if not scale > 0:
         raise MetasaeError("training data is all zeros; cannot normalise it (set normalize_inputs false)")
 

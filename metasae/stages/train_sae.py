@@ -81,9 +81,22 @@ def split_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def _encode(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Codes of many rows, in batches, as a sparse tensor (keeps memory near O(batch) + non-zeros)."""
-    parts = [sae.encode(x[i : i + batch_size]).to_sparse() for i in range(0, len(x), batch_size)]
+    """Codes of many rows, in batches, as a sparse tensor (keeps memory near O(batch) + non-zeros); sparse
+    rows (a parent's codes) are made dense one batch at a time."""
+    n = x.shape[0]
+    batches = (_dense_batch(x, i, min(batch_size, n - i)) for i in range(0, n, batch_size))
+    parts = [sae.encode(batch).to_sparse() for batch in batches]
     return torch.cat(parts).coalesce() if parts else torch.zeros(0, sae.cfg.width).to_sparse()
+
+
+def _dense_batch(x: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    return x.narrow_copy(0, start, length).to_dense() if x.is_sparse else x[start : start + length]
+
+
+def _dense_rows(codes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The given rows of a sparse code matrix, dense (never the whole matrix dense: 60,000 x 2,304 floats
+    are 0.55 GB)."""
+    return codes.index_select(0, rows).to_dense()
 
 
 def _alive(codes: torch.Tensor) -> torch.Tensor:
@@ -251,23 +264,23 @@ def train_meta(
         codes = torch.sparse.mm(parent_codes, meta_codes.to_dense()).to_sparse()  # routed: kept, not used
         extra, checksums = _frozen_codes(parent, sae, meta_codes, seed, run_cfg["seed"], out_dir)
     else:
-        dense = parent.fit_codes.to_dense()
-        train_idx, eval_idx = split_rows(len(dense), seed)
-        sae_cfg, train_cfg = spec_to_configs(spec, d_in=dense.shape[1], width=width, seed=run_cfg["seed"])
+        fit = parent.fit_codes.coalesce()
+        train_idx, eval_idx = split_rows(fit.shape[0], seed)
+        sae_cfg, train_cfg = spec_to_configs(spec, d_in=fit.shape[1], width=width, seed=run_cfg["seed"])
         sae = train_sae(
-            dense[train_idx],
+            _dense_rows(fit, train_idx),
             sae_cfg,
             train_cfg,
             out_dir,
             device=device,
             resume=resume,
-            eval_data=dense[eval_idx],
+            eval_data=_dense_rows(fit, eval_idx),
             extra_cfg=run_cfg,
         )
         sae = sae.cpu().eval()
-        meta_codes = _encode(sae, torch.diag(_mean_active(dense)))
-        codes = _encode(sae, parent_codes.to_dense())
-        fit_codes = _encode(sae, dense) if parent.has_fit_codes else None
+        meta_codes = _encode(sae, torch.diag(_mean_active(fit)))
+        codes = _encode(sae, parent_codes)
+        fit_codes = _encode(sae, fit) if parent.has_fit_codes else None
         extra, checksums = {}, {}
     checksums |= {
         META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes),
@@ -308,12 +321,13 @@ def _frozen_codes(
 
 def _mean_active(codes: torch.Tensor) -> torch.Tensor:
     """Each latent's mean value where it fires (1.0 for a latent that never fires, to keep its row
-    defined)."""
-    fires = codes > 0
-    count = fires.sum(0)
-    return torch.where(
-        count > 0, codes.sum(0) / count.clamp_min(1), torch.ones_like(count, dtype=codes.dtype)
-    )
+    defined), from a sparse code matrix."""
+    codes = codes.coalesce()
+    values, latents = codes.values(), codes.indices()[1]
+    fires = values > 0
+    count = torch.bincount(latents[fires], minlength=codes.shape[1])
+    total = torch.zeros(codes.shape[1], dtype=values.dtype).index_add_(0, latents[fires], values[fires])
+    return torch.where(count > 0, total / count.clamp_min(1), torch.ones_like(total))
 
 
 def _stack_acts_dir(depth: Depth) -> str | None:
