@@ -151,21 +151,37 @@ def encode_rows(encoder: FrozenEncoder, x: Tensor, batch_size: int = 4096) -> Te
 def pursuit_codes(x: Tensor, dictionary: Tensor, b_dec: Tensor, k: int) -> Tensor:
     """Non-negative orthogonal matching pursuit, dense codes [n, m] with at most k non-zeros per row: k times,
     add the atom most positively correlated with the residual, refit the chosen atoms' coefficients by least
-    squares and clip negative ones to 0 (an approximate NNLS: the codes must be non-negative like TopK's)."""
+    squares and clip negative ones to 0 (an approximate NNLS: the codes must be non-negative like TopK's).
+    The refits solve the chosen atoms' normal equations from the dictionary's Gram matrix, so no step touches
+    the [n, s, d_in] atoms (the dense lstsq per step took 41% of a default decoder-mode job)."""
     atoms = unit_rows(dictionary.float())
     target = (x - b_dec).float()
     n, m = len(target), len(atoms)
+    gram, corr = atoms @ atoms.T, target @ atoms.T  # [m, m], [n, m]
     support = torch.empty(n, 0, dtype=torch.int64)
     coef = torch.empty(n, 0)
-    residual = target
+    score = corr
     for _ in range(min(k, m)):
-        score = (residual @ atoms.T).scatter(1, support, -torch.inf)
-        support = torch.cat([support, score.argmax(1, keepdim=True)], 1)
-        chosen = atoms[support]  # [n, s, d_in]
-        coef = torch.linalg.lstsq(chosen.transpose(1, 2), target.unsqueeze(2)).solution.squeeze(2)
-        coef = coef.clamp_min(0)
-        residual = target - (coef.unsqueeze(2) * chosen).sum(1)
+        support = torch.cat([support, score.scatter(1, support, -torch.inf).argmax(1, keepdim=True)], 1)
+        coef = _chosen_least_squares(gram, corr, support, atoms, target).clamp_min(0)
+        score = corr - torch.bmm(coef.unsqueeze(1), gram[support]).squeeze(1)  # the residual's correlations
     return torch.zeros(n, m).scatter(1, support, coef)
+
+
+def _chosen_least_squares(
+    gram: Tensor, corr: Tensor, support: Tensor, atoms: Tensor, target: Tensor
+) -> Tensor:
+    """Each row's least-squares coefficients on its chosen atoms [n, s]: Cholesky on G_SS + 1e-9 I, the dense
+    lstsq for a row whose chosen atoms are (numerically) dependent."""
+    sub = gram[support.unsqueeze(2), support.unsqueeze(1)]  # [n, s, s]
+    sub = sub + 1e-9 * torch.eye(support.shape[1])
+    chol, info = torch.linalg.cholesky_ex(sub)
+    coef = torch.cholesky_solve(corr.gather(1, support).unsqueeze(2), chol).squeeze(2)
+    bad = (info != 0).nonzero().flatten()
+    if len(bad):
+        chosen = atoms[support[bad]].transpose(1, 2)  # [b, d_in, s]
+        coef[bad] = torch.linalg.lstsq(chosen, target[bad].unsqueeze(2)).solution.squeeze(2)
+    return coef
 
 
 def strongest_routed(parent_codes: Tensor, meta_codes: Tensor) -> Tensor:

@@ -113,6 +113,30 @@ def test_shifted_topk_keeps_exactly_k_non_negative_codes():
     torch.testing.assert_close(topk_shifted(pre, 4), pre.relu())  # the whole dictionary: ReLU'd
 
 
+def _pursuit_by_dense_lstsq(x, dictionary, k):
+    """The pursuit as first written: a dense least-squares refit over the chosen atoms at every step."""
+    atoms, n = unit_rows(dictionary), len(x)
+    support, coef, residual = torch.empty(n, 0, dtype=torch.int64), torch.empty(n, 0), x
+    for _ in range(k):
+        score = (residual @ atoms.T).scatter(1, support, -torch.inf)
+        support = torch.cat([support, score.argmax(1, keepdim=True)], 1)
+        chosen = atoms[support]
+        coef = torch.linalg.lstsq(chosen.transpose(1, 2), x.unsqueeze(2)).solution.squeeze(2).clamp_min(0)
+        residual = x - (coef.unsqueeze(2) * chosen).sum(1)
+    return torch.zeros(n, len(atoms)).scatter(1, support, coef)
+
+
+def test_pursuit_through_the_gram_matrix_equals_the_dense_refit():
+    g = generator(0, "pursuit")
+    dictionary, x = torch.randn(40, 16, generator=g), torch.randn(30, 16, generator=g)
+    fast = pursuit_codes(x, dictionary, torch.zeros(16), 6)
+    torch.testing.assert_close(fast, _pursuit_by_dense_lstsq(x, dictionary, 6), atol=1e-4, rtol=1e-4)
+    twins = torch.cat([dictionary[:1], dictionary[:1], dictionary[1:3]])  # a dependent pair: lstsq fallback
+    target = unit_rows(twins[:1]) * 2
+    codes = pursuit_codes(target, twins, torch.zeros(16), 3)
+    assert (codes @ unit_rows(twins) - target).norm() < 1e-4 and (codes >= 0).all()
+
+
 def test_strongest_routing_by_hand():
     parent = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]]).to_sparse()
     meta = torch.tensor([[0.2, 0.9], [0.7, 0.1], [0.0, 0.0]])  # parent latent 2 has no meta-code
