@@ -230,14 +230,16 @@ def synth_summary(
     depth), synth_depth.csv (stack x criterion x mode x planted depth: median estimate, bootstrap CI, share
     right), synth_accuracy.csv (stack x criterion x mode: share right and Spearman(estimate, L)) and the
     figures."""
-    from metasae import statistics as agg
+    from metasae.statistics.columns import derived_columns
+    from metasae.statistics.groups import GROUP
+    from metasae.statistics.seed_stability import stability
 
     table, folders = synth_rows(score_paths, config)
-    table = agg.derived_columns(table)
+    table = derived_columns(table)
     table = table.merge(
-        agg.stability(folders, list(config["meta"]["modes"])), on=[*agg.GROUP, "seed", "depth"], how="left"
+        stability(folders, list(config["meta"]["modes"])), on=[*GROUP, "seed", "depth"], how="left"
     )
-    table = table.sort_values([*agg.GROUP, "seed", "depth"]).reset_index(drop=True)
+    table = table.sort_values([*GROUP, "seed", "depth"]).reset_index(drop=True)
     cases = _cases(table)
     depth_table = _by_true_depth(cases)
     accuracy = _accuracy(cases)

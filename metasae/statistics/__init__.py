@@ -8,12 +8,7 @@ depths as plateaus, the basis of a statistic, the depth-2 test), `verdicts` (the
 exact tests), `claims` (the research log's claims) and `rules` (what study.json records). Nothing here reads
 a stage: stages call these.
 
-The names below are what every summary stage uses to turn depth rows into a table and its optima.
+
+The package imports nothing itself: a stage that needs one module (meta gain, in every analysis job) does not
+pay for the others' imports (scipy, scikit-learn: about a second a job).
 """
-
-from metasae.statistics.columns import derived_columns
-from metasae.statistics.groups import GROUP
-from metasae.statistics.optimal import optimal_depths
-from metasae.statistics.seed_stability import stability
-
-__all__ = ["GROUP", "derived_columns", "optimal_depths", "stability"]
