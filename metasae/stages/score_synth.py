@@ -424,7 +424,9 @@ def _recovery_figure(table: pd.DataFrame, path: Path) -> None:
     planted = sorted(table["planted_depth"].unique()) or [1]
     measures = (("hungarian_normed", "Hungarian / max"), ("clade_ari", "clade ARI"))
     n_rows = len(modes) * len(measures)
-    fig, axes = plt.subplots(n_rows, len(planted), figsize=(2.6 * len(planted), 2.4 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, len(planted), figsize=(2.6 * len(planted), 2.4 * n_rows), squeeze=False, layout="constrained"
+    )
     image = None
     for r, (mode, (column, name)) in enumerate((m, x) for m in modes for x in measures):
         for c, depth in enumerate(planted):
@@ -437,8 +439,12 @@ def _recovery_figure(table: pd.DataFrame, path: Path) -> None:
             image = ax.imshow(grid.to_numpy(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
             ax.set_xticks(range(grid.shape[1]), grid.columns)
             ax.set_yticks(range(grid.shape[0]), grid.index)
-            ax.set(title=f"L = {depth}: {name}, {mode}", xlabel="planted level", ylabel="depth")
-            ax.title.set_fontsize(8)
+            if r == 0:  # the planted depth heads its column, the mode and measure label their row
+                ax.set_title(f"planted L = {depth}", fontsize=9)
+            if r == n_rows - 1:
+                ax.set_xlabel("planted level")
+            if c == 0:
+                ax.set_ylabel(f"{mode}: {name}\ndepth", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="median over seeds (0-1)")
     fig.savefig(path, dpi=110)
