@@ -4,7 +4,7 @@ known-depth section reading them."""
 import pandas as pd
 import pytest
 
-from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery
+from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery, recovery_table
 from metasae.writeup.data import ReportData
 from metasae.writeup.sections.optimal_depth import known_depth
 
@@ -71,6 +71,10 @@ def test_recovery_normalises_each_level_by_its_best_depth():
     grid = recovery(table).set_index(["depth", "level"])
     assert grid.loc[(2, 1), "hungarian_normed"] == 1 and grid.loc[(1, 1), "hungarian_normed"] == 0.5
     assert grid.loc[(1, 2), "hungarian_normed"] == 1 and grid.loc[(2, 1), "clade_ari"] == 1
+    assert grid.loc[(1, 1), "hungarian"] == pytest.approx(0.4)
+    both = recovery_table(pd.concat([table, table.assign(stack="matryoshka", level1_clade_ari=0.0)]))
+    assert set(both["stack"]) == {"trained", "matryoshka"} and len(both) == 2 * len(grid)
+    assert both[both["stack"] == "matryoshka"]["clade_ari"].max() == pytest.approx(1.0)  # level 2's
 
 
 def test_known_depth_says_which_criteria_pass(tmp_path):

@@ -31,6 +31,7 @@ SYNTH_SCORES_FILE = "synth_scores.csv"
 SYNTH_ACCURACY_FILE = "synth_accuracy.csv"
 SYNTH_FIGURE = "synth_depth.png"
 RECOVERY_FIGURE = "synth_recovery.png"
+RECOVERY_FILE = "synth_recovery.csv"
 CRITERIA_FILE = "criteria.csv"
 CRITERIA_COLUMNS = [
     "stack",
@@ -228,8 +229,8 @@ def synth_summary(
     """synth_scores.csv (every depth's scores and criterion statistics), criteria.csv (one row per stack,
     mode, criterion, tree and SAE seed: the seed's optimal plateau and whether it is exactly the planted
     depth), synth_depth.csv (stack x criterion x mode x planted depth: median estimate, bootstrap CI, share
-    right), synth_accuracy.csv (stack x criterion x mode: share right and Spearman(estimate, L)) and the
-    figures."""
+    right), synth_accuracy.csv (stack x criterion x mode: share right and Spearman(estimate, L)),
+    synth_recovery.csv (stack x mode x planted depth x depth x level recovery) and the figures."""
     from metasae.statistics.columns import derived_columns
     from metasae.statistics.groups import GROUP
     from metasae.statistics.seed_stability import stability
@@ -248,6 +249,7 @@ def synth_summary(
     accuracy.to_csv(out_dir / SYNTH_ACCURACY_FILE, index=False)
     depth_table.to_csv(out_dir / SYNTH_DEPTH_FILE, index=False)
     _figure(depth_table, out_dir / SYNTH_FIGURE)
+    recovery_table(table).to_csv(out_dir / RECOVERY_FILE, index=False)
     _recovery_figure(recovery(table), out_dir / RECOVERY_FIGURE)
     cases.to_csv(out_dir / CRITERIA_FILE, index=False)  # the marker, last
     return {"scores": table, "criteria": cases, "depth": depth_table, "accuracy": accuracy}
@@ -365,13 +367,23 @@ def recovery(table: pd.DataFrame, stack: str = "trained") -> pd.DataFrame:
                         "planted_depth": int(planted),
                         "depth": int(depth),
                         "level": level,
+                        "hungarian": float(at[f"level{level}_hungarian_mean_cosine"].astype(float).median()),
                         "hungarian_normed": float(at["hungarian_normed"].median()),
                         "clade_ari": float(at["clade_ari"].astype(float).median()),
                     }
                 )
     return pd.DataFrame(
-        out, columns=["mode", "planted_depth", "depth", "level", "hungarian_normed", "clade_ari"]
+        out, columns=["mode", "planted_depth", "depth", "level", "hungarian", "hungarian_normed", "clade_ari"]
     )
+
+
+def recovery_table(table: pd.DataFrame) -> pd.DataFrame:
+    """synth_recovery.csv: `recovery` of every kind of stack the study has (trained, Matryoshka, oracle,
+    shuffled), `hungarian` being the Hungarian mean cosine over max(m, n) pairs, median over seeds."""
+    kinds = [k for k in STACKS if (table["stack"] == k).any()]
+    return pd.concat([recovery(table, k).assign(stack=k) for k in kinds], ignore_index=True)[
+        ["stack", "mode", "planted_depth", "depth", "level", "hungarian", "hungarian_normed", "clade_ari"]
+    ]
 
 
 STACK_COLOURS = dict(zip(STACKS, ("tab:green", "tab:blue", "tab:grey", "tab:orange"), strict=True))

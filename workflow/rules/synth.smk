@@ -127,7 +127,8 @@ def synth_score_files():
 
 
 rule synth_summary:
-    """Stack x criterion x planted depth: criteria.csv, synth_depth.csv, synth_accuracy.csv, synth_scores.csv."""
+    """Stack x criterion x planted depth: criteria.csv, synth_depth.csv, synth_accuracy.csv, synth_scores.csv,
+    and per-level recovery: synth_recovery.csv."""
     conda:
         "../envs/metasae.yaml"
     input:
@@ -137,6 +138,7 @@ rule synth_summary:
         depth=f"{R}/synth_summary/synth_depth.csv",
         accuracy=f"{R}/synth_summary/synth_accuracy.csv",
         scores=f"{R}/synth_summary/synth_scores.csv",
+        recovery_table=f"{R}/synth_summary/synth_recovery.csv",
         figure=report(f"{R}/synth_summary/synth_depth.png", category="Figures vs depth"),
         recovery=report(f"{R}/synth_summary/synth_recovery.png", category="Figures vs depth"),
     params:
