@@ -123,12 +123,12 @@ def clade_recovery(cluster: Tensor, latents: Tensor, spec: TreeSpec) -> dict:
     index l - 1), the adjusted Rand index of the partition against the level's (leaves by their ancestor),
     a lost leaf counting as a cluster of its own. A perfect depth d of a halving stack has share 1 and ARI 1
     at level L - d + 1; merging across trees (past the roots) lowers both."""
+    from sklearn.metrics import adjusted_rand_score  # scikit-learn's import: 0.75 s, for synth scoring only
+
     members = {int(j): [] for j in latents}
     for leaf, j in enumerate(cluster.tolist()):
         if j in members:
             members[j].append(leaf)
-    from sklearn.metrics import adjusted_rand_score  # scikit-learn's import: 0.75 s, for synth scoring only
-
     share = sum(is_clade(leaves, spec) for leaves in members.values() if leaves) / max(len(members), 1)
     predicted = torch.where(cluster >= 0, cluster, -1 - torch.arange(len(cluster))).numpy()
     leaf = torch.arange(len(cluster))

@@ -249,8 +249,9 @@ def synth_summary(
     accuracy.to_csv(out_dir / SYNTH_ACCURACY_FILE, index=False)
     depth_table.to_csv(out_dir / SYNTH_DEPTH_FILE, index=False)
     _figure(depth_table, out_dir / SYNTH_FIGURE)
-    recovery_table(table).to_csv(out_dir / RECOVERY_FILE, index=False)
-    _recovery_figure(recovery(table), out_dir / RECOVERY_FIGURE)
+    recovered = recovery_table(table)
+    recovered.to_csv(out_dir / RECOVERY_FILE, index=False)
+    _recovery_figure(recovered[recovered["stack"] == "trained"], out_dir / RECOVERY_FIGURE)
     cases.to_csv(out_dir / CRITERIA_FILE, index=False)  # the marker, last
     return {"scores": table, "criteria": cases, "depth": depth_table, "accuracy": accuracy}
 
