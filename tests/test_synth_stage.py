@@ -94,17 +94,20 @@ def test_synth_config_validates_and_names_its_runs():
     study.validate_schema(config)
     study.validate_semantics(config, study.known_datasets())
     runs = study.synth_runs(config)
-    assert len(runs) == 4 * 5 * 2 and not study.runs(config)  # each tree's stack and its Matryoshka reference
+    # 4 depths x 3 planted trees x 5 SAE seeds, each tree's stack and its Matryoshka reference
+    assert len(runs) == 4 * 3 * 5 * 2 and not study.runs(config)
+    depths = {name: tree["depth"] for name, tree in config["synth"]["trees"].items()}
+    assert sorted(depths.values()) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     assert {r.path.split("/")[0] for r in runs} == {"synth"}
-    assert {r.sae for r in runs if r.probe == "tree_l2"} == {"w32", "m48"}
-    assert "reference" not in study.synth_tree_params(config, "tree_l2")
+    assert {r.sae for r in runs if r.probe == "tree_l2_d0"} == {"w32", "m48"}
+    assert "reference" not in study.synth_tree_params(config, "tree_l2_d0")
     bad = copy.deepcopy(config)
-    bad["synth"]["trees"]["tree_l1"]["sae"] = "nope"
-    with pytest.raises(MetasaeError, match="synth.trees.tree_l1.sae"):
+    bad["synth"]["trees"]["tree_l1_d0"]["sae"] = "nope"
+    with pytest.raises(MetasaeError, match="synth.trees.tree_l1_d0.sae"):
         study.validate_semantics(bad, study.known_datasets())
     bad = copy.deepcopy(config)
-    bad["synth"]["trees"]["tree_l1"]["reference"] = "nope"
-    with pytest.raises(MetasaeError, match="synth.trees.tree_l1.reference"):
+    bad["synth"]["trees"]["tree_l1_d0"]["reference"] = "nope"
+    with pytest.raises(MetasaeError, match="synth.trees.tree_l1_d0.reference"):
         study.validate_semantics(bad, study.known_datasets())
     empty = copy.deepcopy(config)
     del empty["synth"]
