@@ -3,7 +3,7 @@ slice of a stacked weight, so a task's probes share one optimiser and one batche
 scikit-learn path in `metasae.probes` fits them one by one and stays as the reference).
 
 - linear regression: RidgeCV's closed form (leave-one-out choice of alpha, unpenalised intercept), exactly;
-- logistic regression: one full-batch L-BFGS over the stack;
+- logistic regression: batched L-BFGS (each set its own curvature and line search) in the SVD basis;
 - MLP: stacked one-hidden-layer MLPs, Adam, early stopping on a seeded tenth of the train rows.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -65,76 +66,167 @@ def centred_svd(xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return (xc @ v) / torch.where(keep, s, 1.0)[:, None] * keep[:, None], s, v
 
 
-def ridge_cv_stack(x: Tensor, y: Tensor, train: np.ndarray, test: np.ndarray) -> Tensor:
+class FeatureStack:
+    """Feature sets of one width as one tensor x [P, N, d] (float64, standardised on the train rows when
+    asked), with what every task's probe on them shares: the float32 copy the iterative fits use and the
+    train rows' SVD that the linear probes solve every target in. Built once per group, not per task."""
+
+    def __init__(self, xs: list[np.ndarray], train: np.ndarray, standardise: bool) -> None:
+        x = torch.from_numpy(np.stack(xs)).double()
+        self.x = standardise_stack(x, train) if standardise else x
+        self.train = train
+
+    @cached_property
+    def x32(self) -> Tensor:
+        return self.x.float()
+
+    @cached_property
+    def basis(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(train-row mean [P, 1, d], U, s, V) of the centred train rows: ridge and logistic fits use it."""
+        x_mean = self.x[:, self.train].mean(1, keepdim=True)
+        return (x_mean, *centred_svd(self.x[:, self.train] - x_mean))
+
+
+def ridge_cv_stack(stack: FeatureStack, y: Tensor, test: np.ndarray) -> Tensor:
     """RidgeCV(RIDGE_ALPHAS) per feature set: the alpha of least leave-one-out squared error (pooled over
-    outputs), then its test predictions [P, n_test, k]. Closed form from one SVD of the centred train rows,
+    outputs), then its test predictions [P, n_test, k]. Closed form from the SVD of the centred train rows,
     e_i = r_i / (1 - h_ii) with an unpenalised intercept (h += 1/n): the same choice as sklearn's GCV."""
-    xtr, ytr = x[:, train], y[train]
-    x_mean, y_mean = xtr.mean(1, keepdim=True), ytr.mean(0)
-    u, s, v = centred_svd(xtr - x_mean)
+    x_mean, u, s, v = stack.basis
+    ytr = y[stack.train]
+    y_mean = ytr.mean(0)
     uy = u.transpose(1, 2) @ (ytr - y_mean)  # [P, r, k]
-    alphas = torch.tensor(RIDGE_ALPHAS, dtype=x.dtype)
+    alphas = torch.tensor(RIDGE_ALPHAS, dtype=stack.x.dtype)
     shrink = s[:, None] ** 2 / (s[:, None] ** 2 + alphas[None, :, None])  # [P, A, r]
     fitted = u[:, None] @ (shrink[..., None] * uy[:, None])  # [P, A, n, k]
-    hat = (u**2 @ shrink.transpose(1, 2)).transpose(1, 2) + 1.0 / len(train)  # [P, A, n]
+    hat = (u**2 @ shrink.transpose(1, 2)).transpose(1, 2) + 1.0 / len(ytr)  # [P, A, n]
     loo = (((ytr - y_mean) - fitted) / (1 - hat)[..., None]) ** 2
     best = alphas[loo.mean((2, 3)).argmin(1)]  # [P]
     coef = v @ ((s / (s**2 + best[:, None]))[..., None] * uy)  # [P, d, k]
-    return (x[:, test] - x_mean) @ coef + y_mean
+    return (stack.x[:, test] - x_mean) @ coef + y_mean
+
+
+def lbfgs_stack(
+    objective, w: Tensor, max_iter: int, tol: float, history: int = 10, max_halvings: int = 30
+) -> Tensor:
+    """Minimise P independent smooth objectives at once: `objective(w [P, m]) -> (f [P], grad [P, m])`.
+
+    L-BFGS with each set's own curvature pairs, step size and Armijo backtracking, so every set takes the
+    steps it would take alone (one shared line search over the summed objective, as torch.optim.LBFGS does,
+    lets the slowest set pace them all); a set stops once its max |grad| <= tol (sklearn's test). The
+    evaluations stay batched: a backtracking round re-evaluates every set, moving only the unsettled ones."""
+    f, g = objective(w)
+    pairs: list[tuple[Tensor, Tensor, Tensor]] = []  # the newest `history` (s, y, 1 / s.y), per set
+    for _iteration in range(max_iter):
+        active = g.abs().amax(1) > tol
+        if not bool(active.any()):
+            break
+        q, alphas = g.clone(), []
+        for s, y, rho in reversed(pairs):
+            a = rho * (s * q).sum(1)
+            q -= a[:, None] * y
+            alphas.append(a)
+        if pairs:  # initial Hessian: gamma = s.y / y.y of the newest pair
+            s, y, _ = pairs[-1]
+            q *= ((s * y).sum(1) / (y * y).sum(1).clamp_min(1e-30))[:, None]
+        else:
+            q *= torch.clamp(1.0 / g.abs().sum(1), max=1.0)[:, None]
+        for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+            q += (a - rho * (y * q).sum(1))[:, None] * s
+        direction = torch.where(active[:, None], -q, 0.0)
+        slope = (g * direction).sum(1)
+        step = torch.ones_like(f)
+        todo = active.clone()
+        w_new, f_new, g_new = w, f, g
+        for _ in range(max_halvings):
+            trial = w + step[:, None] * direction
+            f_t, g_t = objective(trial)
+            ok = todo & (f_t <= f + 1e-4 * step * slope)
+            w_new = torch.where(ok[:, None], trial, w_new)
+            f_new, g_new = torch.where(ok, f_t, f_new), torch.where(ok[:, None], g_t, g_new)
+            todo &= ~ok
+            if not bool(todo.any()):
+                break
+            step = torch.where(todo, step * 0.5, step)
+        s, y = w_new - w, g_new - g
+        sy = (s * y).sum(1)
+        rho = torch.where(sy > 1e-10, 1.0 / sy.clamp_min(1e-10), 0.0)  # a set that did not move adds nothing
+        pairs = [*pairs, (s, y, rho)][-history:]
+        w, f, g = w_new, f_new, g_new
+    return w
+
+
+DATA_CURVATURE = 0.25  # the largest curvature of the mean cross-entropy along a unit-variance feature
 
 
 def logistic_stack(
-    x: Tensor, codes: Tensor, n_classes: int, train: np.ndarray, test: np.ndarray, max_iter: int = 100
+    stack: FeatureStack, codes: Tensor, n_classes: int, test: np.ndarray, max_iter: int = 100
 ) -> Tensor:
-    """Multinomial logistic regression per feature set (sklearn's: L2 with C = 1, intercept unpenalised):
-    one full-batch L-BFGS over the summed objectives. They share no parameter, so the sum's minimum is each
-    one's, and its max-abs gradient test (sklearn's tol) holds for every set at once; `max_iter` is a budget
-    (100: test accuracy moves by under 0.01 after it on the dSprites probes). The gradient is by hand, with
-    the weights stored [P, K, d]: autograd's x^T @ g for a few classes ran at a quarter of the speed.
-    Test logits [P, n_test, K]."""
-    xtr, n = x[:, train], len(train)
-    xtr_t = xtr.transpose(1, 2).contiguous()  # [P, d, n]
-    onehot = nn.functional.one_hot(codes[train], n_classes).T.to(x.dtype)  # [K, n]
-    wt = torch.zeros(len(x), n_classes, x.shape[2], dtype=x.dtype, requires_grad=True)
-    b = torch.zeros(len(x), n_classes, 1, dtype=x.dtype, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [wt, b], max_iter=max_iter, tolerance_grad=1e-4, history_size=10, line_search_fn="strong_wolfe"
-    )
+    """Multinomial logistic regression per feature set (sklearn's: L2 with C = 1, intercept unpenalised),
+    fitted by `lbfgs_stack` to a max |gradient| of 1e-4; `max_iter` is a budget. Test logits [P, n_test, K].
 
-    @torch.no_grad()
-    def closure() -> Tensor:
-        z = torch.baddbmm(b, wt, xtr_t)  # [P, K, n]
-        lse = z.logsumexp(1, keepdim=True)
-        g = (z - lse).exp_() - onehot
-        wt.grad = (torch.bmm(g, xtr) + wt) / n
-        b.grad = g.sum(2, keepdim=True) / n
-        return (lse.sum() - (z * onehot).sum() + 0.5 * (wt**2).sum()) / n
+    Solved in the train rows' SVD basis (shared with ridge), each component rescaled so that the data and
+    the L2 term together curve about equally along every coordinate: with z = (x - mean) V diag(t / s) e
+    sqrt(n) + b, the penalty 0.5 |w|^2 / n is 0.5 sum_j (t_j / s_j)^2 e_j^2 and t_j = (0.25 + s_j^-2)^-1/2.
+    It is the same problem (same optimum, same predictions), but correlated features no longer make it
+    ill-conditioned: L-BFGS then needs a fraction of the iterations. Objective and gradient by hand, on
+    logits laid out [P, n, K] so the softmax reduces over contiguous memory."""
+    x_mean, u, s, v = stack.basis
+    train, n, p = stack.train, len(stack.train), len(stack.x)
+    inv_s = torch.where(s > 0, 1.0 / s.clamp_min(1e-300), 0.0)  # [P, r]; a null direction stays at 0
+    t = 1.0 / torch.sqrt(DATA_CURVATURE + inv_s**2)
+    scale = (math.sqrt(n) * t * inv_s)[:, None]  # [P, 1, r]: centred features -> scaled components
+    ftr = (u * (math.sqrt(n) * t)[:, None]).float()  # [P, n, r] == (x_train - mean) V * scale
+    ftr_t = ftr.transpose(1, 2).contiguous()
+    penalty = ((t * inv_s) ** 2).float()[..., None]  # [P, r, 1]
+    onehot = nn.functional.one_hot(codes[train], n_classes).float()  # [n, K]
+    r = ftr.shape[2]
 
-    opt.step(closure)
-    with torch.no_grad():
-        return torch.baddbmm(b, wt, x[:, test].transpose(1, 2)).transpose(1, 2)
+    def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
+        e = flat.view(p, r + 1, n_classes)
+        coef, b = e[:, :r], e[:, r:]
+        logp = torch.baddbmm(b, ftr, coef).log_softmax(2)  # [P, n, K]
+        loss = -(logp * onehot).sum((1, 2)) / n + 0.5 * (penalty * coef**2).sum((1, 2))
+        resid = logp.exp_().sub_(onehot)
+        grad = torch.cat([torch.bmm(ftr_t, resid) / n + penalty * coef, resid.sum(1, keepdim=True) / n], 1)
+        return loss, grad.view(p, -1)
+
+    e = lbfgs_stack(objective, torch.zeros(p, (r + 1) * n_classes), max_iter, tol=1e-4)
+    e = e.view(p, r + 1, n_classes).double()
+    f_test = ((stack.x[:, test] - x_mean) @ v) * scale
+    return torch.baddbmm(e[:, r:], f_test, e[:, :r])
 
 
-class StackedMLP(nn.Module):
-    """P independent one-hidden-layer ReLU MLPs (sklearn's Glorot-uniform init), each on its own features."""
+def _glorot(n_sets: int, fan_in: int, fan_out: int, rows: int, gen: torch.Generator) -> Tensor:
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return (torch.rand(n_sets, rows, fan_out, generator=gen) * 2 - 1) * bound
+
+
+class StackedMLP:
+    """P independent one-hidden-layer ReLU MLPs (sklearn's Glorot-uniform init), each on its own features,
+    with the backward pass by hand: the four weights are plain tensors for `metasae.optim.Adam`, and a
+    step costs two batched matmuls each way instead of an autograd graph (the fits are tiny, so the graph's
+    bookkeeping was most of their time)."""
 
     def __init__(self, n_sets: int, d_in: int, hidden: int, d_out: int, gen: torch.Generator) -> None:
-        super().__init__()
+        self.w1 = _glorot(n_sets, d_in, hidden, d_in, gen)
+        self.b1 = _glorot(n_sets, d_in, hidden, 1, gen)
+        self.w2 = _glorot(n_sets, hidden, d_out, hidden, gen)
+        self.b2 = _glorot(n_sets, hidden, d_out, 1, gen)
+        self.params = [self.w1, self.b1, self.w2, self.b2]
 
-        def glorot(*shape: int, fan_in: int, fan_out: int) -> nn.Parameter:
-            bound = math.sqrt(6.0 / (fan_in + fan_out))
-            return nn.Parameter((torch.rand(n_sets, *shape, generator=gen) * 2 - 1) * bound)
-
-        self.w1 = glorot(d_in, hidden, fan_in=d_in, fan_out=hidden)
-        self.b1 = glorot(1, hidden, fan_in=d_in, fan_out=hidden)
-        self.w2 = glorot(hidden, d_out, fan_in=hidden, fan_out=d_out)
-        self.b2 = glorot(1, d_out, fan_in=hidden, fan_out=d_out)
-
-    def forward(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor) -> Tensor:
         return torch.baddbmm(self.b2, torch.relu(torch.baddbmm(self.b1, x, self.w1)), self.w2)
 
-    def weight_norm(self) -> Tensor:
-        return (self.w1**2).sum() + (self.w2**2).sum()
+    def backward(self, x: Tensor, out_grad, weight_decay: float) -> None:
+        """Set each weight's .grad for the loss whose gradient at the outputs is `out_grad(outputs)`,
+        plus weight_decay / 2 * (|w1|^2 + |w2|^2)."""
+        h = torch.relu(torch.baddbmm(self.b1, x, self.w1))
+        g_out = out_grad(torch.baddbmm(self.b2, h, self.w2))
+        g_h = torch.bmm(g_out, self.w2.transpose(1, 2)).mul_(h > 0)
+        self.w2.grad = torch.baddbmm(self.w2, h.transpose(1, 2), g_out, beta=weight_decay)
+        self.b2.grad = g_out.sum(1, keepdim=True)
+        self.w1.grad = torch.baddbmm(self.w1, x.transpose(1, 2), g_h, beta=weight_decay)
+        self.b1.grad = g_h.sum(1, keepdim=True)
 
 
 def _per_set_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
@@ -145,73 +237,70 @@ def _per_set_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
     return 0.5 * ((out - y) ** 2).mean((1, 2))
 
 
+def _loss_grad(kind: str, out: Tensor, target: Tensor) -> Tensor:
+    """d(per-set mean loss)/d(outputs [P, B, k]): one-hot class targets, or regression targets [B, k]."""
+    if kind == CLASSIFY:
+        return (out.softmax(2) - target) / out.shape[1]
+    return (out - target) / (out.shape[1] * out.shape[2])
+
+
 def mlp_stack(
     kind: str, x: Tensor, y: Tensor, d_out: int, train: np.ndarray, test: np.ndarray, fit: MLPFit, seed: int
 ) -> Tensor:
     """MLP probes of every feature set of x [P, N, d] (float32) trained together: Adam on the summed losses
     (per-parameter steps, so each set trains as if alone), early-stopped per set on a held-out tenth of
     the train rows. Test outputs [P, n_test, d_out] of each set's best epoch."""
+    from metasae.optim import Adam
+
     gen = torch.Generator().manual_seed(seed % 2**63)
     shuffled = train[torch.randperm(len(train), generator=gen).numpy()]
     n_val = max(1, round(fit.val_fraction * len(train)))
     fit_rows, val_rows = shuffled[n_val:], shuffled[:n_val]
     model = StackedMLP(len(x), x.shape[2], fit.hidden, d_out, gen)
-    opt = torch.optim.Adam(model.parameters(), lr=fit.lr)
+    opt = Adam(model.params, lr=fit.lr)
+    x_fit, y_fit = x[:, fit_rows], y[fit_rows]
+    if kind == CLASSIFY:  # one-hot over every class, so a batch missing one keeps the width
+        y_fit = nn.functional.one_hot(y_fit, d_out).float()
     best_loss = torch.full((len(x),), math.inf)
-    best = [p.detach().clone() for p in model.parameters()]
+    best = [p.clone() for p in model.params]
     stale = torch.zeros(len(x), dtype=torch.long)
     for _ in range(fit.epochs):
-        for rows in torch.randperm(len(fit_rows), generator=gen).split(fit.batch_size):
-            idx = fit_rows[rows.numpy()]
-            loss = _per_set_loss(kind, model(x[:, idx]), y[idx]).sum()
-            loss = loss + 0.5 * fit.alpha * model.weight_norm() / len(idx)
-            opt.zero_grad()
-            loss.backward()
+        order = torch.randperm(len(fit_rows), generator=gen)
+        x_epoch, y_epoch = x_fit[:, order], y_fit[order]
+        for start in range(0, len(order), fit.batch_size):
+            xb, yb = x_epoch[:, start : start + fit.batch_size], y_epoch[start : start + fit.batch_size]
+            model.backward(xb, lambda out, yb=yb: _loss_grad(kind, out, yb), fit.alpha / xb.shape[1])
             opt.step()
-        with torch.no_grad():
-            val = _per_set_loss(kind, model(x[:, val_rows]), y[val_rows])
-            better = val < best_loss
-            best_loss = torch.where(better, val, best_loss)
-            stale = torch.where(better, 0, stale + 1)
-            for kept, p in zip(best, model.parameters(), strict=True):
-                kept[better] = p[better]
+        val = _per_set_loss(kind, model(x[:, val_rows]), y[val_rows])
+        better = val < best_loss
+        best_loss = torch.where(better, val, best_loss)
+        stale = torch.where(better, 0, stale + 1)
+        for kept, p in zip(best, model.params, strict=True):
+            kept[better] = p[better]
         if bool((stale >= fit.patience).all()):
             break
-    with torch.no_grad():
-        for kept, p in zip(best, model.parameters(), strict=True):
-            p.copy_(kept)
-        return model(x[:, test])
+    for kept, p in zip(best, model.params, strict=True):
+        p.copy_(kept)
+    return model(x[:, test])
 
 
 def torch_predict_stack(
-    task: Task,
-    probe: str,
-    xs: list[np.ndarray],
-    train: np.ndarray,
-    test: np.ndarray,
-    standardise: bool,
-    fit: MLPFit,
-    seed: int,
+    task: Task, probe: str, stack: FeatureStack, test: np.ndarray, fit: MLPFit, seed: int
 ) -> list[np.ndarray]:
-    """One task's probe on feature sets of one width, fitted together; test predictions per set, shaped
+    """One task's probe on the feature sets of one stack, fitted together; test predictions per set, shaped
     as the sklearn path's (class ids, or regression targets [n_test, k])."""
-    x = torch.from_numpy(np.stack(xs)).double()
-    if standardise:
-        x = standardise_stack(x, train)
+    train = stack.train
     if task.kind == CLASSIFY:
         classes, codes = np.unique(task.target[train], return_inverse=True)
         all_codes = torch.from_numpy(np.searchsorted(classes, task.target).clip(0, len(classes) - 1))
         if probe == "linear":
-            out = logistic_stack(x.float(), all_codes, len(classes), train, test)
+            out = logistic_stack(stack, all_codes, len(classes), test)
         else:
-            out = mlp_stack(CLASSIFY, x.float(), all_codes, len(classes), train, test, fit, seed)
+            out = mlp_stack(CLASSIFY, stack.x32, all_codes, len(classes), train, test, fit, seed)
         return list(classes[out.argmax(2).numpy()])
     y = torch.from_numpy(np.asarray(task.target, dtype=np.float64).reshape(len(task.target), -1))
     if probe == "linear":
-        out = ridge_cv_stack(x, y, train, test)
+        out = ridge_cv_stack(stack, y, test)
     else:
-        out = mlp_stack(REGRESS, x.float(), y.float(), y.shape[1], train, test, fit, seed)
+        out = mlp_stack(REGRESS, stack.x32, y.float(), y.shape[1], train, test, fit, seed)
     return [o.reshape(len(test), *task.target.shape[1:]) for o in out.double().numpy()]
-
-
-# -- probing feature sets: rows per set, either backend ----------------------------------------------------

@@ -30,6 +30,7 @@ from metasae.probe_fits import (
     CLASSIFY,
     REGRESS,
     RIDGE_ALPHAS,
+    FeatureStack,
     MLPFit,
     Task,
     torch_predict_stack,
@@ -105,12 +106,21 @@ def score(kind: str, y: np.ndarray, pred: np.ndarray) -> float:
 def bootstrap_ci(
     kind: str, y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile CI of the score over test examples resampled with replacement (NaN when n_boot = 0)."""
+    """Percentile CI of the score over test examples resampled with replacement (NaN when n_boot = 0).
+    All resamples are scored at once (`score` per resample, vectorised: a probe job draws ~700 CIs)."""
     if n_boot < 1:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), size=(n_boot, len(y)))
-    scores = np.array([score(kind, y[i], pred[i]) for i in idx])
+    if kind == CLASSIFY:
+        scores = (y == pred).reshape(len(y), -1).all(1)[idx].mean(1)
+    else:
+        y2, pred2 = y.reshape(len(y), -1), pred.reshape(len(pred), -1)
+        resampled = y2[idx]  # [n_boot, n, k]
+        total = ((resampled - resampled.mean(1, keepdims=True)) ** 2).sum((1, 2))
+        resid = ((y2 - pred2) ** 2).sum(1)[idx].sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = np.where(total > 0, 1.0 - resid / total, np.nan)
     tail = 100 * (1 - level) / 2
     return float(np.nanpercentile(scores, tail)), float(np.nanpercentile(scores, 100 - tail))
 
@@ -204,24 +214,21 @@ def _predictions(
     task: Task,
     probe: str,
     group: list[FeatureSet],
+    stack: FeatureStack | None,
     train: np.ndarray,
     test: np.ndarray,
     seed: int,
     mlp_hidden: int,
     mlp_iter: int,
 ) -> list[np.ndarray]:
-    """Test predictions of one task's probe on each set of a stackable group."""
+    """Test predictions of one task's probe on each set of a stackable group (torch: its prepared stack)."""
     if backend == "sklearn":
         return [
             fit_predict(task, probe, s.x, train, test, seed, mlp_hidden, mlp_iter, s.standardise)
             for s in group
         ]
-    if backend != "torch":
-        raise MetasaeError(f"probe backend {backend!r}: allowed {', '.join(BACKENDS)}")
     fit = MLPFit(hidden=mlp_hidden, epochs=mlp_iter)
-    return torch_predict_stack(
-        task, probe, [s.x for s in group], train, test, group[0].standardise, fit, seed
-    )
+    return torch_predict_stack(task, probe, stack, test, fit, seed)
 
 
 def _row(task: Task, probe: str, y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -253,13 +260,32 @@ def probe_sets(
     layers and checkpoints of a ViT), where sklearn fits them one by one (~40 s of MLPs per probe job)."""
     if bad := {p for s in sets for p in s.probes} - set(PROBES):
         raise MetasaeError(f"probe {sorted(bad)}: allowed {', '.join(PROBES)}")
+    if backend not in BACKENDS:
+        raise MetasaeError(f"probe backend {backend!r}: allowed {', '.join(BACKENDS)}")
+    stacks: dict[tuple[int, ...], FeatureStack] = {}  # torch: each group stacked once, for all its tasks
     preds: dict[tuple[int, int, str], np.ndarray] = {}
     for t, task in enumerate(tasks):
         for probe in PROBES:
             members = [i for i, s in enumerate(sets) if probe in s.probes]
             for group in _stackable(sets, members):
+                key, stack = tuple(group), None
+                if backend == "torch":
+                    if key not in stacks:
+                        stacks[key] = FeatureStack(
+                            [sets[i].x for i in group], train, sets[group[0]].standardise
+                        )
+                    stack = stacks[key]
                 out = _predictions(
-                    backend, task, probe, [sets[i] for i in group], train, test, seed, mlp_hidden, mlp_iter
+                    backend,
+                    task,
+                    probe,
+                    [sets[i] for i in group],
+                    stack,
+                    train,
+                    test,
+                    seed,
+                    mlp_hidden,
+                    mlp_iter,
                 )
                 preds.update(((i, t, probe), p) for i, p in zip(group, out, strict=True))
     return [
