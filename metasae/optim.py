@@ -99,6 +99,19 @@ class Adam:
         denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
         p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**t))
 
+    def narrowed(self, params: list[torch.Tensor], rows: torch.Tensor) -> Adam:
+        """This optimiser carried over to `params`, each the rows `rows` (dim 0) of the matching old
+        parameter, moments included: stacked independent problems whose finished members leave the batch."""
+        new = Adam(params)
+        new.param_groups = [dict(self.param_groups[0])]
+        for old, p in zip(self.params, params, strict=True):
+            if old in self.state:
+                st = self.state[old]
+                new.state[p] = {"step": st["step"].clone()} | {
+                    k: st[k][rows].contiguous() for k in ("exp_avg", "exp_avg_sq")
+                }
+        return new
+
     def load_state_dict(self, state_dict: dict) -> None:
         """torch.optim's layout: {"state": {param index: {...}}, "param_groups": [{..., "params": [...]}]}."""
         group = {k: v for k, v in state_dict["param_groups"][0].items() if k != "params"}
