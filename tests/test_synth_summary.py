@@ -1,10 +1,11 @@
 """synth-summary's tables from criteria.csv cases, the trained stacks' recovery grid, and the write-up's
 known-depth section reading them."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery, recovery_table
+from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery, recovery_table, spearman_ci
 from metasae.writeup.data import ReportData
 from metasae.writeup.sections.optimal_depth import known_depth
 
@@ -50,6 +51,29 @@ def test_accuracy_gives_share_right_and_spearman():
     acc = _accuracy(_cases()).set_index("stack")
     assert acc.loc["oracle", "fraction_correct"] == 1 and acc.loc["oracle", "spearman"] == pytest.approx(1)
     assert acc.loc["shuffled", "fraction_correct"] == 0.5 and pd.isna(acc.loc["shuffled", "spearman"])
+    # two planted trees are too few units for a Spearman interval; the share's exact interval holds 1 of 2
+    assert acc.loc["oracle", "n_trees"] == 2 and pd.isna(acc.loc["oracle", "spearman_low"])
+    assert acc.loc["shuffled", "correct_low"] < 0.5 < acc.loc["shuffled", "correct_high"]
+
+
+def test_spearman_ci_covers_the_true_rank_correlation_95_percent_of_the_time():
+    """Bivariate normal samples of 12 units (the synth study's planted trees): the interval must hold the
+    population Spearman, (6 / pi) asin(r / 2), in about 95% of 2,000 draws, and widen with fewer units."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    r = 0.8
+    truth = 6 / np.pi * np.arcsin(r / 2)
+    cov = [[1, r], [r, 1]]
+    hits = 0
+    for _ in range(2000):
+        x = rng.multivariate_normal([0, 0], cov, size=12)
+        low, high = spearman_ci(float(spearmanr(x[:, 0], x[:, 1])[0]), 12)
+        hits += low <= truth <= high
+    assert 0.93 <= hits / 2000 <= 0.99
+    narrow, wide = spearman_ci(0.8, 60), spearman_ci(0.8, 12)
+    assert wide[0] < narrow[0] < 0.8 < narrow[1] < wide[1]
+    assert all(np.isnan(spearman_ci(0.8, 3))) and all(np.isnan(spearman_ci(float("nan"), 12)))
 
 
 def test_recovery_normalises_each_level_by_its_best_depth():

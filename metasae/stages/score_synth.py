@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, mat
 from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
+from metasae.statistics.intervals import CI_LEVEL, clopper_pearson
 from metasae.statistics.meta_gain import depth_meta_gain
 from metasae.synth_tree import SynthTree
 from metasae.synth_truth import STACK_KINDS, load_truth
@@ -328,9 +330,21 @@ def _plateau_text(case: object) -> str:
     return f"{low:.0f}" if low == high else f"{low:.0f}-{high:.0f}"
 
 
+def spearman_ci(rho: float, n_units: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Fisher-z interval of a Spearman correlation with the Bonett-Wright standard error,
+    sqrt((1 + rho^2 / 2) / (n - 3)), on `n_units` independent units (NaN under 4 units or undefined rho)."""
+    if not math.isfinite(rho) or n_units < 4:
+        return math.nan, math.nan
+    z = math.atanh(max(min(rho, 1 - 1e-12), -1 + 1e-12))
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt((1 + rho**2 / 2) / (n_units - 3))
+    return math.tanh(z - half), math.tanh(z + half)
+
+
 def _accuracy(cases: pd.DataFrame) -> pd.DataFrame:
-    """Per stack, criterion and mode: cases, share right and Spearman(estimate, planted depth) over the
-    answered cases (NaN where either is constant)."""
+    """Per stack, criterion and mode: cases, share right (Clopper-Pearson CI over the cases) and
+    Spearman(estimate, planted depth) over the answered cases (NaN where either is constant). Its CI counts
+    each planted tree (planted depth x data seed) as one unit: the SAE seeds on one tree share its data, so
+    counting them as independent cases would narrow the interval falsely."""
     from scipy.stats import spearmanr
 
     cases = cases.assign(estimate=_estimate(cases))
@@ -339,12 +353,20 @@ def _accuracy(cases: pd.DataFrame) -> pd.DataFrame:
         answered = group.dropna(subset=["estimate"])
         varies = answered["estimate"].nunique() > 1 and answered["planted_depth"].nunique() > 1
         rho = float(spearmanr(answered["estimate"], answered["planted_depth"])[0]) if varies else math.nan
+        n_trees = len(answered[["planted_depth", "tree_seed"]].drop_duplicates())
+        right_low, right_high = clopper_pearson(int(group["right"].sum()), len(group))
+        rho_low, rho_high = spearman_ci(rho, n_trees)
         rows.append(
             {
                 **dict(zip(_BY, key, strict=True)),
                 "n_cases": len(group),
+                "n_trees": n_trees,
                 "fraction_correct": float(group["right"].mean()),
+                "correct_low": right_low,
+                "correct_high": right_high,
                 "spearman": rho,
+                "spearman_low": rho_low,
+                "spearman_high": rho_high,
             }
         )
     return pd.DataFrame(rows)

@@ -43,6 +43,14 @@ def optimal_depth(report: ReportData) -> str:
     return md_table(wide, caption, right=[])
 
 
+def _with_ci(row: pd.Series, column: str) -> str:
+    """`value [low, high]` where the table has the interval's columns and it is defined, else the value."""
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if low is None or pd.isna(low) or pd.isna(high):
+        return fmt(row[column])
+    return f"{fmt(row[column])} [{fmt(low)}, {fmt(high)}]"
+
+
 def known_depth(report: ReportData) -> str:
     """Do the criteria find a known depth? The planted-tree runs (issues 16, 25), from `metasae
     synth-summary`'s folder: which criteria pass on the oracle stacks and on the trained ones, in words
@@ -54,14 +62,16 @@ def known_depth(report: ReportData) -> str:
         return report.skip("optimal-depth criteria on planted trees of known depth", path)
     text = _known_depth_verdict(accuracy) + "\n"
     table = accuracy.assign(
-        right=accuracy["fraction_correct"].map(lambda f: f"{f:.0%}"), spearman=accuracy["spearman"].map(fmt)
+        right=accuracy["fraction_correct"].map(lambda f: f"{f:.0%}"),
+        spearman=[_with_ci(row, "spearman") for _, row in accuracy.iterrows()],
     )[["stack", "criterion", "mode", "n_cases", "right", "spearman"]]
     text += md_table(
         table,
         "Each criterion on the oracle stacks (the planted levels), the trained stacks, the shuffled control "
         "(a wrong hierarchy of the same widths) and the Matryoshka reference where run: the share of "
         "(tree, seed) cases whose optimal plateau is exactly the planted depth L (a tie is a plateau and "
-        "counts wrong) and Spearman(estimate, L) over the answered cases.",
+        "counts wrong) and Spearman(estimate, L) over the answered cases, with its 95% interval (Fisher z, "
+        "each planted tree one unit: the SAE seeds on a tree share its data).",
     )
     depth = report.load(folder / "synth_depth.csv", ["stack", "criterion", "mode", "planted_depth"])
     if depth is not None:
