@@ -29,9 +29,9 @@ MIN_ALIVE = "stop.min_alive=8"
 def _table(values: dict[tuple[str, int], list[float]], stop: dict | None = None) -> pd.DataFrame:
     """Depth rows of one configuration per mode: values[(mode, seed)] is the seed's statistic by depth,
     used as purity, purity lift, tree identity, activation share, mean active share and stability alike, and
-    for meta_gain_z (NaN at depth 1, which has no meta-SAE) as 10 * value - 2.95, which beats z = 2 from
-    value 0.5 on and never lies within rounding of it; `stop` marks a (mode, seed, depth) stopped for too
-    few alive latents."""
+    for meta_gain_z and row_structure_z (NaN at depth 1, which has no meta-SAE) as 10 * value - 2.95, which
+    beats z = 2 from value 0.5 on and never lies within rounding of it; `stop` marks a (mode, seed, depth)
+    stopped for too few alive latents."""
     rows = []
     for (mode, seed), by_depth in values.items():
         for depth, value in enumerate(by_depth, start=1):
@@ -47,6 +47,7 @@ def _table(values: dict[tuple[str, int], list[float]], stop: dict | None = None)
                     **dict(purity_rated_mean=value, purity_rated_chance=0.0),  # lift = value
                     "tree_identity_mean": value,
                     "meta_gain_z": 10 * value - 2.95 if depth > 1 else np.nan,
+                    "row_structure_z": 10 * value - 2.95 if depth > 1 else np.nan,
                     "count_all_top10_nonzero": 64 * value,
                     "mean_active_per_image": 64 * value,
                     "stability_mean_cosine": value,

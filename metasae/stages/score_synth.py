@@ -204,6 +204,8 @@ _SCORE_KEYS = (
     "meta_null_explained",
     "meta_gain",
     "meta_gain_z",
+    "row_structure",
+    "row_structure_z",
 )
 _LEVEL_KEYS = ("hungarian_mean_cosine", "fraction_matched", "mcc", "purity_mean", "clade_ari")
 
