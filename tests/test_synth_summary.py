@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery, recovery_table, spearman_ci
+from metasae.stages.score_synth import _accuracy, _by_true_depth, recovery, recovery_table
+from metasae.statistics.intervals import spearman_ci
 from metasae.writeup.data import ReportData
 from metasae.writeup.sections.optimal_depth import known_depth
 

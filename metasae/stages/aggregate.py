@@ -55,8 +55,6 @@ SUMMARY_FIELDS = [
     "labels_shuffled",
     "meta_gain",
     "meta_gain_z",
-    "row_structure",
-    "row_structure_z",
 ]
 SAE_FIELDS = ["fvu", "l0"]
 RUN_FIELDS = ["sae_config", "sae_seed", "role"]  # what the run SAE name says (metasae.study.parse_run_sae)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, mat
 from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
-from metasae.statistics.intervals import CI_LEVEL, clopper_pearson
+from metasae.statistics.intervals import clopper_pearson, spearman_ci
 from metasae.statistics.meta_gain import depth_meta_gain
 from metasae.synth_tree import SynthTree
 from metasae.synth_truth import STACK_KINDS, load_truth
@@ -125,7 +124,7 @@ def score_depth(depth_dir: str | Path, top_n: int = LOG_TOP) -> dict:
         "n_inputs": n_inputs,
         # every latent is expected to fire top_n times: count_all_top10_nonzero then counts the dictionary
         "count_saturated": bool(n_inputs * stats.mean_l0 >= top_n * depth.width),
-        **depth_meta_gain(depth),
+        **depth_meta_gain(depth, with_row_structure=True),
         "levels": levels,
     }
 
@@ -330,16 +329,6 @@ def _plateau_text(case: object) -> str:
     if pd.isna(low):
         return "-"
     return f"{low:.0f}" if low == high else f"{low:.0f}-{high:.0f}"
-
-
-def spearman_ci(rho: float, n_units: int, level: float = CI_LEVEL) -> tuple[float, float]:
-    """Fisher-z interval of a Spearman correlation with the Bonett-Wright standard error,
-    sqrt((1 + rho^2 / 2) / (n - 3)), on `n_units` independent units (NaN under 4 units or undefined rho)."""
-    if not math.isfinite(rho) or n_units < 4:
-        return math.nan, math.nan
-    z = math.atanh(max(min(rho, 1 - 1e-12), -1 + 1e-12))
-    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt((1 + rho**2 / 2) / (n_units - 3))
-    return math.tanh(z - half), math.tanh(z + half)
 
 
 def _accuracy(cases: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,9 @@
   and tie an optimum, so that rounding noise (a summation order) changes no rank, optimum or verdict.
 - Spearman's correlation is the Pearson correlation of those ranks.
 
+- A Spearman correlation over independent units (planted trees) gets the Fisher-z interval with the
+  Bonett-Wright standard error (`spearman_ci`).
+
 `bootstrap_median_ci` is the synthetic-tree summary's CI of the median over its many (tree, seed) cases
 (`metasae.stages.score_synth`); no verdict uses it.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta, t
+from scipy.stats import beta, norm, t
 
 N_BOOT = 2000
 CI_LEVEL = 0.95
@@ -87,3 +90,13 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     if len(np.unique(x)) < 2:
         return math.nan
     return float(rank_correlation(tied_ranks(x), tied_ranks(y)))
+
+
+def spearman_ci(rho: float, n_units: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Fisher-z interval of a Spearman correlation with the Bonett-Wright standard error,
+    sqrt((1 + rho^2 / 2) / (n - 3)), on `n_units` independent units (NaN under 4 units or undefined rho)."""
+    if not math.isfinite(rho) or n_units < 4:
+        return math.nan, math.nan
+    z = math.atanh(max(min(rho, 1 - 1e-12), -1 + 1e-12))
+    half = float(norm.ppf(0.5 + level / 2)) * math.sqrt((1 + rho**2 / 2) / (n_units - 3))
+    return math.tanh(z - half), math.tanh(z + half)
