@@ -207,6 +207,27 @@ def test_embedded_generation_is_deterministic_across_fresh_generations():
     assert sha(dsprites_gen.render(torch.arange(50))) == sha(dsprites_gen.render(torch.arange(50)))
 
 
+def test_bundled_files_read_as_scikit_learn_loads_them():
+    """The embedded digits and patches read scikit-learn's files without importing it: the same arrays."""
+    from sklearn.datasets import load_digits, load_sample_images
+
+    from metasae.data.sklearn_files import digits_arrays, sample_image
+
+    images, labels = digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    photos = load_sample_images()
+    for name, image in zip(photos.filenames, photos.images, strict=True):
+        assert np.array_equal(sample_image(Path(name).stem), image)
+
+
+def test_missing_bundled_file_is_a_clear_error():
+    from metasae.data.sklearn_files import sklearn_file
+
+    with pytest.raises(MetasaeError, match="no bundled file datasets/data/none.csv"):
+        sklearn_file("datasets/data/none.csv")
+
+
 def test_class_balance():
     for ref, per_class in (
         ("glyphs:train", 60),

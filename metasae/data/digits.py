@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from metasae.data.refs import DatasetRef, slice_bounds
+from metasae.data.sklearn_files import digits_arrays
 from metasae.data.types import ImageDataset
 from metasae.seeds import generator
 
@@ -27,13 +28,11 @@ DESCRIPTION = (
 
 @lru_cache(maxsize=1)
 def _all() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    raw, target = digits_arrays()
+    x = torch.as_tensor(raw, dtype=torch.float32).unsqueeze(1) / 16.0
     x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
     images = F.pad(x, (4, 4, 4, 4))
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    labels = torch.as_tensor(target, dtype=torch.int64)
     return images, labels, _stratified_split(labels)
 
 

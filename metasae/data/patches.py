@@ -10,12 +10,12 @@ classes are interleaved (image i has label i mod 8).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from metasae.data.refs import DatasetRef
+from metasae.data.sklearn_files import sample_image
 from metasae.data.types import ImageDataset, embedded_split
 from metasae.seeds import generator
 
@@ -36,11 +36,7 @@ DESCRIPTION = (
 @lru_cache(maxsize=1)
 def _photos() -> torch.Tensor:
     """Both photos as float [2, 3, H/2, W/2] in [0, 1]."""
-    from sklearn.datasets import load_sample_images
-
-    bunch = load_sample_images()
-    by_name = {Path(f).stem: im for f, im in zip(bunch.filenames, bunch.images, strict=True)}
-    x = torch.stack([torch.tensor(by_name[p]).permute(2, 0, 1) for p in PHOTOS]).float() / 255.0
+    x = torch.stack([torch.tensor(sample_image(p)).permute(2, 0, 1) for p in PHOTOS]).float() / 255.0
     h, w = x.shape[2] // 2, x.shape[3] // 2
     return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 
