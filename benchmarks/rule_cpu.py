@@ -18,31 +18,31 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-MODES = ("decoder", "activations")
-FOLDER_RULES = {"sae": ("train_base_sae", "train_meta_sae"), "analysis": ("analyse_base", "analyse_meta")}
+# results/benchmarks/<stage>/<run>/: stack.tsv is the run's whole stack, depth1.tsv a width-matched control
+FOLDER_RULES = {"sae": ("train_stack", "train_control_sae"), "analysis": ("analyse_stack", "analyse_control")}
+COMMAND_STAGES = {"train-sae": "sae", "analyse": "analysis"}
+CHAINED = {"synth-acts": "synth_tree", "score-synth": "score_synth"}  # a chain's first command names its rule
 
 
 def rule_of_benchmark(rel: Path) -> str:
     """The rule of a file under results/benchmarks/ (the layout of workflow/rules/*.smk)."""
     if len(rel.parts) == 1:
         return rel.stem  # aggregate.tsv, explore.tsv, report.tsv
-    if rel.parts[0] in FOLDER_RULES:  # depth 1 (shared by the modes) vs the meta depths (per mode)
-        base, meta = FOLDER_RULES[rel.parts[0]]
-        return base if rel.name == "depth1.tsv" and rel.parent.name not in MODES else meta
+    if rel.parts[0] in FOLDER_RULES:
+        stack, control = FOLDER_RULES[rel.parts[0]]
+        return stack if rel.name == "stack.tsv" else control
     return rel.parts[0]
 
 
 def rule_of_command(args: str) -> str:
-    """The rule of a recorded `metasae` command line."""
-    words = args.split()
+    """The rule of a recorded `metasae` command line (a chain is its first command's)."""
+    words = args.split(" --then ", 1)[0].split()
     if words[0] == "--threads":
         words = words[2:]
-    if words[0] == "train-sae":
-        return "train_base_sae" if "--acts" in words else "train_meta_sae"
-    if words[0] == "analyse":
-        depth_dir = words[words.index("--depth-dir") + 1]
-        return "analyse_meta" if any(f"/{mode}/" in depth_dir for mode in MODES) else "analyse_base"
-    return words[0].replace("-", "_")
+    if words[0] in COMMAND_STAGES:
+        stack, control = FOLDER_RULES[COMMAND_STAGES[words[0]]]
+        return control if " --then " not in args and "__w" in args else stack
+    return CHAINED.get(words[0], words[0].replace("-", "_"))
 
 
 def from_benchmarks(results: Path) -> dict[str, list[float]]:

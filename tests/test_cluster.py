@@ -34,7 +34,7 @@ CONFIG = "config/test.yaml"  # the smallest full study: ~27 jobs (SLURM adds ~14
 LOCAL_RULES = {"all"}  # rules without a command run inside the main snakemake, not as SLURM jobs
 TIMEOUT_S = 1800
 # The injected failure: every `analyse` job of seed 1 (a mid-DAG stage, so independent jobs go on).
-FAIL_RULES = {"analyse_base", "analyse_meta"}
+FAIL_RULES = {"analyse_stack", "analyse_control"}
 FAIL_MESSAGE = "metasae test shim: analyse of seed 1 fails on purpose"
 # Results that legitimately differ between two runs: timings and logs, and provenance stamps.
 UNCOMPARED_DIRS = {"logs", "benchmarks"}

@@ -121,6 +121,6 @@ def test_synth_config_dry_run(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    for rule in ("synth_acts", "train_base_sae", "train_meta_sae", "score_synth", "synth_summary"):
+    for rule in ("synth_tree", "train_stack", "score_synth", "synth_summary"):
         assert rule in out, rule
     assert "cache_acts" not in out and "train_classifier" not in out and "analyse" not in out

@@ -5,25 +5,52 @@ if not ANALYSIS.get("feature_viz", True):
     ANALYSIS_FLAGS += " --no-feature-viz"
 
 
-def analyse_command(w, depth):
-    """The analyse command of one depth."""
+def analyse_command(w, folder):
+    """The analyse command of one depth (a STACK_FOLDERS entry)."""
     return (
-        f"analyse --depth-dir {shlex.quote(depth_folder(w, 'sae', depth))} {ANALYSIS_FLAGS} {common_flags()}"
-        f" --out {shlex.quote(depth_folder(w, 'analysis', depth))}"
+        f"analyse --depth-dir {shlex.quote(depth_folder(w, 'sae', folder))} {ANALYSIS_FLAGS} {common_flags()}"
+        f" --out {shlex.quote(depth_folder(w, 'analysis', folder))}"
     )
 
 
-rule analyse_base:
-    """Per-latent tables and figures of depth 1."""
+rule analyse_stack:
+    """Per-latent tables and figures of every depth of a run's stack, one after another in one process."""
     conda:
         "../envs/metasae.yaml"
+    wildcard_constraints:
+        sae=study_names.STACK_SAE_REGEX,
     input:
-        sae=rules.train_base_sae.output.metrics,
+        sae=rules.train_stack.output.metrics,
+    output:
+        summary=[f"{R}/analysis/{RUN}/{folder}/summary.json" for folder in STACK_FOLDERS],
+        latents=[f"{R}/analysis/{RUN}/{folder}/latents.parquet" for folder in STACK_FOLDERS],
+    params:
+        chain=lambda w: chained(analyse_command(w, folder) for folder in STACK_FOLDERS),
+    log:
+        f"{R}/logs/analysis/{RUN}/stack.log",
+    benchmark:
+        f"{R}/benchmarks/analysis/{RUN}/stack.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30 * len(STACK_FOLDERS),
+    shell:
+        "metasae --threads {threads} {params.chain} > {log} 2>&1"
+
+
+rule analyse_control:
+    """Per-latent tables and figures of a width-matched control (depth 1 alone)."""
+    conda:
+        "../envs/metasae.yaml"
+    wildcard_constraints:
+        sae=study_names.CONTROL_SAE_REGEX,
+    input:
+        sae=rules.train_control_sae.output.metrics,
     output:
         summary=f"{R}/analysis/{RUN}/depth1/summary.json",
         latents=f"{R}/analysis/{RUN}/depth1/latents.parquet",
     params:
-        command=lambda w: analyse_command(w, 1),
+        command=lambda w: analyse_command(w, "depth1"),
     log:
         f"{R}/logs/analysis/{RUN}/depth1.log",
     benchmark:
@@ -34,28 +61,3 @@ rule analyse_base:
         runtime=30,
     shell:
         "metasae --threads {threads} {params.command} > {log} 2>&1"
-
-
-if META_DEPTHS:
-
-    rule analyse_meta:
-        """Per-latent tables and figures of depths 2..max_depth of one mode, one after another in one process."""
-        conda:
-            "../envs/metasae.yaml"
-        input:
-            sae=rules.train_meta_sae.output.metrics,
-        output:
-            summary=[f"{R}/analysis/{RUN}/{{mode}}/depth{d}/summary.json" for d in META_DEPTHS],
-            latents=[f"{R}/analysis/{RUN}/{{mode}}/depth{d}/latents.parquet" for d in META_DEPTHS],
-        params:
-            chain=lambda w: chained(analyse_command(w, d) for d in META_DEPTHS),
-        log:
-            f"{R}/logs/analysis/{RUN}/{{mode}}.log",
-        benchmark:
-            f"{R}/benchmarks/analysis/{RUN}/{{mode}}.tsv"
-        threads: 1
-        resources:
-            mem_mb=3000,
-            runtime=30 * len(META_DEPTHS),
-        shell:
-            "metasae --threads {threads} {params.chain} > {log} 2>&1"

@@ -44,10 +44,20 @@ def all_analysis_summaries():
     return [f"{R}/analysis/{folder}/summary.json" for run in RUNS for folder in study.depth_folders(config, run)]
 
 
-# Depths 2..max_depth of a run and mode are one job per stage (train_meta_sae, analyse_meta): their commands
-# run one after another in one `metasae` process (`--then`), so the chain pays one interpreter start-up and
-# one set of imports (torch, pandas, ...) instead of one per depth. A chain killed half-way is rerun whole.
+# A run's stack is one job per stage (train_stack, analyse_stack): depth 1, then each mode's depths
+# 2..max_depth, their commands run one after another in one `metasae` process (`--then`), so the stack pays
+# one interpreter start-up and one set of imports (torch, pandas, ...) instead of one per depth. A stack
+# killed half-way is rerun whole.
 META_DEPTHS = list(range(2, config["meta"]["max_depth"] + 1))
+META_MODES = list(config["meta"]["modes"])
+
+
+def stack_folder(mode, depth):
+    """A depth's folder inside its run (depth 1 is shared by the modes)."""
+    return "depth1" if depth == 1 else f"{mode}/depth{depth}"
+
+
+STACK_FOLDERS = ["depth1"] + [stack_folder(mode, d) for mode in META_MODES for d in META_DEPTHS]
 
 
 def chained(commands):
@@ -60,9 +70,9 @@ def run_folder(w, stage):
     return f"{R}/{stage}/{RUN.format(**dict(w.items()))}"
 
 
-def depth_folder(w, stage, depth):
-    """A depth's folder under results/<stage>/ (depth 1 is shared by the modes)."""
-    return f"{run_folder(w, stage)}/depth1" if depth == 1 else f"{run_folder(w, stage)}/{w.mode}/depth{depth}"
+def depth_folder(w, stage, folder):
+    """results/<stage>/<run>/<folder> (a STACK_FOLDERS entry) of a job's wildcards."""
+    return f"{run_folder(w, stage)}/{folder}"
 
 
 DSP = config.get("dsprites") or {}

@@ -29,11 +29,82 @@ def sae_seed_flag(w):
     return flags(sae_seed=study.parse_run_sae(w.sae).sae_seed)
 
 
-rule train_base_sae:
-    """Depth 1: an SAE on the probe's fit activations with codes of its eval images (shared by both meta
-    modes), or the stack_from probe's; a width-matched control (`<sae>__w<width>`) is trained the same way."""
+def base_train_command(w, input):
+    """The train-sae command of depth 1 (or of a width-matched control): on the fit cache, or the
+    stack_from probe's depth 1 applied to the eval cache."""
+    return "train-sae " + " ".join(
+        [
+            base_acts_flags(w, input),
+            flags(spec=as_json(study_names.run_spec(config, w.sae)), seed=w.seed),
+            sae_seed_flag(w),
+            apply_flag(w, "depth1"),
+            device_flags(),
+            flags(out=depth_folder(w, "sae", "depth1")),
+        ]
+    )
+
+
+def train_meta_command(w, mode, depth):
+    """The train-sae command of one depth >= 2 of one mode."""
+    return "train-sae " + " ".join(
+        [
+            flags(
+                parent=depth_folder(w, "sae", stack_folder(mode, depth - 1)),
+                mode=mode,
+                depth=depth,
+                spec=as_json(config["meta"]["modes"][mode]),
+                stop=as_json(config["meta"].get("stop", {})),
+                seed=w.seed,
+            ),
+            sae_seed_flag(w),
+            apply_flag(w, stack_folder(mode, depth)),
+            device_flags(),
+            flags(out=depth_folder(w, "sae", stack_folder(mode, depth))),
+        ]
+    )
+
+
+def train_stack_chain(w, input):
+    """Depth 1, then each mode's depths 2..max_depth, one after another in one process."""
+    meta = [train_meta_command(w, mode, d) for mode in META_MODES for d in META_DEPTHS]
+    return chained([base_train_command(w, input)] + meta)
+
+
+rule train_stack:
+    """A run's whole stack in one job: depth 1, an SAE on the probe's fit activations with codes of its eval
+    images (shared by both meta modes), then per mode each meta-SAE on the depth before it (its decoder rows
+    or its activations); or the stack_from probe's stack applied to this probe's images."""
     conda:
         "../envs/metasae.yaml"
+    wildcard_constraints:
+        sae=study_names.STACK_SAE_REGEX,
+    input:
+        manifest=rules.cache_acts.output.manifest,
+        fit=fit_cache,
+        source=lambda w: [p for folder in STACK_FOLDERS for p in stack_source(w, folder)],
+    output:
+        metrics=[f"{R}/sae/{RUN}/{folder}/metrics.json" for folder in STACK_FOLDERS],
+    params:
+        chain=train_stack_chain,
+    log:
+        f"{R}/logs/sae/{RUN}/stack.log",
+    benchmark:
+        f"{R}/benchmarks/sae/{RUN}/stack.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60 * len(STACK_FOLDERS),
+    shell:
+        "metasae --threads {threads} {params.chain} > {log} 2>&1"
+
+
+rule train_control_sae:
+    """A width-matched control (`<sae>__w<width>`): a direct SAE of a meta depth's width, trained like
+    depth 1 on the same fit activations."""
+    conda:
+        "../envs/metasae.yaml"
+    wildcard_constraints:
+        sae=study_names.CONTROL_SAE_REGEX,
     input:
         manifest=rules.cache_acts.output.manifest,
         fit=fit_cache,
@@ -41,12 +112,7 @@ rule train_base_sae:
     output:
         metrics=f"{R}/sae/{RUN}/depth1/metrics.json",
     params:
-        apply=lambda w: apply_flag(w, "depth1"),
-        spec=lambda w: as_json(study_names.run_spec(config, w.sae)),
-        common=device_flags(),
-        acts=base_acts_flags,
-        sae_seed=sae_seed_flag,
-        out=lambda w, output: str(Path(output.metrics).parent),
+        command=base_train_command,
     log:
         f"{R}/logs/sae/{RUN}/depth1.log",
     benchmark:
@@ -56,51 +122,4 @@ rule train_base_sae:
         mem_mb=3000,
         runtime=60,
     shell:
-        "metasae --threads {threads} train-sae {params.acts} --spec {params.spec:q} --seed {wildcards.seed}"
-        " {params.sae_seed} {params.apply} {params.common} --out {params.out} > {log} 2>&1"
-
-
-def train_meta_command(w, depth):
-    """The train-sae command of one depth >= 2 of a chain."""
-    return "train-sae " + " ".join(
-        [
-            flags(
-                parent=depth_folder(w, "sae", depth - 1),
-                mode=w.mode,
-                depth=depth,
-                spec=as_json(config["meta"]["modes"][w.mode]),
-                stop=as_json(config["meta"].get("stop", {})),
-                seed=w.seed,
-            ),
-            sae_seed_flag(w),
-            apply_flag(w, f"{{mode}}/depth{depth}"),
-            device_flags(),
-            flags(out=depth_folder(w, "sae", depth)),
-        ]
-    )
-
-
-if META_DEPTHS:
-
-    rule train_meta_sae:
-        """Depths 2..max_depth of one mode, one after another in one process: each a meta-SAE on the depth
-        before it (its decoder rows or its activations, per mode), or the stack_from probe's."""
-        conda:
-            "../envs/metasae.yaml"
-        input:
-            parent=rules.train_base_sae.output.metrics,
-            source=lambda w: [p for d in META_DEPTHS for p in stack_source(w, f"{{mode}}/depth{d}")],
-        output:
-            metrics=[f"{R}/sae/{RUN}/{{mode}}/depth{d}/metrics.json" for d in META_DEPTHS],
-        params:
-            chain=lambda w: chained(train_meta_command(w, d) for d in META_DEPTHS),
-        log:
-            f"{R}/logs/sae/{RUN}/{{mode}}.log",
-        benchmark:
-            f"{R}/benchmarks/sae/{RUN}/{{mode}}.tsv"
-        threads: 1
-        resources:
-            mem_mb=3000,
-            runtime=60 * len(META_DEPTHS),
-        shell:
-            "metasae --threads {threads} {params.chain} > {log} 2>&1"
+        "metasae --threads {threads} {params.command} > {log} 2>&1"
