@@ -21,7 +21,7 @@ from metasae.groundtruth import clade_recovery, leaf_clusters, level_purity, mat
 from metasae.io import read_json, stage_output, write_json
 from metasae.latent_stats import LOG_TOP, column_stats, top_activations
 from metasae.stack import Depth
-from metasae.statistics.intervals import clopper_pearson, spearman_ci
+from metasae.statistics.intervals import clopper_pearson, spearman, spearman_ci
 from metasae.statistics.meta_gain import depth_meta_gain
 from metasae.synth_tree import SynthTree
 from metasae.synth_truth import STACK_KINDS, load_truth
@@ -336,14 +336,12 @@ def _accuracy(cases: pd.DataFrame) -> pd.DataFrame:
     Spearman(estimate, planted depth) over the answered cases (NaN where either is constant). Its CI counts
     each planted tree (planted depth x data seed) as one unit: the SAE seeds on one tree share its data, so
     counting them as independent cases would narrow the interval falsely."""
-    from scipy.stats import spearmanr
-
     cases = cases.assign(estimate=_estimate(cases))
     rows = []
     for key, group in cases.groupby(_BY, sort=True):
         answered = group.dropna(subset=["estimate"])
         varies = answered["estimate"].nunique() > 1 and answered["planted_depth"].nunique() > 1
-        rho = float(spearmanr(answered["estimate"], answered["planted_depth"])[0]) if varies else math.nan
+        rho = spearman(answered["planted_depth"], answered["estimate"]) if varies else math.nan
         n_trees = len(answered[["planted_depth", "tree_seed"]].drop_duplicates())
         right_low, right_high = clopper_pearson(int(group["right"].sum()), len(group))
         rho_low, rho_high = spearman_ci(rho, n_trees)

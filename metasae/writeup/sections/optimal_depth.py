@@ -51,6 +51,14 @@ def _with_ci(row: pd.Series, column: str) -> str:
     return f"{fmt(row[column])} [{fmt(low)}, {fmt(high)}]"
 
 
+def _share_with_ci(row: pd.Series) -> str:
+    """`share [low, high]` of the cases right, in percent, where synth_accuracy.csv has the interval."""
+    low, high = row.get("correct_low"), row.get("correct_high")
+    if low is None or pd.isna(low) or pd.isna(high):
+        return f"{row['fraction_correct']:.0%}"
+    return f"{row['fraction_correct']:.0%} [{low:.0%}, {high:.0%}]"
+
+
 def known_depth(report: ReportData) -> str:
     """Do the criteria find a known depth? The planted-tree runs (issues 16, 25), from `metasae
     synth-summary`'s folder: which criteria pass on the oracle stacks and on the trained ones, in words
@@ -62,7 +70,7 @@ def known_depth(report: ReportData) -> str:
         return report.skip("optimal-depth criteria on planted trees of known depth", path)
     text = _known_depth_verdict(accuracy) + "\n"
     table = accuracy.assign(
-        right=accuracy["fraction_correct"].map(lambda f: f"{f:.0%}"),
+        right=[_share_with_ci(row) for _, row in accuracy.iterrows()],
         spearman=[_with_ci(row, "spearman") for _, row in accuracy.iterrows()],
     )[["stack", "criterion", "mode", "n_cases", "right", "spearman"]]
     text += md_table(
@@ -70,7 +78,8 @@ def known_depth(report: ReportData) -> str:
         "Each criterion on the oracle stacks (the planted levels), the trained stacks, the shuffled control "
         "(a wrong hierarchy of the same widths) and the Matryoshka reference where run: the share of "
         "(tree, seed) cases whose optimal plateau is exactly the planted depth L (a tie is a plateau and "
-        "counts wrong) and Spearman(estimate, L) over the answered cases, with its 95% interval (Fisher z, "
+        "counts wrong), with its 95% Clopper-Pearson interval over the cases, and Spearman(estimate, L) "
+        "over the answered cases, with its 95% interval (Fisher z, "
         "each planted tree one unit: the SAE seeds on a tree share its data).",
     )
     depth = report.load(folder / "synth_depth.csv", ["stack", "criterion", "mode", "planted_depth"])
