@@ -153,35 +153,52 @@ def pursuit_codes(x: Tensor, dictionary: Tensor, b_dec: Tensor, k: int) -> Tenso
     add the atom most positively correlated with the residual, refit the chosen atoms' coefficients by least
     squares and clip negative ones to 0 (an approximate NNLS: the codes must be non-negative like TopK's).
     The refits solve the chosen atoms' normal equations from the dictionary's Gram matrix, so no step touches
-    the [n, s, d_in] atoms (the dense lstsq per step took 41% of a default decoder-mode job)."""
+    the [n, s, d_in] atoms (the dense lstsq per step took 41% of a default decoder-mode job), and each step
+    extends the previous Cholesky factor by one row instead of factoring anew (k = 96: 2.7 -> 0.1 s)."""
     atoms = unit_rows(dictionary.float())
     target = (x - b_dec).float()
     n, m = len(target), len(atoms)
     gram, corr = atoms @ atoms.T, target @ atoms.T  # [m, m], [n, m]
     support = torch.empty(n, 0, dtype=torch.int64)
+    chol = torch.empty(n, 0, 0)
+    dependent = torch.zeros(n, dtype=torch.bool)  # chosen atoms numerically dependent: G_SS has no Cholesky
     coef = torch.empty(n, 0)
     score = corr
     for _ in range(min(k, m)):
-        support = torch.cat([support, score.scatter(1, support, -torch.inf).argmax(1, keepdim=True)], 1)
-        coef = _chosen_least_squares(gram, corr, support, atoms, target).clamp_min(0)
-        score = corr - torch.bmm(coef.unsqueeze(1), gram[support]).squeeze(1)  # the residual's correlations
-    return torch.zeros(n, m).scatter(1, support, coef)
+        new = score.scatter(1, support, -torch.inf).argmax(1)
+        chol, singular = _extend_cholesky(chol, gram, support, new)
+        dependent |= singular
+        support = torch.cat([support, new[:, None]], 1)
+        coef = torch.cholesky_solve(corr.gather(1, support).unsqueeze(2), chol).squeeze(2)
+        bad = dependent.nonzero().flatten()
+        if len(bad):  # the dense lstsq for those rows
+            chosen = atoms[support[bad]].transpose(1, 2)  # [b, d_in, s]
+            coef[bad] = torch.linalg.lstsq(chosen, target[bad].unsqueeze(2)).solution.squeeze(2)
+        coef = coef.clamp_min(0)
+        codes = torch.zeros(n, m).scatter(1, support, coef)
+        score = corr - codes @ gram  # the residual's correlations: one GEMM, not a [n, s, m] gather
+    return codes
 
 
-def _chosen_least_squares(
-    gram: Tensor, corr: Tensor, support: Tensor, atoms: Tensor, target: Tensor
-) -> Tensor:
-    """Each row's least-squares coefficients on its chosen atoms [n, s]: Cholesky on G_SS + 1e-9 I, the dense
-    lstsq for a row whose chosen atoms are (numerically) dependent."""
-    sub = gram[support.unsqueeze(2), support.unsqueeze(1)]  # [n, s, s]
-    sub = sub + 1e-9 * torch.eye(support.shape[1])
-    chol, info = torch.linalg.cholesky_ex(sub)
-    coef = torch.cholesky_solve(corr.gather(1, support).unsqueeze(2), chol).squeeze(2)
-    bad = (info != 0).nonzero().flatten()
-    if len(bad):
-        chosen = atoms[support[bad]].transpose(1, 2)  # [b, d_in, s]
-        coef[bad] = torch.linalg.lstsq(chosen, target[bad].unsqueeze(2)).solution.squeeze(2)
-    return coef
+def _extend_cholesky(chol: Tensor, gram: Tensor, support: Tensor, new: Tensor) -> tuple[Tensor, Tensor]:
+    """The lower Cholesky factors [n, s+1, s+1] of each row's G_SS + 1e-9 I after adding atom `new` to its
+    support, from those of the chosen atoms [n, s, s], and which rows have none (a non-positive pivot; their
+    new pivot is set to 1 to keep the factor finite; a dependent set stays dependent as atoms are added)."""
+    n, s = support.shape
+    pivot = gram[new, new] + 1e-9
+    if s == 0:
+        row, square = torch.empty(n, 0), pivot
+    else:
+        cross = gram[support, new[:, None]]  # [n, s]: G(chosen, new)
+        row = torch.linalg.solve_triangular(chol, cross.unsqueeze(2), upper=False).squeeze(2)
+        square = pivot - row.pow(2).sum(1)
+    singular = ~(square > 0)
+    diag = torch.where(singular, torch.ones_like(square), square).sqrt()
+    grown = torch.zeros(n, s + 1, s + 1)
+    grown[:, :s, :s] = chol
+    grown[:, s, :s] = row
+    grown[:, s, s] = diag
+    return grown, singular
 
 
 def strongest_routed(parent_codes: Tensor, meta_codes: Tensor) -> Tensor:

@@ -129,8 +129,9 @@ def _pursuit_by_dense_lstsq(x, dictionary, k):
 def test_pursuit_through_the_gram_matrix_equals_the_dense_refit():
     g = generator(0, "pursuit")
     dictionary, x = torch.randn(40, 16, generator=g), torch.randn(30, 16, generator=g)
-    fast = pursuit_codes(x, dictionary, torch.zeros(16), 6)
-    torch.testing.assert_close(fast, _pursuit_by_dense_lstsq(x, dictionary, 6), atol=1e-4, rtol=1e-4)
+    for k in (6, 14):  # the Cholesky factor grown one atom a step, through 14 steps
+        fast = pursuit_codes(x, dictionary, torch.zeros(16), k)
+        torch.testing.assert_close(fast, _pursuit_by_dense_lstsq(x, dictionary, k), atol=1e-4, rtol=1e-4)
     twins = torch.cat([dictionary[:1], dictionary[:1], dictionary[1:3]])  # a dependent pair: lstsq fallback
     target = unit_rows(twins[:1]) * 2
     codes = pursuit_codes(target, twins, torch.zeros(16), 3)
