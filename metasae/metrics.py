@@ -208,20 +208,18 @@ def layer_mean(
 
 
 @torch.no_grad()
-def spliced_metrics(
+def splice_baselines(
     model: nn.Module,
     layer: str,
-    sae: nn.Module,
     images: Tensor,
     labels: Tensor,
     batch_size: int = 512,
     device: str | torch.device = "cpu",
     ablation_mean: Tensor | None = None,
 ) -> dict[str, float]:
-    """Classifier CE / accuracy clean, with the SAE's reconstruction spliced into `layer`, and with the
-    layer zero- or mean-ablated; loss_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean)."""
+    """Classifier CE / accuracy clean and with the layer zero- or mean-ablated: what `spliced_metrics`
+    compares an SAE's splice with, the same for every SAE spliced into one classifier layer."""
     model.eval()
-    sae.eval()
     mean = (
         layer_mean(model, layer, images, batch_size, device)
         if ablation_mean is None
@@ -229,7 +227,6 @@ def spliced_metrics(
     )
     variants: dict[str, Callable[[Tensor], Tensor] | None] = {
         "clean": None,
-        "sae": lambda a: sae(a),
         "zero_ablation": torch.zeros_like,
         "mean_ablation": lambda a: mean.expand_as(a),
     }
@@ -240,6 +237,29 @@ def spliced_metrics(
             out[f"ce_{name}"], out[f"accuracy_{name}"] = _ce_and_accuracy(
                 model, images, labels, batch_size, device
             )
+    return out
+
+
+@torch.no_grad()
+def spliced_metrics(
+    model: nn.Module,
+    layer: str,
+    sae: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+    ablation_mean: Tensor | None = None,
+    baselines: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Classifier CE / accuracy clean, with the SAE's reconstruction spliced into `layer`, and with the
+    layer zero- or mean-ablated; loss_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean). `baselines`:
+    `splice_baselines` of the same model, layer, images and labels, computed once for many SAEs."""
+    out = dict(baselines or splice_baselines(model, layer, images, labels, batch_size, device, ablation_mean))
+    model.eval()
+    sae.eval()
+    with replace_output(model, layer, lambda a: sae(a)):
+        out["ce_sae"], out["accuracy_sae"] = _ce_and_accuracy(model, images, labels, batch_size, device)
     gap = out["ce_zero_ablation"] - out["ce_clean"]
     out["loss_recovered"] = (out["ce_zero_ablation"] - out["ce_sae"]) / gap if gap != 0 else float("nan")
     gap_mean = out["ce_mean_ablation"] - out["ce_clean"]

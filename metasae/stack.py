@@ -299,13 +299,14 @@ class Depth:
         labels: torch.Tensor,
         label_source: str = "dataset_labels",
         reconstruction: Encoder | None = None,
+        baselines: dict[str, float] | None = None,
     ) -> dict:
         """FVU of the layer rebuilt from this depth (`reconstruction`, default the image codes'), and the
-        classifier with that rebuild spliced in."""
+        classifier with that rebuild spliced in (`baselines`: metrics.splice_baselines, if known)."""
         from metasae.metrics import fvu, spliced_metrics
 
         splice = StackSplice(reconstruction or self.reconstruction())
-        spliced = spliced_metrics(model, layer, splice, images, labels)
+        spliced = spliced_metrics(model, layer, splice, images, labels, baselines=baselines)
         return {
             "stack_fvu": fvu(acts, splice(acts)),
             "spliced_accuracy": spliced["accuracy_sae"],

@@ -107,6 +107,9 @@ def test_spliced_metrics_hand_values():
     assert out["loss_recovered"] == pytest.approx(expected)
     # hooks are removed afterwards
     assert not model.fc1._forward_hooks
+    # the SAE-free baselines, computed once, give the same figures for any SAE spliced in
+    baselines = M.splice_baselines(model, "fc1", images, labels)
+    assert M.spliced_metrics(model, "fc1", Halve(), images, labels, baselines=baselines) == out
 
 
 def test_splice_unknown_layer_lists_layers():

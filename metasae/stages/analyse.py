@@ -25,6 +25,7 @@ from metasae.frozen_codes import mean_l0
 from metasae.io import atomic_path, provenance, read_json, stage_output, write_json
 from metasae.latent_stats import column_stats, max_correlation_to_parent, max_cosine_to_parent
 from metasae.layout import BASE_MODE, FIGURES_DIR, LATENTS_FILE, MANIFEST_FILE, SUMMARY_FILE
+from metasae.metrics import splice_baselines
 from metasae.models import load_classifier
 from metasae.stack import Depth
 from metasae.statistics.meta_gain import depth_meta_gain
@@ -39,13 +40,18 @@ def _parent_similarity(depth: Depth) -> torch.Tensor:
     return max_correlation_to_parent(depth.image_codes, depth.parent.image_codes)
 
 
-def _routed(depth: Depth, splice: tuple, labels: tuple[torch.Tensor, str]) -> dict:
+Labels = tuple[torch.Tensor, str]  # what a splice is scored against, and where they come from
+
+
+def _routed(depth: Depth, splice: tuple, labels: Labels, baselines: dict[str, float]) -> dict:
     """Decoder mode d >= 2: the routed codes' L0 and the layer rebuilt by routing, under `routed_` names (they
     are reported, never a verdict: from depth 2-3 routed codes are dense). Nothing for other depths."""
     routed = depth.routed_codes
     if routed is None:
         return {}
-    spliced = depth.splice_metrics(*splice, *labels, reconstruction=depth.routed_reconstruction())
+    spliced = depth.splice_metrics(
+        *splice, *labels, reconstruction=depth.routed_reconstruction(), baselines=baselines
+    )
     keys = ("stack_fvu", "spliced_accuracy", "loss_recovered")
     return {"routed_mean_active_per_image": mean_l0(routed), **{f"routed_{k}": spliced[k] for k in keys}}
 
@@ -66,7 +72,7 @@ def _load_probe(cache: ActivationCache, data_dir: str | Path | None, device: str
 
 
 @torch.no_grad()
-def _splice_labels(probe: Probe, images: torch.Tensor) -> tuple[torch.Tensor, str]:
+def _splice_labels(probe: Probe, images: torch.Tensor) -> Labels:
     """The probe's labels when they are the classifier's classes (and not shuffled); otherwise
     (out-of-distribution probes, the shuffled-label control) the clean classifier's own predictions, so
     spliced accuracy reads as agreement with the unmodified model."""
@@ -149,7 +155,10 @@ def analyse(
         images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
         splice = (probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images)
         labels = _splice_labels(probe, images)
-        stack = depth.splice_metrics(*splice, *labels) | _routed(depth, splice, labels)
+        baselines = splice_baselines(probe.classifier, cache.manifest["layer"], images, labels[0])  # both splices
+        stack = depth.splice_metrics(*splice, *labels, baselines=baselines) | _routed(
+            depth, splice, labels, baselines
+        )
     summary = {
         **analysis.summary(),
         "codes_used": depth.codes_used,
