@@ -155,7 +155,8 @@ def analyse(
         images = to_input_spec(probe.images, InputSpec(*probe.classifier.input_shape))
         splice = (probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images)
         labels = _splice_labels(probe, images)
-        baselines = splice_baselines(probe.classifier, cache.manifest["layer"], images, labels[0])  # both splices
+        # the classifier without an SAE, once for both splices (a decoder depth's frozen and routed codes)
+        baselines = splice_baselines(probe.classifier, cache.manifest["layer"], images, labels[0])
         stack = depth.splice_metrics(*splice, *labels, baselines=baselines) | _routed(
             depth, splice, labels, baselines
         )
