@@ -9,8 +9,8 @@ def cache_command(w, input, manifest, role):
 
 
 # Where every run trains its own stack (meta.stack_from: own), every cached layer needs its fit cache too, and
-# one job writes both (one interpreter and one classifier load instead of two); otherwise (in_distribution)
-# only the in-distribution probe's runs train, and cache_fit_acts writes their fit caches alone.
+# one job writes both (one interpreter start-up and one set of imports instead of two); otherwise
+# (in_distribution) only the in-distribution probe's runs train, and cache_fit_acts writes their fit caches.
 FIT_WITH_EVAL = config["meta"].get("stack_from", "own") == "own"
 ACTS_DIR = "{clf}/seed{seed}/{probe}/{layer}"
 
