@@ -16,8 +16,8 @@ KEY = ["claim", "model", "dataset", "layer", "sae", "mode"]
 SOFT = {"inconclusive"}  # a change to or from these is allowed: the verdict said the evidence was thin
 
 
-def compare(a: Path, b: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(every claim with both verdicts, the changed ones that are not inconclusive on either side)."""
+def compare(a: Path, b: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(every claim with both verdicts, the changed ones, those changed not via inconclusive)."""
     left, right = (pd.read_csv(p / "summary" / "claims.csv", keep_default_na=False) for p in (a, b))
     both = left[KEY + ["verdict", "estimate", "p_holm"]].merge(
         right[KEY + ["verdict", "estimate", "p_holm"]],
@@ -28,14 +28,13 @@ def compare(a: Path, b: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     changed = both[both["verdict_a"] != both["verdict_b"]]
     hard = changed[~changed["verdict_a"].isin(SOFT) & ~changed["verdict_b"].isin(SOFT)]
-    return both, hard
+    return both, changed, hard
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    both, hard = compare(Path(sys.argv[1]), Path(sys.argv[2]))
-    changed = both[both["verdict_a"] != both["verdict_b"]]
+    both, changed, hard = compare(Path(sys.argv[1]), Path(sys.argv[2]))
     print(
         f"{len(both)} claims; verdicts {both['verdict_a'].value_counts().to_dict()} vs "
         f"{both['verdict_b'].value_counts().to_dict()}; {len(changed)} changed, "

@@ -154,7 +154,8 @@ def pursuit_codes(x: Tensor, dictionary: Tensor, b_dec: Tensor, k: int) -> Tenso
     squares and clip negative ones to 0 (an approximate NNLS: the codes must be non-negative like TopK's).
     The refits solve the chosen atoms' normal equations from the dictionary's Gram matrix, so no step touches
     the [n, s, d_in] atoms (the dense lstsq per step took 41% of a default decoder-mode job), and each step
-    extends the previous Cholesky factor by one row instead of factoring anew (k = 96: 2.7 -> 0.1 s)."""
+    extends the previous Cholesky factor by one row instead of factoring anew, and the residual's
+    correlations come from one GEMM (k 96, 256 rows, 512 atoms, 1 thread: 2.72 -> 0.75 CPU-s)."""
     atoms = unit_rows(dictionary.float())
     target = (x - b_dec).float()
     n, m = len(target), len(atoms)
@@ -162,8 +163,7 @@ def pursuit_codes(x: Tensor, dictionary: Tensor, b_dec: Tensor, k: int) -> Tenso
     support = torch.empty(n, 0, dtype=torch.int64)
     chol = torch.empty(n, 0, 0)
     dependent = torch.zeros(n, dtype=torch.bool)  # chosen atoms numerically dependent: G_SS has no Cholesky
-    coef = torch.empty(n, 0)
-    score = corr
+    codes, score = torch.zeros(n, m), corr
     for _ in range(min(k, m)):
         new = score.scatter(1, support, -torch.inf).argmax(1)
         chol, singular = _extend_cholesky(chol, gram, support, new)
@@ -176,7 +176,7 @@ def pursuit_codes(x: Tensor, dictionary: Tensor, b_dec: Tensor, k: int) -> Tenso
             coef[bad] = torch.linalg.lstsq(chosen, target[bad].unsqueeze(2)).solution.squeeze(2)
         coef = coef.clamp_min(0)
         codes = torch.zeros(n, m).scatter(1, support, coef)
-        score = corr - codes @ gram  # the residual's correlations: one GEMM, not a [n, s, m] gather
+        score = corr - codes @ gram  # the residual's correlations
     return codes
 
 

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from metasae.errors import MetasaeError
 
 SEP = "__"  # joins a configured SAE's name to its control width and SAE seed (configured names lack it)
-_NAME, _WIDTH, _SEED = r"[a-z0-9]+(?:_[a-z0-9]+)*", r"__w[1-9]\d*", r"(?:__s[1-9]\d*)?"
-RUN_SAE_PATTERN = re.compile(
-    r"^(?P<sae>[a-z0-9]+(?:_[a-z0-9]+)*)(?:__w(?P<width>[1-9]\d*))?(?:__s(?P<seed>[1-9]\d*))?$"
-)
+_NAME, _NUMBER = r"[a-z0-9]+(?:_[a-z0-9]+)*", r"[1-9]\d*"
+RUN_SAE_PATTERN = re.compile(rf"^(?P<sae>{_NAME})(?:__w(?P<width>{_NUMBER}))?(?:__s(?P<seed>{_NUMBER}))?$")
 # The workflow's `sae` wildcard of the two kinds of run: a stack (depth 1 and its meta-SAEs, trained in one
 # job) and a width-matched control (depth 1 alone); together they match what RUN_SAE_PATTERN matches.
-STACK_SAE_REGEX = f"{_NAME}{_SEED}"
-CONTROL_SAE_REGEX = f"{_NAME}{_WIDTH}{_SEED}"
+STACK_SAE_REGEX = rf"{_NAME}(?:__s{_NUMBER})?"
+CONTROL_SAE_REGEX = rf"{_NAME}__w{_NUMBER}(?:__s{_NUMBER})?"
 
 
 @dataclass(frozen=True)

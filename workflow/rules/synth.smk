@@ -88,10 +88,9 @@ rule score_synth:
 def synth_score_files():
     trained = [f"{R}/synth_scores/{run.path}/{f}/score.json" for run in SYNTH_RUNS for f in STACK_FOLDERS]
     analytic = [
-        f"{R}/synth_scores/{ANALYTIC_RUN.format(seed=run.seed, probe=run.probe, kind=kind)}/{f}/score.json"
+        path.format(seed=run.seed, probe=run.probe)
         for run in SYNTH_RUNS
-        for kind in ANALYTIC_KINDS
-        for f in ANALYTIC_DEPTHS
+        for path in analytic_outputs("synth_scores", "score.json")
     ]
     return trained + sorted(set(analytic))
 
