@@ -6,11 +6,14 @@ aggregation -> write-up. Every rule calls the `metasae` CLI; depth is a wildcard
     snakemake --cores all --configfile config/config.yaml config/presets/log.yaml
 """
 
+import atexit
 import sys
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 from metasae import runlock, study, study_names
+from metasae.cli import warm
 from metasae.errors import MetasaeError
 
 min_version("8.0")
@@ -46,6 +49,11 @@ if workflow.is_main_process:
         sys.exit(f"metasae: {exc}")
     except OSError as exc:
         sys.exit(f"metasae: {exc.filename or R}: cannot take the results folder's lock: {exc.strerror}")
+
+    # Warm starts (metasae.cli.warm): a local run's jobs fork from one server that imported torch & co. once
+    # instead of each importing them; not for a dry run, nor for cluster jobs (their nodes run them cold).
+    if config.get("warm_start", True) and workflow.local_exec and not workflow.dryrun:
+        atexit.register(warm.stop, warm.start(Path(R) / "logs" / "warm_server.log"))
 
 
 RUNS = study.runs(config)

@@ -11,7 +11,7 @@ import os
 import sys
 
 from metasae.allocator import tune_cpu_allocator
-from metasae.cli import branch_commands, study_commands
+from metasae.cli import branch_commands, study_commands, warm
 from metasae.errors import MetasaeError
 
 
@@ -49,11 +49,18 @@ def split_commands(argv: list[str]) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`metasae ...`: in the workflow's warm server where one is running (metasae.cli.warm), else here."""
+    argv = sys.argv[1:] if argv is None else argv
+    forwarded = warm.forward(argv)
+    return run_here(argv) if forwarded is None else forwarded
+
+
+def run_here(argv: list[str]) -> int:
     """Run one command, or several joined by `--then` (the workflow's chains of depths: one interpreter
     start-up and one set of imports for all of them). Every command is parsed before the first runs; the
     first that fails stops the rest and gives the exit status."""
     parser = build_parser()
-    chain = [parser.parse_args(words) for words in split_commands(sys.argv[1:] if argv is None else argv)]
+    chain = [parser.parse_args(words) for words in split_commands(argv)]
     tune_cpu_allocator()
     for i, args in enumerate(chain, 1):
         if len(chain) > 1:

@@ -33,11 +33,13 @@ def as_json(obj):
 
 
 REPORT_ONLY = ("compare_with",)  # config keys only the report reads: changing one reruns the report alone
+DRIVER_ONLY = ("warm_start",)  # how jobs are started, not what they compute: changing one reruns nothing
 
 
 def study_config():
-    """The config the study's jobs depend on (their `config` params): all of it but the REPORT_ONLY keys."""
-    return {k: v for k, v in config.items() if k not in REPORT_ONLY}
+    """The config the study's jobs depend on (their `config` params): all of it but the REPORT_ONLY and
+    DRIVER_ONLY keys."""
+    return {k: v for k, v in config.items() if k not in REPORT_ONLY + DRIVER_ONLY}
 
 
 def all_analysis_summaries():

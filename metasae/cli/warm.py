@@ -1,0 +1,304 @@
+"""Warm starts: one server process imports torch, pandas, matplotlib and the stages once, and forks a child
+per `metasae` command, so a study's ~120 jobs do not each pay the ~3.5 CPU-s of those imports (measured here,
+2-core EPYC: `import torch` alone 2.1-2.4 CPU-s).
+
+The workflow's driver starts the server (`start`) on a local run and exports its socket in `METASAE_WARM`;
+each job's `metasae` is then a light client (`forward`) that hands the server its argv, working folder,
+environment and standard streams, relays signals to the child and exits with the child's status. The child
+is the command run as it would run cold: the server imports but computes nothing (no torch op, so no thread
+pool or CUDA context exists to be forked), and it serves only jobs whose thread variables (OMP_NUM_THREADS
+and the like, read when the libraries load) equal its own; any other job, or one that cannot reach the
+server, runs cold. The server exits with its parent, or after `IDLE_S` without work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENV = "METASAE_WARM"  # the server's socket path, for the jobs' clients
+CHILD_CPU_ENV = "METASAE_CHILD_CPU"  # a file the client writes the child's "user system" CPU-s to (cpu_shim)
+# Read by the native libraries when they load, so a forked child keeps the server's values: a job whose
+# values differ runs cold (Snakemake sets them all to the job's threads).
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+PRELOAD = (  # what the study's jobs import; a module missing here is imported by the child as usual
+    "torch",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "scipy.stats",
+    "safetensors.torch",
+    "metasae.figures",
+    "matplotlib.pyplot",
+    "metasae.stages.train_sae",
+    "metasae.stages.analyse",
+    "metasae.stages.cache_acts",
+    "metasae.stages.train_classifier",
+    "metasae.stages.synth_acts",
+    "metasae.stages.synth_oracle",
+    "metasae.stages.score_synth",
+    "metasae.stages.aggregate",
+    "metasae.stages.train_vit",
+    "metasae.stages.probe",
+    "metasae.stages.probe_sae",
+)
+IDLE_S = 600.0
+_HEADER = struct.Struct("!I")
+
+
+def thread_env(env: dict[str, str]) -> dict[str, str | None]:
+    return {name: env.get(name) for name in THREAD_VARS}
+
+
+# ---- client ---------------------------------------------------------------------------------------------
+
+
+def forward(argv: list[str]) -> int | None:
+    """Run `metasae argv` in the warm server's child and return its exit status; None where there is no
+    server to take it (no METASAE_WARM, unreachable, or other thread variables): the caller runs it cold."""
+    path = os.environ.get(ENV)
+    if not path:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        socket.send_fds(sock, [_HEADER.pack(len(request)) + request], [_stream_fd(i) for i in range(3)])
+        reply = sock.makefile("r")
+        first = reply.readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "pid":
+        return None  # refused: its thread variables differ
+    child = int(first[1])
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    last = reply.readline().split()
+    if not last or last[0] != "exit":
+        print(f"metasae: the warm server lost command {argv[:2]} (child {child})", file=sys.stderr)
+        return 1
+    if os.environ.get(CHILD_CPU_ENV):
+        Path(os.environ[CHILD_CPU_ENV]).write_text(f"{last[2]} {last[3]}\n")
+    return int(last[1])
+
+
+def _stream_fd(fd: int) -> int:
+    """A standard stream's descriptor, or /dev/null where the job has none open."""
+    try:
+        os.fstat(fd)
+        return fd
+    except OSError:
+        return os.open(os.devnull, os.O_RDWR)
+
+
+# ---- driver ---------------------------------------------------------------------------------------------
+
+
+def start(log: Path) -> subprocess.Popen | None:
+    """Start a server for this process's jobs (thread variables set as a one-thread job's) and export its
+    socket in METASAE_WARM; None where it does not come up (jobs then run cold). Its log goes to `log`."""
+    folder = tempfile.mkdtemp(prefix="metasae-warm-")  # short: a socket path is at most 107 bytes
+    path = os.path.join(folder, "server.sock")
+    env = {**os.environ, **{name: "1" for name in THREAD_VARS}}
+    env.pop(ENV, None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", f"from metasae.cli.warm import serve; serve({path!r}, {os.getpid()})"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not os.path.exists(path):
+        stop(server)
+        return None
+    os.environ[ENV] = path
+    return server
+
+
+def stop(server: subprocess.Popen | None) -> None:
+    """Stop a server from `start` (its running children finish first) and reap it."""
+    if server is None or server.poll() is not None:
+        return
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+# ---- server ---------------------------------------------------------------------------------------------
+
+
+class _Server:
+    """The accept loop, one thread (fork copies only the calling thread: no other may hold a lock)."""
+
+    def __init__(self, path: str, parent: int) -> None:
+        self.path, self.parent = path, parent
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.selector = selectors.DefaultSelector()
+        self.children: dict[int, socket.socket] = {}
+        self.stopping = False
+        self.own_threads = thread_env(os.environ)
+
+    def run(self) -> None:
+        for name in PRELOAD:
+            __import__(name)
+        tmp = self.path + ".tmp"
+        self.listener.bind(tmp)
+        self.listener.listen(64)
+        os.rename(tmp, self.path)  # the socket appears only once the imports are done
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        idle_since = time.monotonic()
+        served = 0
+        while not (self.stopping and not self.children):
+            for key, _ in self.selector.select(timeout=0.1):
+                if key.fileobj is self.listener and not self.stopping:
+                    served += self._accept()
+                elif key.fileobj is not self.listener:
+                    self._client_left(key.fileobj)
+            self._reap()
+            if self.children:
+                idle_since = time.monotonic()
+            orphaned = os.getppid() != self.parent
+            if orphaned or time.monotonic() - idle_since > IDLE_S:
+                self.stopping = True
+        print(f"metasae warm server: served {served} command(s)", file=sys.stderr)
+        os.unlink(self.path)
+
+    def _accept(self) -> int:
+        conn, _ = self.listener.accept()
+        try:
+            request, fds = self._receive(conn)
+        except (OSError, ValueError) as exc:
+            print(f"metasae warm server: bad request: {exc}", file=sys.stderr)
+            conn.close()
+            return 0
+        if thread_env(request["env"]) != self.own_threads:
+            conn.sendall(b"refused\n")
+            conn.close()
+            _close_all(fds)
+            return 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self._child(request, fds, conn)
+        _close_all(fds)
+        conn.sendall(f"pid {pid}\n".encode())
+        self.children[pid] = conn
+        self.selector.register(conn, selectors.EVENT_READ)
+        return 1
+
+    @staticmethod
+    def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        if len(fds) != 3 or len(data) < _HEADER.size:
+            _close_all(fds)
+            raise ValueError("expected a request and three streams")
+        (size,) = _HEADER.unpack_from(data)
+        data = data[_HEADER.size :]
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                _close_all(fds)
+                raise ValueError("request cut short")
+            data += chunk
+        return json.loads(data), fds
+
+    def _child(self, request: dict, fds: list[int], conn: socket.socket) -> None:
+        """The command, in the forked child, as the job would have run it cold; never returns."""
+        status = 1
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            self.selector.close()
+            self.listener.close()
+            for other in [conn, *self.children.values()]:
+                other.close()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            os.chdir(request["cwd"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            os.environ.pop(ENV, None)
+            tempfile.tempdir = None  # gettempdir() again, from the job's TMPDIR
+            sys.argv = ["metasae", *request["argv"]]
+            from metasae.cli import run_here
+
+            status = run_here(request["argv"])
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(status)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid)
+            if conn.fileno() in self.selector.get_map():
+                self.selector.unregister(conn)
+            code = os.waitstatus_to_exitcode(status)
+            code = code if code >= 0 else 128 - code  # killed by a signal: the shell's 128 + N
+            try:
+                conn.sendall(f"exit {code} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n".encode())
+            except OSError:
+                pass
+            conn.close()
+
+    def _client_left(self, conn: socket.socket) -> None:
+        """A job's client closed its end before its child ended (killed): end the child too."""
+        pid = next(p for p, c in self.children.items() if c is conn)
+        self.selector.unregister(conn)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def serve(path: str, parent: int) -> None:
+    """The server's entry (`start` runs it in a new process): serve until `parent` exits or SIGTERM."""
+    _Server(path, parent).run()
