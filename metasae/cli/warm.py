@@ -13,6 +13,7 @@ server, runs cold. The server exits with its parent, or after `IDLE_S` without w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -259,10 +260,8 @@ class _Server:
             traceback.print_exc()
         finally:
             for stream in (sys.stdout, sys.stderr):
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     stream.flush()
-                except (OSError, ValueError):
-                    pass
             os._exit(status)
 
     def _reap(self) -> None:
@@ -278,20 +277,16 @@ class _Server:
                 self.selector.unregister(conn)
             code = os.waitstatus_to_exitcode(status)
             code = code if code >= 0 else 128 - code  # killed by a signal: the shell's 128 + N
-            try:
+            with contextlib.suppress(OSError):
                 conn.sendall(f"exit {code} {usage.ru_utime:.3f} {usage.ru_stime:.3f}\n".encode())
-            except OSError:
-                pass
             conn.close()
 
     def _client_left(self, conn: socket.socket) -> None:
         """A job's client closed its end before its child ended (killed): end the child too."""
         pid = next(p for p, c in self.children.items() if c is conn)
         self.selector.unregister(conn)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 def _close_all(fds: list[int]) -> None:
