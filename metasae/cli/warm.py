@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -111,7 +112,7 @@ def _stream_fd(fd: int) -> int:
 # ---- driver ---------------------------------------------------------------------------------------------
 
 
-def start(log: Path) -> subprocess.Popen | None:
+def start(log: Path, preload: tuple[str, ...] = PRELOAD) -> subprocess.Popen | None:
     """Start a server for this process's jobs (thread variables set as a one-thread job's) and export its
     socket in METASAE_WARM; None where it does not come up (jobs then run cold). Its log goes to `log`."""
     folder = tempfile.mkdtemp(prefix="metasae-warm-")  # short: a socket path is at most 107 bytes
@@ -121,7 +122,11 @@ def start(log: Path) -> subprocess.Popen | None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-c", f"from metasae.cli.warm import serve; serve({path!r}, {os.getpid()})"],
+            [
+                sys.executable,
+                "-c",
+                f"from metasae.cli.warm import serve; serve({path!r}, {os.getpid()}, {preload!r})",
+            ],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -133,6 +138,7 @@ def start(log: Path) -> subprocess.Popen | None:
         time.sleep(0.05)
     if not os.path.exists(path):
         stop(server)
+        shutil.rmtree(folder, ignore_errors=True)
         return None
     os.environ[ENV] = path
     return server
@@ -156,8 +162,8 @@ def stop(server: subprocess.Popen | None) -> None:
 class _Server:
     """The accept loop, one thread (fork copies only the calling thread: no other may hold a lock)."""
 
-    def __init__(self, path: str, parent: int) -> None:
-        self.path, self.parent = path, parent
+    def __init__(self, path: str, parent: int, preload: tuple[str, ...]) -> None:
+        self.path, self.parent, self.preload = path, parent, preload
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}
@@ -165,7 +171,7 @@ class _Server:
         self.own_threads = thread_env(os.environ)
 
     def run(self) -> None:
-        for name in PRELOAD:
+        for name in self.preload:
             __import__(name)
         tmp = self.path + ".tmp"
         self.listener.bind(tmp)
@@ -189,6 +195,7 @@ class _Server:
                 self.stopping = True
         print(f"metasae warm server: served {served} command(s)", file=sys.stderr)
         os.unlink(self.path)
+        os.rmdir(os.path.dirname(self.path))
 
     def _accept(self) -> int:
         conn, _ = self.listener.accept()
@@ -294,6 +301,6 @@ def _close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
-def serve(path: str, parent: int) -> None:
+def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
     """The server's entry (`start` runs it in a new process): serve until `parent` exits or SIGTERM."""
-    _Server(path, parent).run()
+    _Server(path, parent, preload).run()
