@@ -41,6 +41,7 @@ THREAD_VARS = (
 )
 PRELOAD = (  # what the study's jobs import; a module missing here is imported by the child as usual
     "torch",
+    "torch._dynamo",  # what a torch.optim optimizer imports when first made: 1.8 CPU-s here
     "numpy",
     "pandas",
     "pyarrow.parquet",
@@ -48,6 +49,7 @@ PRELOAD = (  # what the study's jobs import; a module missing here is imported b
     "safetensors.torch",
     "metasae.figures",
     "matplotlib.pyplot",
+    "PIL.Image",
     "metasae.stages.train_sae",
     "metasae.stages.analyse",
     "metasae.stages.cache_acts",
