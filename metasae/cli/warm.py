@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ENV = "METASAE_WARM"  # the server's socket path, for the jobs' clients
@@ -120,15 +121,14 @@ def start(log: Path, preload: tuple[str, ...] = PRELOAD) -> subprocess.Popen | N
     folder = tempfile.mkdtemp(prefix="metasae-warm-")  # short: a socket path is at most 107 bytes
     path = os.path.join(folder, "server.sock")
     env = {**os.environ, **{name: "1" for name in THREAD_VARS}}
+    entry = (
+        f"from metasae.cli import run_here, warm; warm.serve({path!r}, {os.getpid()}, {preload!r}, run_here)"
+    )
     env.pop(ENV, None)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from metasae.cli.warm import serve; serve({path!r}, {os.getpid()}, {preload!r})",
-            ],
+            [sys.executable, "-c", entry],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -164,8 +164,10 @@ def stop(server: subprocess.Popen | None) -> None:
 class _Server:
     """The accept loop, one thread (fork copies only the calling thread: no other may hold a lock)."""
 
-    def __init__(self, path: str, parent: int, preload: tuple[str, ...]) -> None:
-        self.path, self.parent, self.preload = path, parent, preload
+    def __init__(
+        self, path: str, parent: int, preload: tuple[str, ...], run: Callable[[list[str]], int]
+    ) -> None:
+        self.path, self.parent, self.preload, self.run_command = path, parent, preload, run
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}
@@ -258,9 +260,7 @@ class _Server:
             os.environ.pop(ENV, None)
             tempfile.tempdir = None  # gettempdir() again, from the job's TMPDIR
             sys.argv = ["metasae", *request["argv"]]
-            from metasae.cli import run_here
-
-            status = run_here(request["argv"])
+            status = self.run_command(request["argv"])
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -303,6 +303,7 @@ def _close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
-def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
-    """The server's entry (`start` runs it in a new process): serve until `parent` exits or SIGTERM."""
-    _Server(path, parent, preload).run()
+def serve(path: str, parent: int, preload: tuple[str, ...], run: Callable[[list[str]], int]) -> None:
+    """The server's entry (`start` runs it in a new process): serve until `parent` exits or SIGTERM; `run`
+    runs one command line in a child (metasae.cli.run_here)."""
+    _Server(path, parent, preload, run).run()
