@@ -7,7 +7,7 @@ Each job's `benchmark:` file (results/benchmarks/**.tsv) holds its wall seconds 
 (`cpu_time`, user + system). Snakemake samples that CPU time every 0.5 s over a job's first 15 s and every
 30 s after, and what a job spends after its last sample is lost, so it is a lower bound (on a loaded machine,
 far below); under warm starts (a local run's default, metasae.cli.warm) the job's process is only the client,
-so its file holds next to nothing: measure with the shim, or with `--config warm_start=false`.
+so its file holds next to nothing: measure with the shim, or with `--config warm_start=False`.
 benchmarks/cpu_shim records each job's exact CPU (its process tree's, from /usr/bin/time, plus a warm-started
 job's forked child's) instead; CPU seconds are what to compare on a shared machine, where wall time depends on
 what else runs. The rule is read from the benchmark file's path, or from the recorded command line.

@@ -132,7 +132,7 @@ def test_sigkill_mid_run_then_same_command_completes_identically(finished, tmp_p
     proc.wait()
     assert not (results / "summary" / "depths.csv").exists(), "killed too late to test a resume"
     # resumed cold (every job its own interpreter): the tables must equal the warm-started run's
-    out = run_to_end(results, "warm_start=false")
+    out = run_to_end(results, "warm_start=False")
     assert "Nothing to be done" not in out
     for name in SUMMARY_FILES:
         pd.testing.assert_frame_equal(
