@@ -3,8 +3,11 @@ status, files and bits — and a job the server cannot take runs cold."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -128,3 +131,17 @@ def test_the_server_exits_with_its_parent(tmp_path):
     while os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(os.path.dirname(path))
+
+
+def test_a_client_gone_before_its_reply_leaves_the_server_serving(server, tmp_path):
+    """A job killed while its request waited to be accepted (SIGKILL of the whole run) must not take the
+    server down with it; the next job is served."""
+    request = json.dumps({"argv": ["datasets"], "cwd": str(tmp_path), "env": job_env(tmp_path)}).encode()
+    for _ in range(3):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(os.environ[warm.ENV])
+        socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+        sock.close()
+    assert metasae("datasets", env=job_env(tmp_path)).returncode == 0
+    assert served(tmp_path)
+    assert server.poll() is None

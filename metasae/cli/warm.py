@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,14 +184,24 @@ class _Server:
         os.rename(tmp, self.path)  # the socket appears only once the imports are done
         self.selector.register(self.listener, selectors.EVENT_READ)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        try:
+            self._serve()
+        finally:
+            os.unlink(self.path)
+            os.rmdir(os.path.dirname(self.path))
+
+    def _serve(self) -> None:
         idle_since = time.monotonic()
         served = 0
         while not (self.stopping and not self.children):
             for key, _ in self.selector.select(timeout=0.1):
-                if key.fileobj is self.listener and not self.stopping:
-                    served += self._accept()
-                elif key.fileobj is not self.listener:
-                    self._client_left(key.fileobj)
+                try:
+                    if key.fileobj is self.listener and not self.stopping:
+                        served += self._accept()
+                    elif key.fileobj is not self.listener:
+                        self._client_left(key.fileobj)
+                except Exception:  # one job's trouble (a client gone mid-request) must not end the others
+                    traceback.print_exc()
             self._reap()
             if self.children:
                 idle_since = time.monotonic()
@@ -198,8 +209,6 @@ class _Server:
             if orphaned or time.monotonic() - idle_since > IDLE_S:
                 self.stopping = True
         print(f"metasae warm server: served {served} command(s)", file=sys.stderr)
-        os.unlink(self.path)
-        os.rmdir(os.path.dirname(self.path))
 
     def _accept(self) -> int:
         conn, _ = self.listener.accept()
@@ -210,7 +219,8 @@ class _Server:
             conn.close()
             return 0
         if thread_env(request["env"]) != self.own_threads:
-            conn.sendall(b"refused\n")
+            with contextlib.suppress(OSError):
+                conn.sendall(b"refused\n")
             conn.close()
             _close_all(fds)
             return 0
@@ -220,9 +230,12 @@ class _Server:
         if pid == 0:
             self._child(request, fds, conn)
         _close_all(fds)
-        conn.sendall(f"pid {pid}\n".encode())
         self.children[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ)
+        try:
+            conn.sendall(f"pid {pid}\n".encode())
+        except OSError:  # its client was killed while it waited to be accepted: end its job too
+            self._client_left(conn)
         return 1
 
     @staticmethod
@@ -264,8 +277,6 @@ class _Server:
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
-            import traceback
-
             traceback.print_exc()
         finally:
             for stream in (sys.stdout, sys.stderr):
