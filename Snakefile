@@ -51,10 +51,17 @@ if workflow.is_main_process:
     except OSError as exc:
         sys.exit(f"metasae: {exc.filename or R}: cannot take the results folder's lock: {exc.strerror}")
 
-    # Warm starts (metasae.cli.warm): a local run's jobs fork from one server that imported torch & co. once
-    # instead of each importing them; not for a dry run, nor for cluster jobs (their nodes run them cold).
-    if config.get("warm_start", True) and workflow.local_exec and not workflow.dryrun:
+
+def start_warm_server():
+    """Warm starts (metasae.cli.warm): a local run's jobs fork from one server that imported torch & co. once
+    instead of each importing them. Started when the run starts (its executor is known only then): not for
+    a dry run, nor for a cluster's jobs (they run cold on their nodes)."""
+    if workflow.is_main_process and workflow.local_exec and config.get("warm_start", True):
         atexit.register(warm.stop, warm.start(Path(R) / "logs" / "warm_server.log"))
+
+
+onstart:
+    start_warm_server()
 
 
 def stop_replanning_timers():

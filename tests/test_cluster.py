@@ -185,7 +185,10 @@ def slurmctld_job_ids(cluster: Path) -> set[str]:
 
 
 def test_every_job_went_through_sbatch(cluster, slurm_runs):
-    first, second, _ = slurm_runs
+    first, second, workdir = slurm_runs
+    results = yaml.safe_load((ROOT / CONFIG).read_text())["results"]
+    # no warm server on a cluster: it would run the jobs on the driver's node, outside their allocations
+    assert not (workdir / results / "logs" / "warm_server.log").exists()
     for run in (first, second):
         assert run.submitted, run.output[-5000:]
         remote = {job for job, rule in run.finished.items() if rule not in LOCAL_RULES}

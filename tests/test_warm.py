@@ -87,9 +87,10 @@ def test_a_trained_sae_is_bit_identical_warm_and_cold(server, tmp_path):
         assert (tmp_path / "warm" / file).read_bytes() == (tmp_path / "cold" / file).read_bytes(), file
 
 
-def test_other_thread_variables_or_no_server_run_cold(server, tmp_path, monkeypatch):
-    assert metasae("datasets", env=job_env(tmp_path, OMP_NUM_THREADS="2")).returncode == 0
-    assert not served(tmp_path)
+def test_other_thread_variables_another_allocation_or_no_server_run_cold(server, tmp_path, monkeypatch):
+    for other in ({"OMP_NUM_THREADS": "2"}, {"SLURM_JOB_ID": "12345"}):
+        assert metasae("datasets", env=job_env(tmp_path, **other)).returncode == 0
+        assert not served(tmp_path)
     monkeypatch.setenv(warm.ENV, str(tmp_path / "no-such.sock"))
     assert warm.forward(["datasets"]) is None
 

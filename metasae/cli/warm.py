@@ -32,7 +32,8 @@ from pathlib import Path
 ENV = "METASAE_WARM"  # the server's socket path, for the jobs' clients
 CHILD_CPU_ENV = "METASAE_CHILD_CPU"  # a file the client writes the child's "user system" CPU-s to (cpu_shim)
 # Read by the native libraries when they load, so a forked child keeps the server's values: a job whose
-# values differ runs cold (Snakemake sets them all to the job's threads).
+# values differ runs cold (Snakemake sets them all to the job's threads). A job of another SLURM allocation
+# (a cluster job on the driver's node) runs cold too, inside its own allocation.
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "GOTO_NUM_THREADS",
@@ -68,8 +69,12 @@ IDLE_S = 600.0
 _HEADER = struct.Struct("!I")
 
 
-def thread_env(env: dict[str, str]) -> dict[str, str | None]:
-    return {name: env.get(name) for name in THREAD_VARS}
+MATCHED_VARS = (*THREAD_VARS, "SLURM_JOB_ID")
+
+
+def matched_env(env: dict[str, str]) -> dict[str, str | None]:
+    """What a job's environment must share with the server's for the server to run it."""
+    return {name: env.get(name) for name in MATCHED_VARS}
 
 
 # ---- client ---------------------------------------------------------------------------------------------
@@ -173,7 +178,7 @@ class _Server:
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}
         self.stopping = False
-        self.own_threads = thread_env(os.environ)
+        self.own_env = matched_env(os.environ)
 
     def run(self) -> None:
         for name in self.preload:
@@ -218,7 +223,7 @@ class _Server:
             print(f"metasae warm server: bad request: {exc}", file=sys.stderr)
             conn.close()
             return 0
-        if thread_env(request["env"]) != self.own_threads:
+        if matched_env(request["env"]) != self.own_env:
             with contextlib.suppress(OSError):
                 conn.sendall(b"refused\n")
             conn.close()
