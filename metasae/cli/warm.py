@@ -65,11 +65,9 @@ PRELOAD = (  # what the study's jobs import; a module missing here is imported b
     "metasae.stages.probe",
     "metasae.stages.probe_sae",
 )
+MATCHED_VARS = (*THREAD_VARS, "SLURM_JOB_ID")
 IDLE_S = 600.0
 _HEADER = struct.Struct("!I")
-
-
-MATCHED_VARS = (*THREAD_VARS, "SLURM_JOB_ID")
 
 
 def matched_env(env: dict[str, str]) -> dict[str, str | None]:
@@ -81,8 +79,8 @@ def matched_env(env: dict[str, str]) -> dict[str, str | None]:
 
 
 def forward(argv: list[str]) -> int | None:
-    """Run `metasae argv` in the warm server's child and return its exit status; None where there is no
-    server to take it (no METASAE_WARM, unreachable, or other thread variables): the caller runs it cold."""
+    """Run `metasae argv` in the warm server's child and return its exit status; None where no server takes
+    it (no METASAE_WARM, unreachable, or refused: other MATCHED_VARS): the caller runs it cold."""
     path = os.environ.get(ENV)
     if not path:
         return None
@@ -96,11 +94,19 @@ def forward(argv: list[str]) -> int | None:
     except OSError:
         return None
     if not first or first[0] != "pid":
-        return None  # refused: its thread variables differ
+        return None  # refused
     child = int(first[1])
+
+    def relay(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
-    last = reply.readline().split()
+        signal.signal(sig, relay)
+    try:
+        last = reply.readline().split()
+    except OSError:
+        last = []
     if not last or last[0] != "exit":
         print(f"metasae: the warm server lost command {argv[:2]} (child {child})", file=sys.stderr)
         return 1
