@@ -31,6 +31,7 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests" / "cluster"
 CONFIG = "config/test.yaml"  # the smallest full study: ~27 jobs (SLURM adds ~14 s to each here)
+RESULTS = yaml.safe_load((ROOT / CONFIG).read_text())["results"]  # its results folder, inside a working dir
 LOCAL_RULES = {"all"}  # rules without a command run inside the main snakemake, not as SLURM jobs
 TIMEOUT_S = 1800
 # The injected failure: every `analyse` job of seed 1 (a mid-DAG stage, so independent jobs go on).
@@ -89,10 +90,9 @@ def job_key(slurm_log: Path) -> str:
 
 def checkout(dest: Path) -> Path:
     """A working directory that runs this repository's workflow with its own results/ and .snakemake/."""
-    results = yaml.safe_load((ROOT / CONFIG).read_text())["results"]
     dest.mkdir(parents=True)
     for entry in ROOT.iterdir():
-        if entry.name not in {".git", ".snakemake", results}:
+        if entry.name not in {".git", ".snakemake", RESULTS}:
             (dest / entry.name).symlink_to(entry)
     return dest
 
@@ -186,9 +186,8 @@ def slurmctld_job_ids(cluster: Path) -> set[str]:
 
 def test_every_job_went_through_sbatch(cluster, slurm_runs):
     first, second, workdir = slurm_runs
-    results = yaml.safe_load((ROOT / CONFIG).read_text())["results"]
     # no warm server on a cluster: it would run the jobs on the driver's node, outside their allocations
-    assert not (workdir / results / "logs" / "warm_server.log").exists()
+    assert not (workdir / RESULTS / "logs" / "warm_server.log").exists()
     for run in (first, second):
         assert run.submitted, run.output[-5000:]
         remote = {job for job, rule in run.finished.items() if rule not in LOCAL_RULES}
@@ -259,7 +258,7 @@ def assert_same_file(a: Path, b: Path) -> None:
 
 
 def result_files(workdir: Path) -> dict[str, Path]:
-    results = workdir / yaml.safe_load((ROOT / CONFIG).read_text())["results"]
+    results = workdir / RESULTS
     files = {p.relative_to(results).as_posix(): p for p in results.rglob("*") if p.is_file()}
     return {
         name: p
