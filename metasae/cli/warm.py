@@ -2,13 +2,13 @@
 per `metasae` command, so a study's ~120 jobs do not each pay the ~3.5 CPU-s of those imports (measured here,
 2-core EPYC: `import torch` alone 2.1-2.4 CPU-s).
 
-The workflow's driver starts the server (`start`) on a local run and exports its socket in `METASAE_WARM`;
-each job's `metasae` is then a light client (`forward`) that hands the server its argv, working folder,
-environment and standard streams, relays signals to the child and exits with the child's status. The child
-is the command run as it would run cold: the server imports but computes nothing (no torch op, so no thread
-pool or CUDA context exists to be forked), and it serves only jobs whose thread variables (OMP_NUM_THREADS
-and the like, read when the libraries load) equal its own; any other job, or one that cannot reach the
-server, runs cold. The server exits with its parent, or after `IDLE_S` without work.
+The workflow's driver starts the server (`start`) when a local run starts and exports its socket in
+`METASAE_WARM`; each job's `metasae` is then a light client (`forward`) that hands the server its argv,
+working folder, environment and standard streams, relays signals to the child and exits with the child's
+status. The child is the command run as it would run cold: the server imports but computes nothing (no torch
+op, so no thread pool or CUDA context exists to be forked), and it serves only jobs whose MATCHED_VARS (the
+thread variables the libraries read when they load, and the SLURM allocation) equal its own; any other job,
+or one that cannot reach the server, runs cold. The server exits with its parent, or after `IDLE_S` idle.
 """
 
 from __future__ import annotations
@@ -133,10 +133,10 @@ def start(log: Path, preload: tuple[str, ...] = PRELOAD) -> subprocess.Popen | N
     folder = tempfile.mkdtemp(prefix="metasae-warm-")  # short: a socket path is at most 107 bytes
     path = os.path.join(folder, "server.sock")
     env = {**os.environ, **{name: "1" for name in THREAD_VARS}}
+    env.pop(ENV, None)
     entry = (
         f"from metasae.cli import run_here, warm; warm.serve({path!r}, {os.getpid()}, {preload!r}, run_here)"
     )
-    env.pop(ENV, None)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         server = subprocess.Popen(
