@@ -179,15 +179,45 @@ def replace_output(model: nn.Module, layer: str, fn: Callable[[Tensor], Tensor])
 
 @torch.no_grad()
 def _ce_and_accuracy(
-    model: nn.Module, images: Tensor, labels: Tensor, batch_size: int, device: str | torch.device
+    model: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    device: str | torch.device,
 ) -> tuple[float, float]:
     ce, correct = 0.0, 0
-    for sl in _batches(len(images), batch_size):
-        logits = model(images[sl].to(device))
+    for sl in _batches(len(inputs), batch_size):
+        logits = model(inputs[sl].to(device))
         y = labels[sl].to(device)
         ce += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
-    return ce / len(images), correct / len(images)
+    return ce / len(inputs), correct / len(inputs)
+
+
+def _head(model: nn.Module, layer: str, acts: Tensor | None) -> Callable[[Tensor], Tensor] | None:
+    """The model after `layer` (`Classifier.head_from`) when the layer's outputs `acts` are known."""
+    head_from = getattr(model, "head_from", None)
+    return head_from(layer) if acts is not None and head_from is not None else None
+
+
+def _scored(
+    model: nn.Module,
+    layer: str,
+    replace: Callable[[Tensor], Tensor] | None,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    device: str | torch.device,
+    acts: Tensor | None,
+) -> tuple[float, float]:
+    """CE and accuracy with `model.<layer>`'s output replaced by replace(output) (None: clean): from the
+    layer's outputs `acts` through the rest of the model where it has a head, else a hooked full pass."""
+    head = _head(model, layer, acts)
+    if head is not None:
+        rest = head if replace is None else (lambda a: head(replace(a)))
+        return _ce_and_accuracy(rest, acts, labels, batch_size, device)
+    with contextlib.nullcontext() if replace is None else replace_output(model, layer, replace):
+        return _ce_and_accuracy(model, images, labels, batch_size, device)
 
 
 @torch.no_grad()
@@ -216,15 +246,18 @@ def splice_baselines(
     batch_size: int = 512,
     device: str | torch.device = "cpu",
     ablation_mean: Tensor | None = None,
+    acts: Tensor | None = None,
 ) -> dict[str, float]:
     """Classifier CE / accuracy clean and with the layer zero- or mean-ablated: what `spliced_metrics`
-    compares an SAE's splice with, the same for every SAE spliced into one classifier layer."""
+    compares an SAE's splice with, the same for every SAE spliced into one classifier layer. `acts`: the
+    layer's (flat) outputs on `images`, which a model with a head (`Classifier.head_from`) runs from."""
     model.eval()
-    mean = (
-        layer_mean(model, layer, images, batch_size, device)
-        if ablation_mean is None
-        else ablation_mean.to(device)
-    )
+    if ablation_mean is not None:
+        mean = ablation_mean.to(device)
+    elif _head(model, layer, acts) is not None:
+        mean = acts.to(device).mean(0)
+    else:
+        mean = layer_mean(model, layer, images, batch_size, device)
     variants: dict[str, Callable[[Tensor], Tensor] | None] = {
         "clean": None,
         "zero_ablation": torch.zeros_like,
@@ -232,11 +265,9 @@ def splice_baselines(
     }
     out: dict[str, float] = {}
     for name, fn in variants.items():
-        ctx = contextlib.nullcontext() if fn is None else replace_output(model, layer, fn)
-        with ctx:
-            out[f"ce_{name}"], out[f"accuracy_{name}"] = _ce_and_accuracy(
-                model, images, labels, batch_size, device
-            )
+        out[f"ce_{name}"], out[f"accuracy_{name}"] = _scored(
+            model, layer, fn, images, labels, batch_size, device, acts
+        )
     return out
 
 
@@ -251,15 +282,18 @@ def spliced_metrics(
     device: str | torch.device = "cpu",
     ablation_mean: Tensor | None = None,
     baselines: dict[str, float] | None = None,
+    acts: Tensor | None = None,
 ) -> dict[str, float]:
     """Classifier CE / accuracy clean, with the SAE's reconstruction spliced into `layer`, and with the
     layer zero- or mean-ablated; loss_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean). `baselines`:
-    `splice_baselines` of the same model, layer, images and labels, computed once for many SAEs."""
-    out = dict(baselines or splice_baselines(model, layer, images, labels, batch_size, device, ablation_mean))
+    `splice_baselines` of the same model, layer, images and labels, computed once for many SAEs. `acts`: the
+    layer's outputs on `images` (see splice_baselines)."""
+    out = dict(
+        baselines or splice_baselines(model, layer, images, labels, batch_size, device, ablation_mean, acts)
+    )
     model.eval()
     sae.eval()
-    with replace_output(model, layer, lambda a: sae(a)):
-        out["ce_sae"], out["accuracy_sae"] = _ce_and_accuracy(model, images, labels, batch_size, device)
+    out["ce_sae"], out["accuracy_sae"] = _scored(model, layer, sae, images, labels, batch_size, device, acts)
     gap = out["ce_zero_ablation"] - out["ce_clean"]
     out["loss_recovered"] = (out["ce_zero_ablation"] - out["ce_sae"]) / gap if gap != 0 else float("nan")
     gap_mean = out["ce_mean_ablation"] - out["ce_clean"]

@@ -306,7 +306,7 @@ class Depth:
         from metasae.metrics import fvu, spliced_metrics
 
         splice = StackSplice(reconstruction or self.reconstruction())
-        spliced = spliced_metrics(model, layer, splice, images, labels, baselines=baselines)
+        spliced = spliced_metrics(model, layer, splice, images, labels, baselines=baselines, acts=acts)
         return {
             "stack_fvu": fvu(acts, splice(acts)),
             "spliced_accuracy": spliced["accuracy_sae"],

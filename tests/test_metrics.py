@@ -112,6 +112,31 @@ def test_spliced_metrics_hand_values():
     assert M.spliced_metrics(model, "fc1", Halve(), images, labels, baselines=baselines) == out
 
 
+@pytest.mark.parametrize(("model_name", "layer"), [("mlp", "fc1"), ("mlp", "fc2"), ("cnn", "fc1")])
+def test_splice_from_cached_acts_equals_the_hooked_full_pass(model_name, layer):
+    """A chain classifier's splice runs from the layer's outputs through its head: the same figures as the
+    full forward pass with the output replaced by a hook."""
+    from metasae.models import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier(model_name, 10, (1, 12, 12)).eval()
+    images, labels = torch.rand(64, 1, 12, 12), torch.randint(10, (64,))
+    captured: list[torch.Tensor] = []
+    with torch.no_grad(), M.replace_output(model, layer, lambda a: captured.append(a) or a):
+        logits = model(images)
+    acts = captured[0]
+    assert torch.allclose(model.head_from(layer)(acts), logits, atol=1e-6)
+
+    class Noisy(nn.Module):
+        def forward(self, a):
+            return a * 0.7 + 0.1
+
+    hooked = M.spliced_metrics(model, layer, Noisy(), images, labels, batch_size=16)
+    headed = M.spliced_metrics(model, layer, Noisy(), images, labels, batch_size=16, acts=acts)
+    assert headed == pytest.approx(hooked, rel=1e-5, abs=1e-6)
+    assert build_classifier("cnn", 10, (1, 12, 12)).head_from("conv2") is None  # [C, H, W] output: no head
+
+
 def test_splice_unknown_layer_lists_layers():
     with pytest.raises(MetasaeError, match="layer 'fc9' not in model; named layers: fc1"):
         M.spliced_metrics(_tiny_classifier(), "fc9", nn.Identity(), torch.zeros(1, 2), torch.zeros(1).long())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -14,6 +16,8 @@ class Classifier(nn.Module):
     """
 
     layer_names: tuple[str, ...] = ()
+    # named layers with flat outputs after which forward is exactly the later `layer_names` applied in turn
+    chain_layers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -37,3 +41,18 @@ class Classifier(nn.Module):
                 f"got {list(images.shape)}"
             )
         return (images - self.input_mean) / self.input_std
+
+    def head_from(self, layer: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The network after `layer` as a function of that layer's flat output, where it is a chain of the
+        later named layers (`chain_layers`), else None. A splice then runs from the cached activations, not
+        the whole model from the pixels: on the research log's MLP the layers after fc1 are 5% of its work."""
+        if layer not in self.chain_layers:
+            return None
+        rest = [self.get_submodule(name) for name in self.layer_names[self.layer_names.index(layer) + 1 :]]
+
+        def head(acts: torch.Tensor) -> torch.Tensor:
+            for module in rest:
+                acts = module(acts)
+            return acts
+
+        return head

@@ -10,6 +10,7 @@ from metasae.models.base import Classifier
 
 class CNN(Classifier):
     layer_names = ("conv1", "conv2", "fc1", "fc2")
+    chain_layers = ("fc1", "fc2")  # the conv layers' outputs are [C, H, W], cached flat
 
     def __init__(
         self,

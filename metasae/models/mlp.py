@@ -14,6 +14,7 @@ from metasae.models.base import Classifier
 
 class MLP(Classifier):
     layer_names = ("fc1", "fc2", "fc3")
+    chain_layers = layer_names
 
     def __init__(
         self,

@@ -299,9 +299,7 @@ def group_by_latent(idx: Tensor, width: int) -> tuple[Tensor, Tensor]:
     return order, torch.searchsorted(sorted_idx, torch.arange(width, device=idx.device))
 
 
-def _per_latent_sum(
-    by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tensor, source: Tensor
-) -> Tensor:
+def per_latent_sum(by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tensor, source: Tensor) -> Tensor:
     """out[j] = sum over pairs (r, j) of weights * source[r]  -> [width, source.shape[1]], without an
     [nnz, d] intermediate: the pairs, grouped by latent, are summed as embedding bags."""
     order, offsets = by_latent
@@ -356,7 +354,7 @@ class _SparseEncode(torch.autograd.Function):
         grad_W_enc = None
         if ctx.needs_input_grad[2]:
             by_latent = (outs[3], outs[4]) if len(outs) == n else group_by_latent(idx, width)
-            grad_W_enc = _per_latent_sum(by_latent, rows, g, x_c).t()
+            grad_W_enc = per_latent_sum(by_latent, rows, g, x_c).t()
         grad_x = grad_b_dec = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.zeros_like(x_c).index_add_(0, rows, W_enc.t()[idx] * g[:, None])
@@ -428,7 +426,7 @@ class _SparseDecode(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_vals = _pair_dots(W_dec, idx, grad_out, rows, offsets)
         if ctx.needs_input_grad[4]:
-            grad_W_dec = _per_latent_sum(tuple(by_latent), rows, vals, grad_out)
+            grad_W_dec = per_latent_sum(tuple(by_latent), rows, vals, grad_out)
         return None, None, grad_vals, None, grad_W_dec, None
 
 

@@ -156,7 +156,9 @@ def analyse(
         splice = (probe.classifier.cpu(), cache.manifest["layer"], cache.acts, images)
         labels = _splice_labels(probe, images)
         # the classifier without an SAE, once for both splices (a decoder depth's frozen and routed codes)
-        baselines = splice_baselines(probe.classifier, cache.manifest["layer"], images, labels[0])
+        baselines = splice_baselines(
+            probe.classifier, cache.manifest["layer"], images, labels[0], acts=cache.acts
+        )
         stack = depth.splice_metrics(*splice, *labels, baselines=baselines) | _routed(
             depth, splice, labels, baselines
         )

@@ -26,12 +26,15 @@ statistic of `metasae.statistics.optimal`: it fails the oracle). Only the plante
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from metasae.layout import META_CODES_FILE
+from metasae.sae.sparse import group_by_latent, per_latent_sum
 from metasae.seeds import generator
 from metasae.stack import Depth
 
@@ -67,6 +70,42 @@ def support_explained(rows: Tensor, dictionary: Tensor, codes: Tensor) -> float:
     return explained / total
 
 
+@dataclass(frozen=True)
+class TopKCodes:
+    """A tied TopK code as its k (value, latent) pairs per row, so that a null fit's products cost n * k * d
+    where dense [n, width] codes cost n * width * d (a real-study depth: 2,304 rows, 576 latents, k 4)."""
+
+    vals: Tensor  # [n, k], ReLU'd: a zero is a latent the row does not use
+    idx: Tensor  # [n, k] latents, distinct within a row
+
+    @classmethod
+    def of(cls, rows: Tensor, decoder: Tensor, k: int) -> TopKCodes:
+        top = (rows @ decoder.T).topk(k, dim=1)
+        return cls(top.values.relu(), top.indices)
+
+    def usage(self, width: int) -> Tensor:
+        """Each latent's summed code value [width]."""
+        return self.vals.new_zeros(width).index_add_(0, self.idx.flatten(), self.vals.flatten())
+
+    def reconstruction(self, decoder: Tensor) -> Tensor:
+        return F.embedding_bag(self.idx, decoder, per_sample_weights=self.vals, mode="sum")
+
+    def gram(self, width: int) -> Tensor:
+        """codes.T @ codes [width, width]: each row's k^2 pair products summed into their cells."""
+        cells = (self.idx.unsqueeze(2) * width + self.idx.unsqueeze(1)).flatten()
+        products = (self.vals.unsqueeze(2) * self.vals.unsqueeze(1)).flatten()
+        return self.vals.new_zeros(width * width).index_add_(0, cells, products).view(width, width)
+
+    def transposed_product(self, source: Tensor, width: int) -> Tensor:
+        """codes.T @ source [width, d]: each latent's rows summed as an embedding bag (no [n, k, d] copy)."""
+        idx = self.idx.flatten()
+        rows = torch.arange(len(self.idx), device=idx.device).repeat_interleave(self.idx.shape[1])
+        return per_latent_sum(group_by_latent(idx, width), rows, self.vals.flatten(), source)
+
+    def dense(self, width: int) -> Tensor:
+        return self.vals.new_zeros(len(self.vals), width).scatter_(1, self.idx, self.vals)
+
+
 def fit_null(rows: Tensor, width: int, k: int, seed: int) -> tuple[Tensor, Tensor]:
     """A TopK meta-SAE of `width` unit decoder rows with a tied encoder (codes: the k largest positive
     x . D_j), fitted to `rows` by alternating minimisation from `width` of the rows (seeded): codes for the
@@ -81,34 +120,26 @@ def fit_null(rows: Tensor, width: int, k: int, seed: int) -> tuple[Tensor, Tenso
         decoder = torch.cat([decoder, torch.randn(width - len(decoder), rows.shape[1], generator=g).double()])
     decoder = _unit(decoder)
     for _ in range(NULL_ITERS):
-        codes = _topk_codes(rows, decoder, k)
-        fresh = least_squares_decoder(codes, rows)  # [width, d]
-        unused = codes.abs().sum(0) == 0
-        worst = (rows - codes @ decoder).pow(2).sum(1).argsort(descending=True)
+        codes = TopKCodes.of(rows, decoder, k)
+        fresh = least_squares_decoder(codes, rows, width)  # [width, d]
+        unused = codes.usage(width) == 0
+        worst = (rows - codes.reconstruction(decoder)).pow(2).sum(1).argsort(descending=True)
         fresh[unused] = rows[worst[: int(unused.sum())]]
         decoder = _unit(fresh)
-    return decoder.float(), _topk_codes(rows, decoder, k).float()
+    return decoder.float(), TopKCodes.of(rows, decoder, k).dense(width).float()
 
 
-def least_squares_decoder(codes: Tensor, rows: Tensor) -> Tensor:
-    """argmin_D ||codes @ D - rows||^2 ([width, d]) through the normal equations, built from the codes'
-    k-sparse rows: with the dense least-squares solve of [n, width] codes, 150 per depth, a real-study
-    analysis depth took 37.7 CPU-s, 21.3 this way (same meta gain). A ridge of 1e-9 of the mean diagonal
-    keeps the system definite (an unused latent's row comes out 0 and restarts); the dense solve is the
-    fallback if it is not."""
-    sparse_t = codes.t().to_sparse()
-    gram, rhs = sparse_t @ codes, sparse_t @ rows
+def least_squares_decoder(codes: TopKCodes, rows: Tensor, width: int) -> Tensor:
+    """argmin_D ||codes @ D - rows||^2 ([width, d]) through the normal equations, summed from the codes'
+    pairs (n * k * (k + d) products, where the dense [n, width] codes cost n * width * (width + d)). A ridge
+    of 1e-9 of the mean diagonal keeps the system definite (an unused latent's row comes out 0 and
+    restarts); the dense solve is the fallback if it is not."""
+    gram, rhs = codes.gram(width), codes.transposed_product(rows, width)
     ridge = 1e-9 * float(gram.diagonal().mean()) + 1e-300
-    chol, info = torch.linalg.cholesky_ex(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))
+    chol, info = torch.linalg.cholesky_ex(gram + ridge * torch.eye(width, dtype=gram.dtype))
     if int(info) != 0:
-        return torch.linalg.lstsq(codes, rows).solution
+        return torch.linalg.lstsq(codes.dense(width), rows).solution
     return torch.cholesky_solve(rhs, chol)
-
-
-def _topk_codes(rows: Tensor, decoder: Tensor, k: int) -> Tensor:
-    pre = torch.relu(rows @ decoder.T)
-    top = pre.topk(k, dim=1)
-    return torch.zeros_like(pre).scatter_(1, top.indices, top.values)
 
 
 @cache
