@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from metasae.errors import MetasaeError
-from metasae.io import load_tensors, read_json, sha256_file
+from metasae.io import load_tensors, read_json, remembered_digest
 from metasae.layout import ACTS_FILE, MANIFEST_FILE
 
 RERUN = "rerun `metasae cache-acts`"  # what every other artefact's checksum error names: its producer
@@ -36,7 +36,7 @@ def load_activations(cache_dir: str | Path) -> ActivationCache:
             raise MetasaeError(f"{cache_dir / MANIFEST_FILE}: missing key {key!r}; {RERUN}")
     if not path.is_file():
         raise MetasaeError(f"{path}: file not found; {RERUN}")
-    if sha256_file(path) != manifest["sha256"]:
+    if remembered_digest(path) != manifest["sha256"]:
         raise MetasaeError(
             f"{path}: sha256 does not match {MANIFEST_FILE} (corrupt or replaced file); {RERUN}"
         )

@@ -1,6 +1,8 @@
 import errno
+import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,24 @@ def test_publishing_syncs_files_and_folders_to_disk(tmp_path, monkeypatch):
         (d / "codes.bin").write_bytes(b"x")  # written without atomic_path: synced when published
         write_json(d / "metrics.json", {})
     assert "codes.bin" in synced and synced.count("depth1") == 2 and synced[-1] == tmp_path.name
+
+
+def test_remembered_digest_rehashes_a_file_rewritten_in_place_even_within_one_clock_tick(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "codes.bin"
+    path.write_bytes(b"a" * 64)
+    calls = []
+    real = io.file_digest
+    monkeypatch.setattr(io, "file_digest", lambda *a, **k: calls.append(a) or real(*a, **k))
+    young = io.remembered_digest(path)
+    path.write_bytes(b"b" * 64)  # same size and inode, likely the same mtime tick: hashed again (racy)
+    assert io.remembered_digest(path) != young
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    first = io.remembered_digest(path)
+    n_calls = len(calls)
+    assert io.remembered_digest(path) == first and len(calls) == n_calls  # remembered
+    path.write_bytes(b"c" * 64)
+    os.utime(path, (old + 1, old + 1))  # rewritten: a new mtime, a new digest
+    assert io.remembered_digest(path) == hashlib.sha256(b"c" * 64).hexdigest()

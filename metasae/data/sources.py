@@ -11,11 +11,10 @@ import gzip
 import hashlib
 import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from metasae.errors import MetasaeError
-from metasae.io import file_digest
+from metasae.io import remembered_digest
 
 
 @dataclass(frozen=True)
@@ -39,14 +38,8 @@ def md5(data: bytes) -> str:
 
 
 def file_md5(path: Path) -> str:
-    """md5 of a (possibly large) file, remembered per (path, size, mtime) within the process."""
-    st = path.stat()
-    return _file_md5(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _file_md5(path: str, size: int, mtime_ns: int) -> str:
-    return file_digest(path, "md5")
+    """md5 of a (possibly large) file, remembered within the process (`remembered_digest`)."""
+    return remembered_digest(path, "md5")
 
 
 def present(spec: OfficialFile, folder: Path) -> bool:
