@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from metasae.statistics import meta_gain
 from metasae.statistics.meta_gain import TopKCodes, _unit, least_squares_decoder
 
 
@@ -30,7 +31,7 @@ def test_least_squares_decoder_equals_the_dense_solve_on_noisy_rows():
     assert torch.allclose(least_squares_decoder(codes, rows, 40)[used], dense[used], atol=1e-8)
 
 
-def test_pair_products_equal_the_dense_codes_products():
+def test_pair_products_equal_the_dense_codes_products(monkeypatch):
     g = torch.Generator().manual_seed(2)
     rows = _unit(torch.randn(100, 24, generator=g)).double()
     decoder = _unit(torch.randn(30, 24, generator=g)).double()
@@ -38,6 +39,8 @@ def test_pair_products_equal_the_dense_codes_products():
     dense = codes.dense(30)
     assert torch.equal(dense, torch.relu(rows @ decoder.T) * (dense != 0))  # the k largest, ReLU'd
     assert ((dense != 0).sum(1) <= 5).all()
+    assert torch.allclose(codes.gram(30), dense.T @ dense, atol=1e-12)
+    monkeypatch.setattr(meta_gain, "GRAM_CHUNK_PAIRS", 60)  # 2 rows of 25 pair products per chunk
     assert torch.allclose(codes.gram(30), dense.T @ dense, atol=1e-12)
     assert torch.allclose(codes.transposed_product(rows, 30), dense.T @ rows, atol=1e-12)
     assert torch.allclose(codes.reconstruction(decoder), dense @ decoder, atol=1e-12)

@@ -42,6 +42,7 @@ NULL_DRAWS = 5  # random row sets per depth: the null's mean and spread
 ROW_NULL_DRAWS = 5  # coordinate-permuted copies of the parent rows per depth (row_structure)
 NULL_ITERS = 30  # alternating steps of a null fit (rows are few: n <= a few hundred)
 MAX_SUPPORT = 64  # meta-latents per parent row above which no gain is computed (depth_meta_gain)
+GRAM_CHUNK_PAIRS = 1 << 20  # pair products per chunk of TopKCodes.gram (16 MiB of cells and products)
 Z_FLOOR = 1e-3  # the smallest null spread divided by (identical nulls would give an infinite z)
 
 
@@ -91,10 +92,16 @@ class TopKCodes:
         return F.embedding_bag(self.idx, decoder, per_sample_weights=self.vals, mode="sum")
 
     def gram(self, width: int) -> Tensor:
-        """codes.T @ codes [width, width]: each row's k^2 pair products summed into their cells."""
-        cells = (self.idx.unsqueeze(2) * width + self.idx.unsqueeze(1)).flatten()
-        products = (self.vals.unsqueeze(2) * self.vals.unsqueeze(1)).flatten()
-        return self.vals.new_zeros(width * width).index_add_(0, cells, products).view(width, width)
+        """codes.T @ codes [width, width]: each row's k^2 pair products summed into their cells, in row chunks
+        of at most GRAM_CHUNK_PAIRS products (k up to MAX_SUPPORT over many rows would otherwise hold
+        n * k^2 cells and products at once)."""
+        out = self.vals.new_zeros(width * width)
+        step = max(1, GRAM_CHUNK_PAIRS // self.idx.shape[1] ** 2)
+        for start in range(0, len(self.idx), step):
+            idx, vals = self.idx[start : start + step], self.vals[start : start + step]
+            cells = (idx.unsqueeze(2) * width + idx.unsqueeze(1)).flatten()
+            out.index_add_(0, cells, (vals.unsqueeze(2) * vals.unsqueeze(1)).flatten())
+        return out.view(width, width)
 
     def transposed_product(self, source: Tensor, width: int) -> Tensor:
         """codes.T @ source [width, d]: each latent's rows summed as an embedding bag (no [n, k, d] copy)."""
