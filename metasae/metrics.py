@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metasae.errors import MetasaeError
+from metasae.sae.sparse_rows import SparseRows, as_dense, take_rows
 
 
 # -- sparsity -------------------------------------------------------------------------------------
@@ -130,21 +131,22 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 @torch.no_grad()
 def sae_metrics(
     sae: nn.Module,
-    data: Tensor,
+    data: Tensor | SparseRows,
     batch_size: int = 4096,
     device: str | torch.device = "cpu",
     density_threshold: float = 0.1,
 ) -> dict:
-    """All reconstruction and sparsity metrics of `sae` on `data` [N, d_in] (raw inputs)."""
+    """All reconstruction and sparsity metrics of `sae` on `data` [N, d_in] (raw inputs; dense or sparse
+    rows)."""
     was_training = sae.training
     sae.eval()
     stats = ReconstructionStats()
     fires = torch.zeros(sae.cfg.width, dtype=torch.float64)
     active = 0.0
     for sl in _batches(len(data), batch_size):
-        x = data[sl].to(device)
-        z = sae.encode(x)
-        stats.update(x, sae.decode(z))
+        batch = take_rows(data, sl).to(device)
+        z = sae.encode(batch)
+        stats.update(as_dense(batch), sae.decode(z))
         nz = z != 0
         fires += nz.sum(0).double().cpu()
         active += float(nz.sum())

@@ -10,6 +10,7 @@ from metasae.errors import MetasaeError
 from metasae.io import load_tensors, read_json, write_json
 from metasae.layout import FIT_CODES_FILE, LINEAGE_FILE, META_CODES_FILE, MODES
 from metasae.sae import SAEConfig, build_sae, load_sae
+from metasae.sae.sparse_rows import as_dense
 from metasae.stack import Depth
 from metasae.stages import train_sae as meta
 
@@ -143,11 +144,11 @@ def held_out_caches(tmp_path, n_fit=80, n_eval=30):
 
 
 def capture_training_rows(monkeypatch) -> list[torch.Tensor]:
-    """Every tensor train_sae is handed (training rows and its held-out rows)."""
+    """Every tensor train_sae is handed (training rows and its held-out rows), dense."""
     seen, train = [], meta.train_sae
 
     def spy(data, *args, eval_data=None, **kwargs):
-        seen.extend([data, eval_data])
+        seen.extend(None if rows is None else as_dense(rows) for rows in (data, eval_data))
         return train(data, *args, eval_data=eval_data, **kwargs)
 
     monkeypatch.setattr(meta, "train_sae", spy)

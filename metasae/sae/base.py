@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from metasae.errors import MetasaeError
 from metasae.sae.encoder import dense_encode
 from metasae.sae.sparse import Selection
+from metasae.sae.sparse_rows import SparseRows
 from metasae.settings import ARCHITECTURE_NAMES, K_ARCHITECTURES, L1_REDUCTIONS
 
 
@@ -143,6 +144,7 @@ class SAE(nn.Module):
     """W_enc [d_in, width], b_enc [width], W_dec [width, d_in] (rows unit norm), b_dec [d_in]."""
 
     needs_k: ClassVar[bool] = False
+    sparse_input: ClassVar[bool] = False  # `loss` takes SparseRows batches (else the trainer densifies them)
     saelens_architecture: ClassVar[str] = "standard"
 
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
@@ -157,20 +159,26 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
 
     # -- the architecture's job -------------------------------------------------------------------
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor | SparseRows) -> Tensor:
         """Dense codes [B, width], per example (no dependence on the rest of the batch)."""
         raise NotImplementedError
 
     def loss(self, x: Tensor, dead: Tensor | None = None, sparsity_scale: float = 1.0) -> LossParts:
-        """Training objective on a batch; `dead` (bool [width]) feeds AuxK where the architecture has it."""
+        """Training objective on a batch (SparseRows where `sparse_input`); `dead` (bool [width]) feeds AuxK
+        where the architecture has it."""
         raise NotImplementedError
 
     def _scale_thresholds(self, scale: float) -> None:
         """Architectures with activation thresholds rescale them with the input (see fold_input_scale)."""
 
     # -- shared -----------------------------------------------------------------------------------
-    def pre_acts(self, x: Tensor) -> Tensor:
-        return dense_encode(x, self.b_dec if self.cfg.pre_encoder_bias else None, self.W_enc, self.b_enc)
+    def pre_acts(self, x: Tensor | SparseRows) -> Tensor:
+        """(x - b_dec) @ W_enc + b_enc; for sparse rows (a parent's codes) over their non-zeros only."""
+        b_dec = self.b_dec if self.cfg.pre_encoder_bias else None
+        if isinstance(x, SparseRows):
+            bias = self.b_enc if b_dec is None else self.b_enc - b_dec @ self.W_enc
+            return x.product(self.W_enc.contiguous()) + bias  # its rows gathered: strided, they cost 20x
+        return dense_encode(x, b_dec, self.W_enc, self.b_enc)
 
     def decode(self, z: Tensor) -> Tensor:
         return z @ self.W_dec + self.b_dec

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from metasae.errors import MetasaeError
 from metasae.sae.encoder import encoder_product, encoder_weight
+from metasae.sae.sparse_rows import SparseRows, group_by_latent, per_latent_sum
 
 
 @dataclass
@@ -291,22 +292,41 @@ class BatchTopK(_PoolingSelector):
         return rows.index_select(0, kept), idx.index_select(0, kept), vals.index_select(0, kept)
 
 
-def group_by_latent(idx: Tensor, width: int) -> tuple[Tensor, Tensor]:
-    """(order, offsets): idx[order] ascending and offsets[j] = first position of latent j in it. Computed once
-    per step and shared by the encoder's and the decoder's backward; searchsorted, as bincount would make a
-    GPU wait for the host."""
-    sorted_idx, order = torch.sort(idx)
-    return order, torch.searchsorted(sorted_idx, torch.arange(width, device=idx.device))
-
-
-def per_latent_sum(by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tensor, source: Tensor) -> Tensor:
-    """out[j] = sum over pairs (r, j) of weights * source[r]  -> [width, source.shape[1]], without an
-    [nnz, d] intermediate: the pairs, grouped by latent, are summed as embedding bags."""
-    order, offsets = by_latent
-    return F.embedding_bag(rows[order], source, offsets, per_sample_weights=weights[order], mode="sum")
-
-
 _PER_SELECTION = 5  # outputs of _SparseEncode per selector: rows, idx, vals, and the by-latent grouping
+
+
+def _dense_input_product(x_c: Tensor, W_enc: Tensor, b_enc: Tensor) -> Callable[..., Tensor]:
+    """pre(rows): the pre-activations of rows of x_c (already minus b_dec). The forward pass's chunks share
+    one warm buffer (`reuse`: the selectors copy what they keep); a recomputation gets its own."""
+    W = encoder_weight(W_enc)
+    buffer = x_c.new_empty(min(row_chunk(len(x_c), W.shape[1], x_c.device), len(x_c)), W.shape[1])
+    low_buffer = None if W is W_enc else torch.empty_like(buffer, dtype=W.dtype)
+
+    def pre(rows: slice | Tensor, reuse: bool = True) -> Tensor:
+        chunk = x_c[rows]
+        if not reuse:
+            return encoder_product(chunk, W, b_enc)
+        used = slice(0, len(chunk))
+        low = None if low_buffer is None else low_buffer[used]
+        return encoder_product(chunk, W, b_enc, buffer[used], low)
+
+    return pre
+
+
+def _sparse_input_product(
+    x: SparseRows, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor
+) -> Callable[..., Tensor]:
+    """pre(rows) for sparse input rows (a parent SAE's codes): (x - b_dec) @ W_enc + b_enc computed as
+    x @ W_enc + (b_enc - b_dec @ W_enc), a product over x's non-zeros only, in full precision (cheap)."""
+    with torch.autocast(W_enc.device.type, enabled=False):
+        bias = b_enc - b_dec @ W_enc if b_dec is not None else b_enc
+    W = W_enc.contiguous()  # the bag gathers W_enc's rows: strided (a transposed init's) they cost 20x
+
+    def pre(rows: slice | Tensor, reuse: bool = True) -> Tensor:
+        with torch.autocast(W_enc.device.type, enabled=False):
+            return x.select(rows).product(W).add_(bias)
+
+    return pre
 
 
 class _SparseEncode(torch.autograd.Function):
@@ -315,31 +335,30 @@ class _SparseEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, b_dec, W_enc, b_enc, selectors):
-        x_c = x - b_dec if b_dec is not None else x
-        W = encoder_weight(W_enc)
-        step = row_chunk(len(x_c), W.shape[1], x_c.device)
-        buffer = x_c.new_empty(min(step, len(x_c)), W.shape[1])  # one warm buffer for every chunk
-        low_buffer = None if W is W_enc else torch.empty_like(buffer, dtype=W.dtype)
-        for start in range(0, len(x_c), step):
-            chunk = x_c[start : start + step]
-            used = slice(0, len(chunk))
-            pre = encoder_product(
-                chunk, W, b_enc, buffer[used], None if low_buffer is None else low_buffer[used]
-            )
+        if isinstance(x, SparseRows):
+            chunk_pre, x_c = _sparse_input_product(x, b_dec, W_enc, b_enc), None
+        else:
+            x_c = x - b_dec if b_dec is not None else x
+            chunk_pre = _dense_input_product(x_c, W_enc, b_enc)
+        step = row_chunk(len(x), W_enc.shape[1], W_enc.device)
+        for start in range(0, len(x), step):
+            pre = chunk_pre(slice(start, start + step))
             for selector in selectors:
                 selector.take(pre)  # selectors copy what they keep
         outs: list[Tensor] = []
         for selector in selectors:
-            rows, idx, vals = selector.pairs(lambda r: encoder_product(x_c[r], W, b_enc))
+            rows, idx, vals = selector.pairs(lambda r: chunk_pre(r, reuse=False))
             outs += [rows, idx, vals.relu(), *group_by_latent(idx, W_enc.shape[1])]
-        ctx.save_for_backward(x_c, W_enc, *outs)
-        ctx.has_b_dec = b_dec is not None
+        ctx.save_for_backward(*([] if x_c is None else [x_c]), W_enc, *outs)
+        ctx.sparse_x, ctx.has_b_dec = x if x_c is None else None, b_dec is not None
+        ctx.saved_b_dec = b_dec if x_c is None else None  # the sparse input's W_enc gradient needs it
         ctx.mark_non_differentiable(*[t for i, t in enumerate(outs) if i % _PER_SELECTION != 2])
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads):
-        x_c, W_enc, *outs = ctx.saved_tensors
+        sparse_x = ctx.sparse_x
+        x_c, W_enc, *outs = (None, *ctx.saved_tensors) if sparse_x is not None else ctx.saved_tensors
         n = _PER_SELECTION
         rows, idx, vals = (torch.cat(outs[i::n]) for i in range(3))
         g = torch.cat(
@@ -352,7 +371,16 @@ class _SparseEncode(torch.autograd.Function):
         width = W_enc.shape[1]
         grad_b_enc = torch.zeros(width, dtype=g.dtype, device=g.device).index_add_(0, idx, g)
         grad_W_enc = None
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2] and sparse_x is not None:
+            # x.T @ G over the input's non-zeros, G the pairs' gradients dense [B, width] (small: one batch)
+            pair_grads = g.new_zeros(len(sparse_x), width).index_put_((rows, idx), g, accumulate=True)
+            grad_W_enc = sparse_x.transposed_product(pair_grads)
+            if ctx.has_b_dec:
+                grad_W_enc -= ctx.saved_b_dec[:, None] * grad_b_enc
+            grad_W_enc = torch.empty_like(W_enc).copy_(
+                grad_W_enc
+            )  # in W_enc's layout: Adam's reads stay linear
+        elif ctx.needs_input_grad[2]:
             by_latent = (outs[3], outs[4]) if len(outs) == n else group_by_latent(idx, width)
             grad_W_enc = per_latent_sum(by_latent, rows, g, x_c).t()
         grad_x = grad_b_dec = None
@@ -365,10 +393,10 @@ class _SparseEncode(torch.autograd.Function):
 
 
 def sparse_encode(
-    x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, selectors: list[Selector]
+    x: Tensor | SparseRows, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, selectors: list[Selector]
 ) -> list[Selection]:
     """One encoder matmul, one Selection per selector (e.g. the main codes and the AuxK codes); each selector
-    is used once."""
+    is used once. Sparse input rows get no gradient."""
     outs = _SparseEncode.apply(x, b_dec, W_enc, b_enc, tuple(selectors))
     n = _PER_SELECTION
     return [

@@ -31,6 +31,7 @@ from metasae.optim import Adam
 from metasae.sae.base import SAE, SAEConfig
 from metasae.sae.checkpoint import save_sae
 from metasae.sae.registry import build_sae
+from metasae.sae.sparse_rows import SparseRows, as_dense, take_rows
 from metasae.seeds import generator
 from metasae.settings import B_DEC_INITS, K_ARCHITECTURES, SAMPLINGS, SAESpec
 
@@ -181,10 +182,33 @@ def optimizer_step(sae: SAE, opt: Adam, decoder_lr_scale: float) -> None:
         sae.normalize_decoder_()
 
 
-def _fingerprint(data: Tensor, sae_cfg: SAEConfig, train_cfg: TrainConfig) -> str:
+def _fingerprint(data: Tensor | SparseRows, sae_cfg: SAEConfig, train_cfg: TrainConfig) -> str:
     h = hashlib.sha256(repr((sae_cfg.to_dict(), train_cfg.to_dict(), tuple(data.shape))).encode())
-    h.update(data.contiguous().numpy().tobytes())
+    for part in (data.vals, data.idx) if isinstance(data, SparseRows) else (data,):
+        h.update(part.contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _checked(data: Tensor | SparseRows, d_in: int) -> Tensor | SparseRows:
+    """The training data as float32 on the CPU, refused if it is not [N >= 1, d_in] or holds NaN/inf."""
+    if len(data.shape) != 2 or data.shape[1] != d_in or len(data) == 0:
+        raise MetasaeError(f"training data has shape {list(data.shape)}; expected [N >= 1, d_in={d_in}]")
+    if isinstance(data, SparseRows):
+        data.check_finite()
+        return SparseRows(data.vals.to("cpu", torch.float32), data.idx.to("cpu"), data.width)
+    data = data.detach().to("cpu", torch.float32)
+    suspect = (~torch.isfinite(data.sum(1))).nonzero().flatten()  # row sums: no [N, d_in] temporary
+    bad = suspect[(~torch.isfinite(data[suspect])).any(1)]
+    if len(bad):
+        raise MetasaeError(f"training data row {int(bad[0])} contains NaN/inf ({len(bad)} bad rows)")
+    return data
+
+
+def _row_sq_norms(data: Tensor | SparseRows) -> Tensor:
+    # (data ** 2 would copy the data)
+    return (
+        data.row_sq_norms() if isinstance(data, SparseRows) else torch.linalg.vector_norm(data, dim=1).pow(2)
+    )
 
 
 def _save_checkpoint(ckpt: Path, sae: SAE, opt: Adam, since_fired: Tensor, progress: dict) -> None:
@@ -240,6 +264,20 @@ def _load_checkpoint(
     return {k: state[k] for k in ("step", "examples", "log", "fingerprint")}, tensors["since_fired"]
 
 
+def _batch(
+    source: Tensor | SparseRows, index: Tensor, dev: torch.device, scale: float, dense: bool
+) -> Tensor | SparseRows:
+    """One training batch on `dev`, divided by the input scale; sparse rows stay sparse unless `dense`."""
+    if isinstance(source, SparseRows):
+        batch = source.select(index.to(source.vals.device)).to(dev).scaled(scale)
+        return as_dense(batch) if dense else batch
+    return source[index.to(source.device)].to(dev) / scale
+
+
+def _float32(data: Tensor | SparseRows) -> Tensor | SparseRows:
+    return data if isinstance(data, SparseRows) else data.to(torch.float32)
+
+
 def _write_log(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
@@ -249,13 +287,13 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def train_sae(
-    data: Tensor,
+    data: Tensor | SparseRows,
     sae_cfg: SAEConfig,
     train_cfg: TrainConfig,
     out_dir: str | Path,
     device: str = "cpu",
     resume: bool = True,
-    eval_data: Tensor | None = None,
+    eval_data: Tensor | SparseRows | None = None,
     extra_cfg: dict | None = None,
 ) -> SAE:
     """Train, then write out_dir/{sae.safetensors, cfg.json, metrics.json, train_log.csv}.
@@ -265,25 +303,16 @@ def train_sae(
     """
     out_dir = Path(out_dir)
     dev = resolve_device(device)
-    data = data.detach().to("cpu", torch.float32)
-    if data.ndim != 2 or data.shape[1] != sae_cfg.d_in or len(data) == 0:
-        raise MetasaeError(
-            f"training data has shape {list(data.shape)}; expected [N >= 1, d_in={sae_cfg.d_in}]"
-        )
-    suspect = (~torch.isfinite(data.sum(1))).nonzero().flatten()  # row sums: no [N, d_in] temporary
-    bad = suspect[(~torch.isfinite(data[suspect])).any(1)]
-    if len(bad):
-        raise MetasaeError(f"training data row {int(bad[0])} contains NaN/inf ({len(bad)} bad rows)")
-    rms = torch.linalg.vector_norm(data, dim=1).pow(2).mean().sqrt()  # (data ** 2 would copy the data)
+    data = _checked(data, sae_cfg.d_in)
+    rms = _row_sq_norms(data).mean().sqrt()
     scale = float(rms) if train_cfg.normalize_inputs else 1.0
     if not scale > 0:
         raise MetasaeError("training data is all zeros; cannot normalise it (set normalize_inputs false)")
 
     sae = build_sae(sae_cfg, generator(train_cfg.seed, "sae-init")).to(dev)
     with torch.no_grad():
-        sample = (
-            data[torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]] / scale
-        )
+        chosen = torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]
+        sample = as_dense(take_rows(data, chosen)) / scale
         if train_cfg.b_dec_init != "zeros":
             sae.b_dec.copy_(
                 geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0)
@@ -301,7 +330,7 @@ def train_sae(
     start = progress["step"]
 
     batches = _Batches(len(data), train_cfg)
-    source = stage_on(dev, data)
+    source = data.to(dev) if isinstance(data, SparseRows) else stage_on(dev, data)  # sparse rows are small
     precision = (
         torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[train_cfg.autocast])
         if train_cfg.autocast
@@ -316,7 +345,7 @@ def train_sae(
         disable=None,
         leave=False,
     ):
-        x = source[batches(step).to(source.device)].to(dev) / scale
+        x = _batch(source, batches(step), dev, scale, dense=not sae.sparse_input)
         lr = train_cfg.lr_at(step, total)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -341,6 +370,7 @@ def train_sae(
         since_fired[parts.fired] = 0
         progress["examples"] += len(x)
         if step % train_cfg.log_every == 0 or step == total - 1:
+            x = as_dense(x)
             var = (x - x.mean(0)).pow(2).sum()
             log_rows.append(
                 {
@@ -360,12 +390,12 @@ def train_sae(
             progress["step"] = step + 1
             _save_checkpoint(ckpt, sae, opt, since_fired, progress)
 
-    if eval_data is not None and (eval_data.ndim != 2 or eval_data.shape[1] != sae_cfg.d_in):
+    if eval_data is not None and (len(eval_data.shape) != 2 or eval_data.shape[1] != sae_cfg.d_in):
         raise MetasaeError(f"eval data has shape {list(eval_data.shape)}; expected [N, d_in={sae_cfg.d_in}]")
     sae.fold_input_scale(scale)
     sae.eval()
     metrics = sae_metrics(
-        sae, data if eval_data is None else eval_data.to(torch.float32), train_cfg.eval_batch_size, dev
+        sae, data if eval_data is None else _float32(eval_data), train_cfg.eval_batch_size, dev
     )
     metrics["train_dead_fraction"] = float((since_fired >= train_cfg.dead_after_examples).float().mean())
     metrics["evaluated_on"] = "train" if eval_data is None else "eval"

@@ -38,6 +38,7 @@ from metasae.layout import (
 )
 from metasae.metrics import sae_metrics
 from metasae.sae import SAE, save_sae
+from metasae.sae.sparse_rows import SparseRows, take_rows
 from metasae.sae.trainer import spec_to_configs, train_sae
 from metasae.seeds import derive_seed, generator
 from metasae.stack import Depth, trained_record
@@ -80,23 +81,15 @@ def split_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def _encode(sae: SAE, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def _encode(sae: SAE, x: torch.Tensor | SparseRows, batch_size: int = 4096) -> torch.Tensor:
     """Codes of many rows, in batches, as a sparse tensor (keeps memory near O(batch) + non-zeros); sparse
-    rows (a parent's codes) are made dense one batch at a time."""
-    n = x.shape[0]
-    batches = (_dense_batch(x, i, min(batch_size, n - i)) for i in range(0, n, batch_size))
-    parts = [sae.encode(batch).to_sparse() for batch in batches]
+    rows (a parent's codes) are encoded from their non-zeros, never made dense."""
+    rows = SparseRows.from_sparse(x) if isinstance(x, torch.Tensor) and x.is_sparse else x
+    parts = [
+        sae.encode(take_rows(rows, slice(i, i + batch_size))).to_sparse()
+        for i in range(0, len(rows), batch_size)
+    ]
     return torch.cat(parts).coalesce() if parts else torch.zeros(0, sae.cfg.width).to_sparse()
-
-
-def _dense_batch(x: torch.Tensor, start: int, length: int) -> torch.Tensor:
-    return x.narrow_copy(0, start, length).to_dense() if x.is_sparse else x[start : start + length]
-
-
-def _dense_rows(codes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The given rows of a sparse code matrix, dense (never the whole matrix dense: 60,000 x 2,304 floats
-    are 0.55 GB)."""
-    return codes.index_select(0, rows).to_dense()
 
 
 def _alive(codes: torch.Tensor) -> torch.Tensor:
@@ -265,22 +258,23 @@ def train_meta(
         extra, checksums = _frozen_codes(parent, sae, meta_codes, seed, run_cfg["seed"], out_dir)
     else:
         fit = parent.fit_codes.coalesce()
+        fit_rows = SparseRows.from_sparse(fit)  # 60,000 x 2,304 dense floats would be 0.55 GB
         train_idx, eval_idx = split_rows(fit.shape[0], seed)
         sae_cfg, train_cfg = spec_to_configs(spec, d_in=fit.shape[1], width=width, seed=run_cfg["seed"])
         sae = train_sae(
-            _dense_rows(fit, train_idx),
+            fit_rows.select(train_idx),
             sae_cfg,
             train_cfg,
             out_dir,
             device=device,
             resume=resume,
-            eval_data=_dense_rows(fit, eval_idx),
+            eval_data=fit_rows.select(eval_idx),
             extra_cfg=run_cfg,
         )
         sae = sae.cpu().eval()
         meta_codes = _encode(sae, torch.diag(_mean_active(fit)))
         codes = _encode(sae, parent_codes)
-        fit_codes = _encode(sae, fit) if parent.has_fit_codes else None
+        fit_codes = _encode(sae, fit_rows) if parent.has_fit_codes else None
         extra, checksums = {}, {}
     checksums |= {
         META_CODES_FILE: save_codes(out_dir / META_CODES_FILE, meta_codes),

@@ -26,15 +26,13 @@ statistic of `metasae.statistics.optimal`: it fails the oracle). Only the plante
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from metasae.layout import META_CODES_FILE
-from metasae.sae.sparse import group_by_latent, per_latent_sum
+from metasae.sae.sparse_rows import SparseRows
 from metasae.seeds import generator
 from metasae.stack import Depth
 
@@ -42,7 +40,6 @@ NULL_DRAWS = 5  # random row sets per depth: the null's mean and spread
 ROW_NULL_DRAWS = 5  # coordinate-permuted copies of the parent rows per depth (row_structure)
 NULL_ITERS = 30  # alternating steps of a null fit (rows are few: n <= a few hundred)
 MAX_SUPPORT = 64  # meta-latents per parent row above which no gain is computed (depth_meta_gain)
-GRAM_CHUNK_PAIRS = 1 << 20  # pair products per chunk of TopKCodes.gram (16 MiB of cells and products)
 Z_FLOOR = 1e-3  # the smallest null spread divided by (identical nulls would give an infinite z)
 
 
@@ -71,46 +68,12 @@ def support_explained(rows: Tensor, dictionary: Tensor, codes: Tensor) -> float:
     return explained / total
 
 
-@dataclass(frozen=True)
-class TopKCodes:
-    """A tied TopK code as its k (value, latent) pairs per row, so that a null fit's products cost n * k * d
-    where dense [n, width] codes cost n * width * d (a real-study depth: 2,304 rows, 576 latents, k 4)."""
-
-    vals: Tensor  # [n, k], ReLU'd: a zero is a latent the row does not use
-    idx: Tensor  # [n, k] latents, distinct within a row
-
-    @classmethod
-    def of(cls, rows: Tensor, decoder: Tensor, k: int) -> TopKCodes:
-        top = (rows @ decoder.T).topk(k, dim=1)
-        return cls(top.values.relu(), top.indices)
-
-    def usage(self, width: int) -> Tensor:
-        """Each latent's summed code value [width]."""
-        return self.vals.new_zeros(width).index_add_(0, self.idx.flatten(), self.vals.flatten())
-
-    def reconstruction(self, decoder: Tensor) -> Tensor:
-        return F.embedding_bag(self.idx, decoder, per_sample_weights=self.vals, mode="sum")
-
-    def gram(self, width: int) -> Tensor:
-        """codes.T @ codes [width, width]: each row's k^2 pair products summed into their cells, in row chunks
-        of at most GRAM_CHUNK_PAIRS products (k up to MAX_SUPPORT over many rows would otherwise hold
-        n * k^2 cells and products at once)."""
-        out = self.vals.new_zeros(width * width)
-        step = max(1, GRAM_CHUNK_PAIRS // self.idx.shape[1] ** 2)
-        for start in range(0, len(self.idx), step):
-            idx, vals = self.idx[start : start + step], self.vals[start : start + step]
-            cells = (idx.unsqueeze(2) * width + idx.unsqueeze(1)).flatten()
-            out.index_add_(0, cells, (vals.unsqueeze(2) * vals.unsqueeze(1)).flatten())
-        return out.view(width, width)
-
-    def transposed_product(self, source: Tensor, width: int) -> Tensor:
-        """codes.T @ source [width, d]: each latent's rows summed as an embedding bag (no [n, k, d] copy)."""
-        idx = self.idx.flatten()
-        rows = torch.arange(len(self.idx), device=idx.device).repeat_interleave(self.idx.shape[1])
-        return per_latent_sum(group_by_latent(idx, width), rows, self.vals.flatten(), source)
-
-    def dense(self, width: int) -> Tensor:
-        return self.vals.new_zeros(len(self.vals), width).scatter_(1, self.idx, self.vals)
+def tied_codes(rows: Tensor, decoder: Tensor, k: int) -> SparseRows:
+    """A tied TopK code of the rows as its k (value, latent) pairs per row, so that a null fit's products cost
+    n * k * d where dense [n, width] codes cost n * width * d (a real-study depth: 2,304 rows, 576 latents,
+    k 4); a zero value is a latent the row does not use."""
+    top = (rows @ decoder.T).topk(k, dim=1)
+    return SparseRows(top.values.relu(), top.indices, len(decoder))
 
 
 def fit_null(rows: Tensor, width: int, k: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -127,25 +90,25 @@ def fit_null(rows: Tensor, width: int, k: int, seed: int) -> tuple[Tensor, Tenso
         decoder = torch.cat([decoder, torch.randn(width - len(decoder), rows.shape[1], generator=g).double()])
     decoder = _unit(decoder)
     for _ in range(NULL_ITERS):
-        codes = TopKCodes.of(rows, decoder, k)
-        fresh = least_squares_decoder(codes, rows, width)  # [width, d]
-        unused = codes.usage(width) == 0
-        worst = (rows - codes.reconstruction(decoder)).pow(2).sum(1).argsort(descending=True)
+        codes = tied_codes(rows, decoder, k)
+        fresh = least_squares_decoder(codes, rows)  # [width, d]
+        unused = codes.usage() == 0
+        worst = (rows - codes.product(decoder)).pow(2).sum(1).argsort(descending=True)
         fresh[unused] = rows[worst[: int(unused.sum())]]
         decoder = _unit(fresh)
-    return decoder.float(), TopKCodes.of(rows, decoder, k).dense(width).float()
+    return decoder.float(), tied_codes(rows, decoder, k).dense().float()
 
 
-def least_squares_decoder(codes: TopKCodes, rows: Tensor, width: int) -> Tensor:
+def least_squares_decoder(codes: SparseRows, rows: Tensor) -> Tensor:
     """argmin_D ||codes @ D - rows||^2 ([width, d]) through the normal equations, summed from the codes'
     pairs (n * k * (k + d) products, where the dense [n, width] codes cost n * width * (width + d)). A ridge
     of 1e-9 of the mean diagonal keeps the system definite (an unused latent's row comes out 0 and
     restarts); the dense solve is the fallback if it is not."""
-    gram, rhs = codes.gram(width), codes.transposed_product(rows, width)
+    gram, rhs = codes.gram(), codes.transposed_product(rows)
     ridge = 1e-9 * float(gram.diagonal().mean()) + 1e-300
-    chol, info = torch.linalg.cholesky_ex(gram + ridge * torch.eye(width, dtype=gram.dtype))
+    chol, info = torch.linalg.cholesky_ex(gram + ridge * torch.eye(codes.width, dtype=gram.dtype))
     if int(info) != 0:
-        return torch.linalg.lstsq(codes.dense(width), rows).solution
+        return torch.linalg.lstsq(codes.dense(), rows).solution
     return torch.cholesky_solve(rhs, chol)
 
 
