@@ -211,10 +211,14 @@ def _scored(
     batch_size: int,
     device: str | torch.device,
     acts: Tensor | None,
+    rebuilt: Tensor | None = None,
 ) -> tuple[float, float]:
     """CE and accuracy with `model.<layer>`'s output replaced by replace(output) (None: clean): from the
-    layer's outputs `acts` through the rest of the model where it has a head, else a hooked full pass."""
+    layer's outputs `acts` through the rest of the model where it has a head, else a hooked full pass.
+    `rebuilt`: replace(acts), where the caller has it already (the head then runs on it)."""
     head = _head(model, layer, acts)
+    if head is not None and rebuilt is not None:
+        return _ce_and_accuracy(head, rebuilt, labels, batch_size, device)
     if head is not None:
         rest = head if replace is None else (lambda a: head(replace(a)))
         return _ce_and_accuracy(rest, acts, labels, batch_size, device)
@@ -285,17 +289,21 @@ def spliced_metrics(
     ablation_mean: Tensor | None = None,
     baselines: dict[str, float] | None = None,
     acts: Tensor | None = None,
+    rebuilt: Tensor | None = None,
 ) -> dict[str, float]:
     """Classifier CE / accuracy clean, with the SAE's reconstruction spliced into `layer`, and with the
     layer zero- or mean-ablated; loss_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean). `baselines`:
     `splice_baselines` of the same model, layer, images and labels, computed once for many SAEs. `acts`: the
-    layer's outputs on `images` (see splice_baselines)."""
+    layer's outputs on `images` (see splice_baselines); `rebuilt`: the SAE's reconstruction of them, if
+    known."""
     out = dict(
         baselines or splice_baselines(model, layer, images, labels, batch_size, device, ablation_mean, acts)
     )
     model.eval()
     sae.eval()
-    out["ce_sae"], out["accuracy_sae"] = _scored(model, layer, sae, images, labels, batch_size, device, acts)
+    out["ce_sae"], out["accuracy_sae"] = _scored(
+        model, layer, sae, images, labels, batch_size, device, acts, rebuilt
+    )
     gap = out["ce_zero_ablation"] - out["ce_clean"]
     out["loss_recovered"] = (out["ce_zero_ablation"] - out["ce_sae"]) / gap if gap != 0 else float("nan")
     gap_mean = out["ce_mean_ablation"] - out["ce_clean"]

@@ -40,6 +40,7 @@ from metasae.layout import (
     SHA256_KEY,
 )
 from metasae.sae import SAE, load_sae
+from metasae.sae.sparse_rows import SparseRows
 
 STATUSES = ("trained", "stopped")
 PRODUCER = "train-sae"  # the command that writes a depth folder (named when one of its files is corrupt)
@@ -248,7 +249,7 @@ class Depth:
         if self.mode == "decoder":
             return self.routed_encoder()
         parent, sae = self.parent.encoder(), self.sae
-        return lambda x: sae.encode(parent(x))
+        return lambda x: sae.encode(SparseRows.from_dense(parent(x)))  # products over the codes' non-zeros
 
     def routed_encoder(self) -> Encoder:
         """Decoder mode: layer activations to routed codes, code_d = code_{d-1} @ C_d down the stack."""
@@ -306,9 +307,13 @@ class Depth:
         from metasae.metrics import fvu, spliced_metrics
 
         splice = StackSplice(reconstruction or self.reconstruction())
-        spliced = spliced_metrics(model, layer, splice, images, labels, baselines=baselines, acts=acts)
+        with torch.no_grad():
+            rebuilt = splice(acts)  # once, for the FVU and the splice's head
+        spliced = spliced_metrics(
+            model, layer, splice, images, labels, baselines=baselines, acts=acts, rebuilt=rebuilt
+        )
         return {
-            "stack_fvu": fvu(acts, splice(acts)),
+            "stack_fvu": fvu(acts, rebuilt),
             "spliced_accuracy": spliced["accuracy_sae"],
             "clean_accuracy": spliced["accuracy_clean"],
             "loss_recovered": spliced["loss_recovered"],

@@ -134,6 +134,8 @@ def test_splice_from_cached_acts_equals_the_hooked_full_pass(model_name, layer):
     hooked = M.spliced_metrics(model, layer, Noisy(), images, labels, batch_size=16)
     headed = M.spliced_metrics(model, layer, Noisy(), images, labels, batch_size=16, acts=acts)
     assert headed == pytest.approx(hooked, rel=1e-5, abs=1e-6)
+    given = M.spliced_metrics(model, layer, Noisy(), images, labels, 16, acts=acts, rebuilt=Noisy()(acts))
+    assert given == pytest.approx(hooked, rel=1e-5, abs=1e-6)  # the rebuild handed in, not recomputed
     assert build_classifier("cnn", 10, (1, 12, 12)).head_from("conv2") is None  # [C, H, W] output: no head
 
 

@@ -102,3 +102,14 @@ def test_encoding_and_training_from_sparse_rows_equal_the_dense_rows(tmp_path):
     assert torch.allclose(from_sparse.encode(rows), from_sparse.encode(dense), rtol=1e-5, atol=1e-6)
     metrics = [read_json(tmp_path / run / "metrics.json") for run in ("dense", "sparse")]
     assert metrics[0]["fvu"] == pytest.approx(metrics[1]["fvu"], rel=1e-3)
+
+
+def test_from_dense_keeps_the_matrix_and_its_gradient():
+    dense = _ragged(seed=10).requires_grad_()
+    rows = SparseRows.from_dense(dense)
+    assert torch.equal(rows.dense(), dense.detach())
+    weight = torch.randn(30, 5, generator=torch.Generator().manual_seed(11))
+    (grad,) = torch.autograd.grad(rows.product(weight).pow(2).sum(), dense)
+    (expected,) = torch.autograd.grad((dense @ weight).pow(2).sum(), dense)
+    nonzero = dense.detach() != 0
+    assert torch.allclose(grad[nonzero], expected[nonzero], atol=1e-5)  # zeros are not inputs: no gradient

@@ -33,6 +33,17 @@ def per_latent_sum(by_latent: tuple[Tensor, Tensor], rows: Tensor, weights: Tens
     return F.embedding_bag(rows[order], source, offsets, per_sample_weights=weights[order], mode="sum")
 
 
+def _slots(rows: Tensor, cols: Tensor, n: int) -> tuple[tuple[Tensor, Tensor], Tensor]:
+    """For row-major (row, col) pairs: each pair's (row, slot) in rows padded to the fullest row's count,
+    and the padded columns [n, slots] (0 where padding)."""
+    counts = torch.bincount(rows, minlength=n)
+    starts = torch.cumsum(counts, 0) - counts
+    slots = (rows, torch.arange(len(rows), device=rows.device) - starts[rows])
+    idx = torch.zeros(n, int(counts.max()) if len(rows) else 0, dtype=torch.long, device=rows.device)
+    idx[slots] = cols
+    return slots, idx
+
+
 @dataclass(frozen=True)
 class SparseRows:
     """vals [n, s] and idx [n, s] (columns, distinct within a row where vals are non-zero) of an [n, width]
@@ -46,16 +57,21 @@ class SparseRows:
     def from_sparse(cls, x: Tensor) -> SparseRows:
         """From a sparse COO [n, width] tensor; rows are padded to the fullest row's count."""
         x = x.coalesce()
-        n, width = x.shape
         rows, cols = x.indices()
-        counts = torch.bincount(rows, minlength=n)
-        s = int(counts.max()) if len(rows) else 0
-        starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(len(rows)) - starts[rows]  # COO is row-major after coalesce
-        vals = x.values().new_zeros(n, s)
-        idx = torch.zeros(n, s, dtype=torch.long)
-        vals[rows, slot], idx[rows, slot] = x.values(), cols
-        return cls(vals, idx, width)
+        slots, idx = _slots(rows, cols, len(x))
+        vals = x.values().new_zeros(idx.shape)
+        vals[slots] = x.values()
+        return cls(vals, idx, x.shape[1])
+
+    @classmethod
+    def from_dense(cls, x: Tensor) -> SparseRows:
+        """The non-zeros of a dense [n, width] tensor (codes), differentiable in x: an SAE stacked on another
+        then encodes from them (feature visualisation takes gradients through the stack)."""
+        rows, cols = x.detach().nonzero(as_tuple=True)
+        slots, idx = _slots(rows, cols, len(x))
+        kept = torch.zeros(idx.shape, dtype=torch.bool, device=x.device)
+        kept[slots] = True
+        return cls(torch.where(kept, x.gather(1, idx), 0.0), idx, x.shape[1])
 
     @property
     def shape(self) -> tuple[int, int]:
