@@ -15,6 +15,7 @@ import torch
 
 from metasae.optim import Adam
 from metasae.sae import SAEConfig, build_sae, load_sae, save_sae
+from metasae.sae.sparse_rows import SparseRows
 from metasae.seeds import generator
 from metasae.stack import unit_rows
 
@@ -173,4 +174,30 @@ def test_meta_sae_step_on_decoder_rows(compare, device, tmp_path):
         rounds=5,
         refs={"torch_addmm": _encoder_matmul(sae, x)},
         items=BATCH,
+    )
+
+
+# The real study's activations-mode depth 2: a TopK meta-SAE on its parent's codes (2,304 latents, 48 active),
+# a quarter as wide, k 8, with a third of its latents dead (as early in training), so AuxK takes them all.
+CODES_WIDTH, CODES_K, CODES_BATCH = 2304, 48, 256
+
+
+def test_meta_sae_step_on_sparse_codes(compare, device):
+    """The codes as SparseRows: the floor is their product with W_enc over the non-zeros; "vs_dense_input"
+    is the same step on the dense codes (the encoder matmul and AuxK's over every input column)."""
+    g = generator("bench", "sparse-codes")
+    idx = torch.rand(CODES_BATCH, CODES_WIDTH, generator=g).topk(CODES_K, dim=1).indices
+    rows = SparseRows(torch.rand(CODES_BATCH, CODES_K, generator=g), idx, CODES_WIDTH).to(device)
+    cfg = SAEConfig("topk", CODES_WIDTH, CODES_WIDTH // 4, k=8)
+    sae, dense, opt = _setup(cfg, rows.dense(), device)
+    dead = torch.zeros(cfg.width, dtype=torch.bool, device=device)
+    dead[torch.randperm(cfg.width, generator=g)[: cfg.width // 3].to(device)] = True
+    W = sae.W_enc.detach().contiguous()
+    compare(
+        _step(sae, opt, lambda: sae.loss(rows, dead=dead).total),
+        lambda: rows.product(W),
+        "sparse input product (embedding bag)",
+        rounds=5,
+        refs={"dense_input": _step(sae, opt, lambda: sae.loss(dense, dead=dead).total)},
+        items=CODES_BATCH,
     )
