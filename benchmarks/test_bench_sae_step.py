@@ -189,7 +189,8 @@ def test_meta_sae_step_on_sparse_codes(compare, device):
     idx = torch.rand(CODES_BATCH, CODES_WIDTH, generator=g).topk(CODES_K, dim=1).indices
     rows = SparseRows(torch.rand(CODES_BATCH, CODES_K, generator=g), idx, CODES_WIDTH).to(device)
     cfg = SAEConfig("topk", CODES_WIDTH, CODES_WIDTH // 4, k=8)
-    sae, dense, opt = _setup(cfg, rows.dense(), device)
+    sae, _, opt = _setup(cfg, rows.dense(), device)
+    dense_sae, dense, dense_opt = _setup(cfg, rows.dense(), device)  # its own state, as test_sae_step's ref
     dead = torch.zeros(cfg.width, dtype=torch.bool, device=device)
     dead[torch.randperm(cfg.width, generator=g)[: cfg.width // 3].to(device)] = True
     W = sae.W_enc.detach().contiguous()
@@ -198,6 +199,6 @@ def test_meta_sae_step_on_sparse_codes(compare, device):
         lambda: rows.product(W),
         "sparse input product (embedding bag)",
         rounds=5,
-        refs={"dense_input": _step(sae, opt, lambda: sae.loss(dense, dead=dead).total)},
+        refs={"dense_input": _step(dense_sae, dense_opt, lambda: dense_sae.loss(dense, dead=dead).total)},
         items=CODES_BATCH,
     )
