@@ -1,11 +1,14 @@
 """Meta gain's null fit: its pair-wise least-squares decoder step against the dense solve and a planted
-answer."""
+answer; the null's memo."""
 
 from __future__ import annotations
+
+import json
 
 import torch
 
 from metasae.sae.sparse_rows import SparseRows
+from metasae.statistics import meta_gain
 from metasae.statistics.meta_gain import _unit, least_squares_decoder, tied_codes
 
 
@@ -29,3 +32,23 @@ def test_least_squares_decoder_equals_the_dense_solve_on_noisy_rows():
     used = dense_codes.abs().sum(0) > 0
     assert torch.equal(used, codes.usage() > 0)
     assert torch.allclose(least_squares_decoder(codes, rows)[used], dense[used], atol=1e-8)
+
+
+def test_null_memo_returns_the_computed_values_and_ignores_foreign_or_damaged_files(tmp_path):
+    args = (40, 8, 10, 2, 7)
+    fresh = meta_gain._null_explained.__wrapped__(*args)  # uncached: a computation, not the process memo
+    assert meta_gain.null_explained(*args, memo=tmp_path) == fresh  # written
+    (memo_file,) = tmp_path.glob("*.json")
+    assert meta_gain.null_explained(*args, memo=tmp_path) == fresh  # read back, to the bit
+    stored = json.loads(memo_file.read_text())
+    stored["explained"] = [0.5] * len(fresh)
+    memo_file.write_text(json.dumps(stored))
+    assert meta_gain.null_explained(*args, memo=tmp_path) == (0.5,) * len(fresh)  # the memo is what is read
+    stored["key"]["code"] = "other code"
+    memo_file.write_text(json.dumps(stored))
+    assert meta_gain.null_explained(*args, memo=tmp_path) == fresh  # another key: recomputed and rewritten
+    memo_file.write_text("{not json")
+    assert meta_gain.null_explained(*args, memo=tmp_path) == fresh
+    assert json.loads(memo_file.read_text())["explained"] == list(fresh)
+    assert meta_gain.null_explained(40, 8, 10, 3, 7, memo=tmp_path) != fresh  # k is part of the key
+    assert len(list(tmp_path.glob("*.json"))) == 2

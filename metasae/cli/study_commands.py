@@ -246,6 +246,12 @@ def register_analyse(sub: argparse._SubParsersAction) -> None:
         help="per-depth figures: those the report embeds (default), all (with feature visualisation), none",
     )
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--null-memo",
+        type=Path,
+        default=None,
+        help="folder of the meta gain's null values, shared by a study's analyses (changes no value)",
+    )
 
     def run(a: argparse.Namespace) -> None:
         from metasae.stages.analyse import analyse
@@ -259,6 +265,7 @@ def register_analyse(sub: argparse._SubParsersAction) -> None:
             feature_viz=not a.no_feature_viz,
             device=a.device,
             figures=a.figures,
+            null_memo=a.null_memo,
         )
 
     p.set_defaults(func=run)

@@ -104,9 +104,12 @@ def analyse(
     device: str = "cpu",
     viz_cfg: FeatureVizConfig = DEFAULT_VIZ,
     figures: str = "report",
+    null_memo: str | Path | None = None,
 ) -> dict:
     """Analyse one depth folder into out_dir; returns the summary it wrote. `figures`: which per-depth
-    figures to draw (`report`: those the write-up embeds; `all`; `none`: tables and summary only)."""
+    figures to draw (`report`: those the write-up embeds; `all`; `none`: tables and summary only).
+    `null_memo`: a folder where the meta gain's nulls are kept for the study's other analyses (they share
+    them); it changes no value, only how often one is computed."""
     if figures not in FIGURE_SETS:
         raise MetasaeError(f"--figures {figures}: expected one of {', '.join(FIGURE_SETS)}")
     depth_dir, out_dir = Path(depth_dir), Path(out_dir)
@@ -166,7 +169,8 @@ def analyse(
         **analysis.summary(),
         "codes_used": depth.codes_used,
         **stack,
-        **depth_meta_gain(depth),  # the label-free depth statistic (criterion deepest_meta_gain)
+        # the label-free depth statistic (criterion deepest_meta_gain)
+        **depth_meta_gain(depth, memo=null_memo),
         "dataset_is_real": bool(cache.manifest.get("dataset_is_real")),  # as cache-acts recorded it
         "effective_rank": cache.manifest.get("effective_rank"),  # of the eval images' activations
         "labels_shuffled": bool(cache.manifest.get("labels_shuffled")),

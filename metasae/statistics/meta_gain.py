@@ -25,12 +25,17 @@ statistic of `metasae.statistics.optimal`: it fails the oracle). Only the plante
 
 from __future__ import annotations
 
+import hashlib
 import math
 from functools import cache
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+import metasae.sae.sparse_rows
+from metasae.errors import MetasaeError
+from metasae.io import read_json, write_json
 from metasae.layout import META_CODES_FILE
 from metasae.sae.sparse_rows import SparseRows
 from metasae.seeds import generator
@@ -113,9 +118,52 @@ def least_squares_decoder(codes: SparseRows, rows: Tensor) -> Tensor:
 
 
 @cache
-def null_explained(n: int, d: int, width: int, k: int, seed: int) -> tuple[float, ...]:
-    """What a fitted same-size meta-SAE explains of NULL_DRAWS sets of n random unit rows in d dimensions (a
-    function of its arguments only, so computed once per process for each)."""
+def _null_code_digest() -> str:
+    """The sha256 of the code a null's value depends on (this module and the sparse products it fits with):
+    a memo written by other code is never read."""
+    sha = hashlib.sha256()
+    for module in (__file__, metasae.sae.sparse_rows.__file__):
+        sha.update(Path(module).read_bytes())
+    return sha.hexdigest()
+
+
+def null_explained(
+    n: int, d: int, width: int, k: int, seed: int, memo: Path | None = None
+) -> tuple[float, ...]:
+    """What a fitted same-size meta-SAE explains of NULL_DRAWS sets of n random unit rows in d dimensions.
+
+    A function of its arguments only, so computed once per process for each, and, with a `memo` folder, once
+    per study: the stacks of one classifier on its several probes share their nulls (in the real study 95
+    null computations are 30 distinct ones, half of an analysis job's time). A memo file holds the values
+    and the key they were computed under (the arguments, torch's version and thread count, which fix the
+    summation order, and the code's digest), so a read returns exactly what a fresh computation would."""
+    if memo is None:
+        return _null_explained(n, d, width, k, seed)
+    key = {
+        "n": n,
+        "d": d,
+        "width": width,
+        "k": k,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "code": _null_code_digest(),
+    }
+    path = Path(memo) / f"{hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:32]}.json"
+    if path.is_file():
+        try:
+            stored = read_json(path)
+        except MetasaeError:
+            stored = {}  # a damaged memo is recomputed and rewritten
+        if stored.get("key") == key:
+            return tuple(stored["explained"])
+    out = _null_explained(n, d, width, k, seed)
+    write_json(path, {"key": key, "explained": list(out)})
+    return out
+
+
+@cache
+def _null_explained(n: int, d: int, width: int, k: int, seed: int) -> tuple[float, ...]:
     out = []
     for draw in range(NULL_DRAWS):
         rows = _unit(torch.randn(n, d, generator=generator(seed, f"meta-gain-rows-{draw}")))
@@ -141,15 +189,21 @@ def row_structure(parent_rows: Tensor, width: int, k: int, seed: int) -> dict:
 
 
 def meta_gain(
-    parent_rows: Tensor, rows: Tensor, meta_codes: Tensor, seed: int, with_row_structure: bool = False
+    parent_rows: Tensor,
+    rows: Tensor,
+    meta_codes: Tensor,
+    seed: int,
+    with_row_structure: bool = False,
+    memo: Path | None = None,
 ) -> dict:
     """The gain of one depth's meta-SAE (its activation-space rows [w, d] and meta-codes [n, w] of the
     parent's n rows [n, d]) over the null of the module docstring, with k = the meta-codes' mean support
-    (rounded, at least 1); with `with_row_structure` also `row_structure` at that width and k."""
+    (rounded, at least 1); with `with_row_structure` also `row_structure` at that width and k. `memo`: the
+    folder of `null_explained`'s memo."""
     parent_rows = _unit(parent_rows.float())
     explained = support_explained(parent_rows, _unit(rows.float()), meta_codes)
     k = max(1, round(float((meta_codes != 0).sum(1).double().mean())))
-    null = torch.tensor(null_explained(len(parent_rows), parent_rows.shape[1], len(rows), k, seed))
+    null = torch.tensor(null_explained(len(parent_rows), parent_rows.shape[1], len(rows), k, seed, memo))
     gain = explained - float(null.mean())
     return {
         "meta_explained": explained,
@@ -160,17 +214,19 @@ def meta_gain(
     }
 
 
-def depth_meta_gain(depth: Depth, with_row_structure: bool = False) -> dict:
+def depth_meta_gain(depth: Depth, with_row_structure: bool = False, memo: Path | None = None) -> dict:
     """The meta gain of a trained depth >= 2 on its parent's layer-space rows (`Depth.directions`), the null
     seeded by the depth's own seed; empty at depth 1, without meta-codes, and where the meta-codes use more
     than MAX_SUPPORT latents per row (a dense ReLU meta-code: its span is most of the space, and the solves
     grow with it). `with_row_structure` adds `row_structure`: the planted-tree scoring asks for it, the
     analyse stage does not (six more fits, 13 s on a real-study depth of 2,304 rows, for a statistic that is
-    no criterion)."""
+    no criterion). `memo`: the folder of `null_explained`'s memo."""
     if depth.parent is None or depth.stopped or META_CODES_FILE not in depth.checksums:
         return {}
     meta_codes = depth.meta_codes.to_dense()
     if float((meta_codes != 0).sum(1).double().mean()) > MAX_SUPPORT:
         return {}
     seed = int(depth.cfg.get("seed", 0))
-    return meta_gain(depth.parent.directions(), depth.directions(), meta_codes, seed, with_row_structure)
+    return meta_gain(
+        depth.parent.directions(), depth.directions(), meta_codes, seed, with_row_structure, memo
+    )

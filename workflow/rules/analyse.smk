@@ -3,6 +3,8 @@ ANALYSIS = config.get("analysis", {})
 ANALYSIS_FLAGS = flags(top_n=ANALYSIS.get("top_n", 10), figures=ANALYSIS.get("figures", "report"))
 if not ANALYSIS.get("feature_viz", True):
     ANALYSIS_FLAGS += " --no-feature-viz"
+# the meta gain's nulls, computed once per study for the stacks of one classifier on its several probes
+ANALYSIS_FLAGS += f" --null-memo {shlex.quote(f'{R}/memo/meta_null')}"
 
 
 def analyse_command(w, folder):
