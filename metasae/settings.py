@@ -72,6 +72,10 @@ class SAESpec:
         "jumprelu; 10 turns decoder rows per step as SAELens's do)",
         {"type": "number", "exclusiveMinimum": 0},
     )
+    encoder_lr_scale: float | None = setting(
+        "the encoder's (W_enc, b_enc) learning rate / lr (default 1; below 1 fewer TopK latents die)",
+        {"type": "number", "exclusiveMinimum": 0},
+    )
     batch_size: int | None = setting("examples per step", POSITIVE_INT)
     epochs: int | None = setting("passes over the data (exactly one of epochs / steps)", POSITIVE_INT)
     steps: int | None = setting("optimizer steps (exactly one of epochs / steps)", POSITIVE_INT)

@@ -1,5 +1,6 @@
-"""The decoder's own learning rate (train.decoder_lr_scale, issue 29): what it does to one step, and that the
-default learns a planted dictionary faster per step than the old single rate without killing latents."""
+"""The decoder's and the encoder's own learning rates (train.decoder_lr_scale, issue 29;
+train.encoder_lr_scale): what they do to one step, and that the default decoder rate learns a planted
+dictionary faster per step than the old single rate without killing latents."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metasae.errors import MetasaeError
 from metasae.optim import Adam
 from metasae.sae import SAEConfig, build_sae
 from metasae.sae.trainer import TrainConfig, decoder_lr_scale_for, optimizer_step, train_sae
@@ -23,13 +25,15 @@ def _sae_with_grads(normalize_decoder: bool):
     return sae
 
 
-def test_decoder_moves_as_under_its_own_scaled_lr() -> None:
-    """optimizer_step must equal Adam at lr for the encoder and biases and at lr * scale for the decoder."""
+@pytest.mark.parametrize("encoder_scale", [1.0, 0.3])
+def test_decoder_and_encoder_move_as_under_their_own_scaled_lr(encoder_scale: float) -> None:
+    """optimizer_step must equal Adam at lr for b_dec, at lr * decoder scale for the decoder and at
+    lr * encoder scale for W_enc and b_enc."""
     ours, ref = _sae_with_grads(False), _sae_with_grads(False)
-    optimizer_step(ours, Adam(ours.parameters(), lr=1e-3), 10.0)
-    rest = [p for p in ref.parameters() if p is not ref.W_dec]
-    Adam(rest, lr=1e-3).step()
+    optimizer_step(ours, Adam(ours.parameters(), lr=1e-3), 10.0, encoder_scale)
+    Adam([ref.b_dec], lr=1e-3).step()
     Adam([ref.W_dec], lr=1e-2).step()
+    Adam([ref.W_enc, ref.b_enc], lr=1e-3 * encoder_scale).step()
     for (name, a), b in zip(ours.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
 
@@ -46,9 +50,10 @@ def test_fixed_k_architectures_default_to_a_faster_decoder() -> None:
     assert decoder_lr_scale_for("topk", 2.0) == 2.0
 
 
-def test_decoder_lr_scale_must_be_positive() -> None:
-    with pytest.raises(Exception, match="decoder_lr_scale"):
-        TrainConfig(steps=1, decoder_lr_scale=0)
+@pytest.mark.parametrize("key", ["decoder_lr_scale", "encoder_lr_scale"])
+def test_lr_scales_must_be_positive(key: str) -> None:
+    with pytest.raises(MetasaeError, match=f"{key}=0"):
+        TrainConfig(steps=1, **{key: 0})
 
 
 def _planted(n: int, d: int, atoms: int, active: int) -> torch.Tensor:
