@@ -104,6 +104,7 @@ class Ours:
         self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
         self.dead_after = a.dead_after
         self.decoder_lr_scale = decoder_lr_scale_for("topk", a.decoder_lr_scale)
+        self.encoder_lr_scale = a.encoder_lr_scale
 
     def step(self, step: int, x) -> None:
         from metasae.sae.trainer import optimizer_step
@@ -111,7 +112,7 @@ class Ours:
         parts = self.sae.loss(x, dead=self.since_fired >= self.dead_after)
         self.opt.zero_grad(set_to_none=True)
         parts.total.backward()
-        optimizer_step(self.sae, self.opt, self.decoder_lr_scale)
+        optimizer_step(self.sae, self.opt, self.decoder_lr_scale, self.encoder_lr_scale)
         self.since_fired += len(x)
         self.since_fired[parts.fired] = 0
 
@@ -365,6 +366,9 @@ def main() -> None:
     p.add_argument("--check-every", type=int, default=25, help="steps between our held-out FVU checks")
     p.add_argument(
         "--decoder-lr-scale", type=float, help="ours: train.decoder_lr_scale (default: the trainer's)"
+    )
+    p.add_argument(
+        "--encoder-lr-scale", type=float, default=1.0, help="ours: train.encoder_lr_scale (default 1)"
     )
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--install-errors", type=json.loads, default={}, help=argparse.SUPPRESS)
