@@ -183,6 +183,7 @@ def validate_semantics(config: dict, known_datasets: Known | None = None) -> Non
 
 SYNTH = "synth"  # classifier and layer name of a planted-tree run: results/sae/synth/seed<N>/<tree>/synth/
 TREE_SAES = ("sae", "reference")  # the SAEs a planted tree may name
+PAST_PLANTED_DEPTHS = 2  # a planted tree's stacks (trained and analytic) end this many depths past its roots
 
 
 def _check_synth(config: dict) -> None:
@@ -213,6 +214,15 @@ def synth_runs(config: dict) -> list[Run]:
         for sae in [spec.get("sae", synth["sae"]), *([spec["reference"]] if "reference" in spec else [])]
         for seed in config["seeds"]
     ]
+
+
+def stop_rules(config: dict, classifier: str, probe: str) -> dict:
+    """A run's meta-SAE stop rules: meta.stop, and for a planted tree of depth L the last depth L + 2 (as its
+    oracle stack's), so a trained stack is judged on the depths its oracle and shuffled control have."""
+    rules = dict(config["meta"].get("stop", {}))
+    if classifier == SYNTH:
+        rules["max_depth"] = config["synth"]["trees"][probe]["depth"] + PAST_PLANTED_DEPTHS
+    return rules
 
 
 def synth_tree_params(config: dict, tree: str) -> dict:

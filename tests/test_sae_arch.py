@@ -186,12 +186,18 @@ def _dense_topk_loss(sae, x, dead, k_aux):
     return mse + sae.cfg.aux_coeff * aux
 
 
+# the custom sparse functions (every batch); autograd's own ops (every batch is a small one)
+SELECTION_PATHS = {"sparse": 0, "autograd": 1 << 30}
+
+
+@pytest.mark.parametrize("path", SELECTION_PATHS)
 @pytest.mark.parametrize("aux_path", ["dense", "pairs"])
 @pytest.mark.parametrize("chunk_elements", [1 << 20, 40])  # one chunk; 2 rows per chunk
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, monkeypatch):
+def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, path, monkeypatch):
     monkeypatch.setattr(topk, "DENSE_AUX_MAX_DEAD_PER_K", 10**6 if aux_path == "dense" else 0)
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(sparse, "SMALL_BATCH_ELEMENTS", SELECTION_PATHS[path])
     torch.manual_seed(0)
     sae = _sae(arch, d_in=5, width=16, k=3, k_aux=2).double()
     with torch.no_grad():
@@ -281,12 +287,14 @@ def test_pair_dot_paths_agree(monkeypatch):
     torch.testing.assert_close(sparse._gathered_pair_dots(W_dec, idx, grad_out, rows), expected)
 
 
+@pytest.mark.parametrize("path", SELECTION_PATHS)
 @pytest.mark.parametrize("l1_reduction", ["decoder_norm", "sum"])
 @pytest.mark.parametrize("pre_encoder_bias", [True, False])
-def test_sparse_relu_step_equals_dense(l1_reduction, pre_encoder_bias, monkeypatch):
+def test_sparse_relu_step_equals_dense(l1_reduction, pre_encoder_bias, path, monkeypatch):
     """Few positive pre-activations: the CPU step runs on pairs, chunk by chunk, with the dense step's loss,
     statistics and gradients."""
     monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", 3 * 64)  # 3 rows per chunk
+    monkeypatch.setattr(sparse, "SMALL_BATCH_ELEMENTS", SELECTION_PATHS[path])
     sae = _sae(
         "relu", d_in=6, width=64, l1_reduction=l1_reduction, pre_encoder_bias=pre_encoder_bias
     ).double()

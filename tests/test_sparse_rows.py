@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metasae.io import read_json
-from metasae.sae import SAE, sparse_rows
+from metasae.sae import SAE, sparse, sparse_rows
 from metasae.sae.base import SAEConfig
 from metasae.sae.registry import build_sae
 from metasae.sae.sparse_rows import SparseRows
@@ -74,10 +74,14 @@ def _grads(sae: SAE, x, dead: torch.Tensor) -> tuple[torch.Tensor, dict[str, tor
     return loss.total.detach(), {name: p.grad.clone() for name, p in sae.named_parameters()}
 
 
+@pytest.mark.parametrize("small_batch_elements", [0, 1 << 30])  # the sparse functions; autograd's ops
 @pytest.mark.parametrize("architecture", ["topk", "batchtopk", "matryoshka"])
 @pytest.mark.parametrize("k_aux, n_dead", [(30, 20), (4, 20), (30, 0)])  # AuxK every dead column / a top-k
-def test_a_loss_on_sparse_rows_equals_the_loss_on_their_dense_rows(architecture, k_aux, n_dead):
+def test_a_loss_on_sparse_rows_equals_the_loss_on_their_dense_rows(
+    architecture, k_aux, n_dead, small_batch_elements, monkeypatch
+):
     """Both AuxK branches of the sparse input (k_aux >= dead: one matmul; else the pairs) and none."""
+    monkeypatch.setattr(sparse, "SMALL_BATCH_ELEMENTS", small_batch_elements)
     dense = _ragged(n=48, seed=7)
     sae = _sae(architecture, k_aux)
     dead = torch.zeros(64, dtype=torch.bool)

@@ -231,3 +231,11 @@ def test_a_classifier_trains_every_sae_but_the_planted_trees_unless_it_names_the
     assert {run.sae for run in study.synth_runs(config)} == {"synth_w32"}
     config["classifiers"]["mlp_digits"]["saes"] = ["topk", "synth_w32"]
     assert {study.parse_run_sae(run.sae).sae for run in study.runs(config)} == set(config["sae"])
+
+
+def test_a_planted_trees_stacks_stop_two_depths_past_its_roots():
+    config = load()
+    assert study.stop_rules(config, "mlp_digits", "digits") == config["meta"]["stop"]
+    for tree, spec in config["synth"]["trees"].items():
+        rules = study.stop_rules(config, study.SYNTH, tree)
+        assert rules == {**config["meta"]["stop"], "max_depth": spec["depth"] + 2}

@@ -81,6 +81,15 @@ def test_stop_rules_write_a_marker_and_train_nothing(tmp_path):
     assert child["status"] == "stopped" and child["stop_reason"].startswith("parent depth stopped")
 
 
+def test_a_depth_past_max_depth_stops_and_unknown_rules_are_refused(tmp_path):
+    planted_parent(tmp_path / "depth1")
+    rules = meta.StopRules.from_dict({"min_alive": 1, "max_depth": 1})
+    metrics = meta.train_meta(tmp_path / "depth1", "decoder", 2, DECODER_SPEC, tmp_path / "depth2", 0, rules)
+    assert metrics["status"] == "stopped" and "past stop.max_depth=1" in metrics["stop_reason"]
+    with pytest.raises(MetasaeError, match=r"unknown key\(s\) \['depth'\]; allowed: \['max_depth'"):
+        meta.StopRules.from_dict({"depth": 3})
+
+
 def test_width_schedule_below_min_stops(tmp_path):
     planted_parent(tmp_path / "depth1")
     spec = {**DECODER_SPEC, "width": {"factor": 0.01, "min": 4}}

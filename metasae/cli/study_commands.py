@@ -160,7 +160,7 @@ def register_train_sae(sub: argparse._SubParsersAction) -> None:
         "--stop",
         type=json_object,
         default={},
-        help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}',
+        help='stop rules as JSON, e.g. {"min_alive": 8, "max_fvu": 1.0}; "max_depth": the last depth trained',
     )
     p.add_argument(
         "--out", required=True, type=Path, help="output folder (sae.safetensors, cfg.json, codes, ...)"

@@ -33,7 +33,9 @@ class Selection:
     vals: Tensor  # [nnz], differentiable
     batch: int
     per_row: int | None  # pairs per row when every row has the same number (TopK), else None
-    by_latent: tuple[Tensor, Tensor]  # (pair order grouping latents, first pair of each latent)
+    # (pair order grouping latents, first pair of each latent); None: selected by autograd's own ops
+    # (a small batch, see SMALL_BATCH_ELEMENTS), and decoded by them too
+    by_latent: tuple[Tensor, Tensor] | None
 
     @property
     def offsets(self) -> Tensor:
@@ -392,11 +394,41 @@ class _SparseEncode(torch.autograd.Function):
         return grad_x, grad_b_dec, grad_W_enc, grad_b_enc, None
 
 
+# At most this many pre-activations per batch (on a CPU, autocast off), the pairs are selected from the whole
+# [B, width] pre-activations by autograd's own ops: the custom functions' Python backward then costs more than
+# the dense products it saves (planted trees' SAEs, meta-SAEs on a few hundred decoder rows; README, Speed).
+SMALL_BATCH_ELEMENTS = 1 << 13
+
+
+def _is_small(x: Tensor | SparseRows, W_enc: Tensor) -> bool:
+    return (
+        W_enc.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
+        and x.shape[0] * W_enc.shape[1] <= SMALL_BATCH_ELEMENTS
+    )
+
+
+def _autograd_encode(
+    x: Tensor | SparseRows, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, selectors: list[Selector]
+) -> list[Selection]:
+    """sparse_encode of a small batch: the same pairs, selected from the whole pre-activation matrix, their
+    values gathered from it with their gradient."""
+    dense = x.dense() if isinstance(x, SparseRows) else x
+    pre = torch.addmm(b_enc, dense - b_dec if b_dec is not None else dense, W_enc)
+    selections = []
+    for selector in selectors:
+        rows, idx, _ = selector.select(pre.detach())
+        selections.append(Selection(rows, idx, pre[rows, idx].relu(), len(dense), selector.per_row(), None))
+    return selections
+
+
 def sparse_encode(
     x: Tensor | SparseRows, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, selectors: list[Selector]
 ) -> list[Selection]:
     """One encoder matmul, one Selection per selector (e.g. the main codes and the AuxK codes); each selector
     is used once. Sparse input rows get no gradient."""
+    if _is_small(x, W_enc):
+        return _autograd_encode(x, b_dec, W_enc, b_enc, selectors)
     outs = _SparseEncode.apply(x, b_dec, W_enc, b_enc, tuple(selectors))
     n = _PER_SELECTION
     return [
@@ -462,4 +494,6 @@ def sparse_decode(sel: Selection, W_dec: Tensor) -> Tensor:
     """Reconstruction without bias, [B, d_in]; gradients reach sel.vals and W_dec only through the pairs."""
     if sel.idx.numel() == 0:
         return W_dec.new_zeros(sel.batch, W_dec.shape[1]) + 0 * W_dec.sum()
+    if sel.by_latent is None:  # a small batch's pairs (_autograd_encode): a dense code and one matmul
+        return W_dec.new_zeros(sel.batch, len(W_dec)).index_put((sel.rows, sel.idx), sel.vals) @ W_dec
     return _SparseDecode.apply(sel.rows, sel.idx, sel.vals, sel.offsets, W_dec, sel.by_latent)

@@ -34,10 +34,11 @@ from metasae.layout import (
 from metasae.sae import SAE, SAEConfig, build_sae, save_sae
 from metasae.seeds import generator
 from metasae.stack import trained_record
+from metasae.study import PAST_PLANTED_DEPTHS
 from metasae.synth_tree import MAX_DEPTH, SynthTree, TreeSpec, centroids
 from metasae.synth_truth import STACK_KINDS, load_truth
 
-EXTRA_DEPTHS = 2  # depths past the roots (merging them in pairs)
+EXTRA_DEPTHS = PAST_PLANTED_DEPTHS  # depths past the roots (merging them in pairs)
 STACK_DEPTHS = MAX_DEPTH + EXTRA_DEPTHS  # every analytic stack has folders 1..this, stopped past L + 2
 
 

@@ -17,6 +17,7 @@ Every depth folder ends with `metrics.json` (status `trained` or `stopped` + rea
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +49,19 @@ EVAL_FRACTION = 0.2
 
 @dataclass(frozen=True)
 class StopRules:
+    """When a depth is not trained. `max_depth` (None: none) is the last depth trained: a planted tree's
+    stack ends where its oracle does (metasae.study.stop_rules), so a criterion sees the same depths on both."""
+
     min_alive: int = 1
     max_fvu: float = 1.0
+    max_depth: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> StopRules:
-        unknown = sorted(set(d) - {"min_alive", "max_fvu"})
+        allowed = sorted(f.name for f in dataclasses.fields(cls))
+        unknown = sorted(set(d) - set(allowed))
         if unknown:
-            raise MetasaeError(f"stop rules: unknown key(s) {unknown}; allowed: ['max_fvu', 'min_alive']")
+            raise MetasaeError(f"stop rules: unknown key(s) {unknown}; allowed: {allowed}")
         return cls(**d)
 
 
@@ -185,8 +191,12 @@ def train_base(
     return _finish(out_dir, sae, _encode(sae, held_out.acts), metrics, run_cfg, {}, fit_codes=fit_codes)
 
 
-def stop_reason(parent_depth: Depth, width: int, min_width: int, rules: StopRules) -> str | None:
-    """Why depth d must not be trained, or None. Checked before any training."""
+def stop_reason(
+    parent_depth: Depth, depth: int, width: int, min_width: int, rules: StopRules
+) -> str | None:
+    """Why depth `depth` must not be trained, or None. Checked before any training."""
+    if rules.max_depth is not None and depth > rules.max_depth:
+        return f"depth {depth} is past stop.max_depth={rules.max_depth}"
     parent = parent_depth.metrics
     if parent.get("status") != "trained":
         return f"parent depth stopped ({parent.get('stop_reason')})"
@@ -228,7 +238,7 @@ def train_meta(
     parent = Depth.load(parent_dir)
     parent_width = parent.width
     width = int(round(parent_width * schedule["factor"]))
-    reason = stop_reason(parent, width, schedule["min"], rules)
+    reason = stop_reason(parent, depth, width, schedule["min"], rules)
     if reason:
         stopped = {
             "status": "stopped",

@@ -53,7 +53,7 @@ def train_meta_command(w, mode, depth):
                 mode=mode,
                 depth=depth,
                 spec=as_json(config["meta"]["modes"][mode]),
-                stop=as_json(config["meta"].get("stop", {})),
+                stop=as_json(study.stop_rules(config, w.clf, w.probe)),
                 seed=w.seed,
             ),
             sae_seed_flag(w),
