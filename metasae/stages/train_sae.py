@@ -50,7 +50,8 @@ EVAL_FRACTION = 0.2
 @dataclass(frozen=True)
 class StopRules:
     """When a depth is not trained. `max_depth` (None: none) is the last depth trained: a planted tree's
-    stack ends where its oracle does (metasae.study.stop_rules), so a criterion sees the same depths on both."""
+    stack ends where its oracle does (metasae.study.stop_rules), so a criterion sees the same depths on
+    both."""
 
     min_alive: int = 1
     max_fvu: float = 1.0
@@ -191,9 +192,7 @@ def train_base(
     return _finish(out_dir, sae, _encode(sae, held_out.acts), metrics, run_cfg, {}, fit_codes=fit_codes)
 
 
-def stop_reason(
-    parent_depth: Depth, depth: int, width: int, min_width: int, rules: StopRules
-) -> str | None:
+def stop_reason(parent_depth: Depth, depth: int, width: int, min_width: int, rules: StopRules) -> str | None:
     """Why depth `depth` must not be trained, or None. Checked before any training."""
     if rules.max_depth is not None and depth > rules.max_depth:
         return f"depth {depth} is past stop.max_depth={rules.max_depth}"
