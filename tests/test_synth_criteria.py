@@ -106,3 +106,13 @@ def test_cases_read_plateaus_as_ranges():
     assert (tied["estimate_low"], tied["estimate_high"], tied["right"]) == (2, 3, False)  # a plateau
     gain = cases.loc["deepest_meta_gain"]
     assert (gain["estimate_low"], gain["estimate_high"], gain["right"]) == (2, 2, True)
+
+
+def test_the_plain_statistics_are_scored_as_criteria_beside_them(summary, tmp_path_factory):
+    """statistics.csv: every plain statistic's cases in criteria.csv's columns, so how near each comes to
+    passing the admission test is in the study's output, not in a script."""
+    folder = next(tmp_path_factory.getbasetemp().glob("criteria*/synth_summary"))
+    cases = pd.read_csv(folder / "statistics.csv")
+    assert list(cases.columns) == CRITERIA_COLUMNS and set(cases["criterion"]) == set(STATISTICS)
+    accuracy = pd.read_csv(folder / "statistics_accuracy.csv")
+    assert set(accuracy["criterion"]) == set(STATISTICS) and set(accuracy["stack"]) == {"oracle", "shuffled"}

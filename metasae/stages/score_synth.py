@@ -34,6 +34,10 @@ SYNTH_FIGURE = "synth_depth.png"
 RECOVERY_FIGURE = "synth_recovery.png"
 RECOVERY_FILE = "synth_recovery.csv"
 CRITERIA_FILE = "criteria.csv"
+# the plain statistics (metasae.statistics.optimal.STATISTICS) read as criteria, in criteria.csv's and
+# synth_accuracy.csv's columns: how near each comes to passing the admission test, none of them answering
+STATISTICS_FILE = "statistics.csv"
+STATISTICS_ACCURACY_FILE = "statistics_accuracy.csv"
 CRITERIA_COLUMNS = [
     "stack",
     "mode",
@@ -233,9 +237,11 @@ def synth_summary(
     mode, criterion, tree and SAE seed: the seed's optimal plateau and whether it is exactly the planted
     depth), synth_depth.csv (stack x criterion x mode x planted depth: median estimate, bootstrap CI, share
     right), synth_accuracy.csv (stack x criterion x mode: share right and Spearman(estimate, L)),
-    synth_recovery.csv (stack x mode x planted depth x depth x level recovery) and the figures."""
+    synth_recovery.csv (stack x mode x planted depth x depth x level recovery), the same cases and accuracy
+    for the plain statistics (statistics.csv, statistics_accuracy.csv) and the figures."""
     from metasae.statistics.columns import derived_columns
     from metasae.statistics.groups import GROUP
+    from metasae.statistics.optimal import STATISTICS
     from metasae.statistics.seed_stability import stability
 
     table, folders = synth_rows(score_paths, config)
@@ -254,23 +260,28 @@ def synth_summary(
     _figure(depth_table, out_dir / SYNTH_FIGURE)
     recovered = recovery_table(table)
     recovered.to_csv(out_dir / RECOVERY_FILE, index=False)
+    statistic_cases = _cases(table, STATISTICS)
+    statistic_cases.to_csv(out_dir / STATISTICS_FILE, index=False)
+    _accuracy(statistic_cases).to_csv(out_dir / STATISTICS_ACCURACY_FILE, index=False)
     _recovery_figure(recovered[recovered["stack"] == "trained"], out_dir / RECOVERY_FIGURE)
     cases.to_csv(out_dir / CRITERIA_FILE, index=False)  # the marker, last
     return {"scores": table, "criteria": cases, "depth": depth_table, "accuracy": accuracy}
 
 
-def _cases(table: pd.DataFrame) -> pd.DataFrame:
-    """criteria.csv: per stack, mode, criterion, tree and SAE seed, the seed's optimal plateau by
-    `metasae.statistics.optimal` (estimate_low..estimate_high; NaN where the criterion gives no answer)
-    and `right`: the plateau is exactly the planted depth."""
+def _cases(table: pd.DataFrame, criteria: dict | None = None) -> pd.DataFrame:
+    """criteria.csv: per stack, mode, criterion (of `criteria`, default the study's CRITERIA), tree and SAE
+    seed, the seed's optimal plateau by `metasae.statistics.optimal` (estimate_low..estimate_high; NaN where
+    the criterion gives no answer) and `right`: the plateau is exactly the planted depth."""
     from metasae.statistics.groups import GROUP
     from metasae.statistics.optimal import CRITERIA, seed_optima
+
+    criteria = CRITERIA if criteria is None else criteria
 
     rows = []
     for _, group in table.groupby(GROUP, sort=True):
         first = group.iloc[0]
         for seed, seed_rows in group.groupby("seed", sort=True):
-            for criterion, how in CRITERIA.items():
+            for criterion, how in criteria.items():
                 found = seed_optima(seed_rows, criterion, min_depths=how.min_depths)
                 low, high = (
                     (found.per_seed[0].low, found.per_seed[0].high) if found.per_seed else (None, None)

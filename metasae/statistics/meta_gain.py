@@ -20,7 +20,8 @@ from structure than a trained dictionary's rows are. `row_structure` compares li
 fitter on the parent rows and on ROW_NULL_DRAWS copies of them with each coordinate permuted across rows
 (every coordinate keeps its values, the rows lose their joint geometry). It reads the parent rows only, so
 it asks whether the stack's previous depth still holds structure to merge (`deepest_row_structure`, a plain
-statistic of `metasae.statistics.optimal`: it fails the oracle). Only the planted-tree scoring computes it.
+statistic of `metasae.statistics.optimal`: it passes the oracle but not the shuffled control, synth-summary's
+statistics.csv). Only the planted-tree scoring computes it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from metasae.seeds import generator
 from metasae.stack import Depth
 
 NULL_DRAWS = 5  # random row sets per depth: the null's mean and spread
-ROW_NULL_DRAWS = 5  # coordinate-permuted copies of the parent rows per depth (row_structure)
+# coordinate-permuted copies of the parent rows per depth (row_structure): with 5 a z's spread alone passed 2
+# on a third of the oracle's independent L = 1 roots; with 20 no oracle depth is misread (README)
+ROW_NULL_DRAWS = 20
 NULL_ITERS = 30  # alternating steps of a null fit (rows are few: n <= a few hundred)
 MAX_SUPPORT = 64  # meta-latents per parent row above which no gain is computed (depth_meta_gain)
 Z_FLOOR = 1e-3  # the smallest null spread divided by (identical nulls would give an infinite z)

@@ -97,7 +97,8 @@ def synth_score_files():
 
 rule synth_summary:
     """Stack x criterion x planted depth: criteria.csv, synth_depth.csv, synth_accuracy.csv, synth_scores.csv,
-    and per-level recovery: synth_recovery.csv."""
+    per-level recovery: synth_recovery.csv, and the plain statistics read as criteria: statistics.csv,
+    statistics_accuracy.csv."""
     conda:
         "../envs/metasae.yaml"
     input:
@@ -108,6 +109,8 @@ rule synth_summary:
         accuracy=f"{R}/synth_summary/synth_accuracy.csv",
         scores=f"{R}/synth_summary/synth_scores.csv",
         recovery_table=f"{R}/synth_summary/synth_recovery.csv",
+        statistics=f"{R}/synth_summary/statistics.csv",
+        statistics_accuracy=f"{R}/synth_summary/statistics_accuracy.csv",
         figure=report(f"{R}/synth_summary/synth_depth.png", category="Figures vs depth"),
         recovery=report(f"{R}/synth_summary/synth_recovery.png", category="Figures vs depth"),
     params:
