@@ -3,9 +3,10 @@ by hand).
 
     python docs/synth_tables.py results_synth   # after: snakemake --cores all --configfile config/synth.yaml
 
-Reads synth_summary/synth_accuracy.csv (each stack and criterion: share right, Spearman) and
+Reads synth_summary/synth_accuracy.csv (each stack and criterion: share right, Spearman),
 synth_summary/synth_recovery.csv (depth d against level L - d + 1: the diagonal a perfect stack follows) and
-rewrites the README between its `synth-tables` markers.
+synth_summary/statistics_accuracy.csv (the plain statistics read as criteria) and rewrites the README between
+its `synth-tables` markers.
 """
 
 from __future__ import annotations
@@ -97,16 +98,35 @@ def recovery_table(recovery: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def statistics_table(accuracy: pd.DataFrame) -> str:
+    """Each plain statistic read as a criterion, decoder mode: share right [CI], Spearman, per stack."""
+    stacks = [k for k in STACK_NAMES if (accuracy["stack"] == k).any()]
+    lines = [
+        "| plain statistic (decoder mode) | " + " | ".join(STACK_NAMES[k] for k in stacks) + " |",
+        "|---|" + "---|" * len(stacks),
+    ]
+    decoder = accuracy[accuracy["mode"] == "decoder"]
+    for statistic in sorted(decoder["criterion"].unique()):
+        cells = []
+        for stack in stacks:
+            found = decoder[(decoder["stack"] == stack) & (decoder["criterion"] == statistic)]
+            cells.append(_accuracy_cell(found.iloc[0] if len(found) else None, rho_ci=False))
+        lines.append(f"| `{statistic}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="the planted-hierarchy study's results folder")
     summary = parser.parse_args().results / "synth_summary"
-    paths = [summary / "synth_accuracy.csv", summary / "synth_recovery.csv"]
+    names = ("synth_accuracy.csv", "synth_recovery.csv", "statistics_accuracy.csv")
+    paths = [summary / name for name in names]
     for path in paths:
         if not path.is_file():
             sys.exit(f"{path}: missing (run the study to the end first)")
-    accuracy, recovery = (pd.read_csv(p) for p in paths)
-    block = "\n\n".join([START, accuracy_table(accuracy), recovery_table(recovery), END])
+    accuracy, recovery, statistics = (pd.read_csv(p) for p in paths)
+    tables = [accuracy_table(accuracy), recovery_table(recovery), statistics_table(statistics)]
+    block = "\n\n".join([START, *tables, END])
     readme = README.read_text()
     pattern = re.compile(re.escape(START.split(" (")[0]) + r".*?" + re.escape(END), re.S)
     if not pattern.search(readme):

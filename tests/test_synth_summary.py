@@ -111,3 +111,20 @@ def test_known_depth_says_which_criteria_pass(tmp_path):
     text = known_depth(ReportData(tmp_path / "results", tmp_path / "figs"))
     assert "On the oracle stacks these criteria find L in every case, both modes: deepest_meta_gain." in text
     assert "On the trained stacks no criterion finds L in every case" in text and "50%" in text
+
+
+def test_known_depth_names_a_plain_statistic_that_passes_the_oracle_and_its_shuffled_share(tmp_path):
+    folder = tmp_path / "results" / "synth_summary"
+    folder.mkdir(parents=True)
+    _accuracy(_cases()).to_csv(folder / "synth_accuracy.csv", index=False)
+    report = ReportData(tmp_path / "results", tmp_path / "figs")
+    assert "plain statistics" not in known_depth(report)  # no statistics_accuracy.csv: nothing said
+    statistic = _cases().assign(criterion="deepest_row_structure")
+    missing = _cases().assign(criterion="max_purity", right=False)
+    _accuracy(pd.concat([statistic, missing])).to_csv(folder / "statistics_accuracy.csv", index=False)
+    text = known_depth(report)
+    assert (
+        "deepest_row_structure finds L on every oracle stack, and is right in 50% of the shuffled control's"
+        in text
+    )
+    assert "the others miss L on the oracle stacks somewhere" in text and "max_purity" in text

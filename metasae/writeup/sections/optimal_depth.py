@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from metasae.writeup.columns import CONFIGURATION_COLUMNS
@@ -82,6 +84,7 @@ def known_depth(report: ReportData) -> str:
         "over the answered cases, with its 95% interval (Fisher z, "
         "each planted tree one unit: the SAE seeds on a tree share its data).",
     )
+    text += _plain_statistics(report, folder)
     depth = report.load(folder / "synth_depth.csv", ["stack", "criterion", "mode", "planted_depth"])
     if depth is not None:
         per_l = depth.assign(
@@ -113,6 +116,37 @@ def known_depth(report: ReportData) -> str:
         if (folder / name).is_file():
             text += "\n" + report.figure(folder / name, caption)
     return text
+
+
+def _plain_statistics(report: ReportData, folder: Path) -> str:
+    """The former criteria, kept as plain statistics, scored the same way (statistics_accuracy.csv): which
+    would pass the oracle, and how far each is from the shuffled control; empty where not written."""
+    path = folder / "statistics_accuracy.csv"
+    if not path.is_file():
+        return ""
+    stats = report.load(path, ["stack", "criterion", "mode", "fraction_correct", "spearman"])
+    if stats is None:
+        return ""
+    share = stats.groupby(["stack", "criterion"])["fraction_correct"]
+    oracle = share.min().get("oracle", pd.Series(dtype=float))  # over modes: the worse mode
+    shuffled = share.max().get("shuffled", pd.Series(dtype=float))
+    passing = [
+        f"{name} finds L on every oracle stack, and is right in {shuffled[name]:.0%} of the shuffled "
+        "control's cases (the higher of its two modes)"
+        for name in sorted(oracle[oracle == 1].index)
+        if name in shuffled
+    ]
+    text = (
+        "\nThe plain statistics (Appendix B), each read as a criterion and scored the same way, give no "
+        "optimal depth. "
+        + ("; ".join(passing) + "; the others miss L" if passing else "Each misses L")
+        + " on the oracle stacks somewhere.\n"
+    )
+    table = stats.assign(
+        right=[_share_with_ci(row) for _, row in stats.iterrows()],
+        spearman=[_with_ci(row, "spearman") for _, row in stats.iterrows()],
+    )[["stack", "criterion", "mode", "n_cases", "right", "spearman"]]
+    return text + md_table(table, "The plain statistics read as criteria, as in the table above.")
 
 
 def _known_depth_verdict(accuracy: pd.DataFrame) -> str:
