@@ -21,6 +21,7 @@ K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")
 L1_REDUCTIONS = ("decoder_norm", "sum")
 SAMPLINGS = ("epoch", "replacement")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
+DECODER_INITS = ("random", "data")
 AUTOCAST = ("bf16",)
 
 POSITIVE_INT = {"$ref": "#/$defs/positive_int"}
@@ -89,6 +90,11 @@ class SAESpec:
         "a latent is dead after this many examples without firing", POSITIVE_INT
     )
     b_dec_init: str | None = setting("decoder bias initialisation", {"enum": list(B_DEC_INITS)})
+    decoder_init: str | None = setting(
+        "random (unit Gaussian rows) | data (distinct training rows minus b_dec, unit norm); the encoder "
+        "starts as the decoder's transpose either way",
+        {"enum": list(DECODER_INITS)},
+    )
     log_every: int | None = setting("steps between train_log.csv rows", POSITIVE_INT)
     checkpoint_every: int | None = setting("steps between resumable checkpoints", POSITIVE_INT)
     autocast: str | None = setting(

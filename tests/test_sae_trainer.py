@@ -192,6 +192,23 @@ def test_bad_train_config():
         TrainConfig(steps=1, sampling="bootstrap")
     with pytest.raises(MetasaeError, match="autocast='fp16'; allowed: bf16 or null"):
         TrainConfig(steps=1, autocast="fp16")
+    with pytest.raises(MetasaeError, match="decoder_init='pca'; allowed: random, data"):
+        TrainConfig(steps=1, decoder_init="pca")
+
+
+def test_data_init_puts_each_latent_on_a_distinct_training_row():
+    """Rows minus b_dec, unit norm, encoder tied; a zero row and the latents past the rows keep their init."""
+    cfg = SAEConfig(architecture="topk", d_in=4, width=5, k=1)
+    sae = trainer_mod.build_sae(cfg, torch.Generator().manual_seed(0))
+    before = sae.W_dec.detach().clone()
+    with torch.no_grad():
+        sae.b_dec.fill_(1.0)
+    rows = torch.tensor([[3.0, 1, 1, 1], [1.0, 1, 1, 1], [1.0, 1, 1, 5]])  # the second is b_dec itself
+    trainer_mod.data_init_decoder_(sae, rows)
+    assert torch.allclose(sae.W_dec[0], torch.tensor([1.0, 0, 0, 0]))
+    assert torch.allclose(sae.W_dec[2], torch.tensor([0.0, 0, 0, 1]))
+    assert torch.equal(sae.W_dec[1], before[1]) and torch.equal(sae.W_dec[3:], before[3:])
+    assert torch.equal(sae.W_enc, sae.W_dec.t())
 
 
 def test_cli_export(tmp_path):

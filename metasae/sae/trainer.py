@@ -33,7 +33,7 @@ from metasae.sae.checkpoint import save_sae
 from metasae.sae.registry import build_sae
 from metasae.sae.sparse_rows import SparseRows, as_dense, take_rows
 from metasae.seeds import generator
-from metasae.settings import B_DEC_INITS, K_ARCHITECTURES, SAMPLINGS, SAESpec
+from metasae.settings import B_DEC_INITS, DECODER_INITS, K_ARCHITECTURES, SAMPLINGS, SAESpec
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}  # keys: metasae.settings.AUTOCAST
 CKPT_DIR = "checkpoint"
@@ -64,6 +64,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     b_dec_init: str = "geometric_median"
+    # 'data': the decoder rows start as distinct training rows (minus b_dec, unit norm), the encoder tied to
+    # them: each latent starts on an input it explains (data_init_decoder_)
+    decoder_init: str = "random"
     normalize_inputs: bool = True  # train on x / sqrt(E||x||^2); folded back into the saved weights
     eval_batch_size: int = 4096
     # 'bf16': training steps run their matmuls in bfloat16 under torch.autocast (faster on AMX CPUs and GPUs:
@@ -86,6 +89,10 @@ class TrainConfig:
             )
         if self.b_dec_init not in B_DEC_INITS:
             raise MetasaeError(f"train.b_dec_init={self.b_dec_init!r}; allowed: {', '.join(B_DEC_INITS)}")
+        if self.decoder_init not in DECODER_INITS:
+            raise MetasaeError(
+                f"train.decoder_init={self.decoder_init!r}; allowed: {', '.join(DECODER_INITS)}"
+            )
         for key in ("batch_size", "log_every", "checkpoint_every", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise MetasaeError(f"train.{key}={getattr(self, key)}: must be >= 1")
@@ -124,6 +131,19 @@ def geometric_median(points: Tensor, iters: int = 64, eps: float = 1e-8) -> Tens
             return new
         median = new
     return median
+
+
+@torch.no_grad()
+def data_init_decoder_(sae: SAE, rows: Tensor) -> None:
+    """Decoder rows := the first `width` of `rows` (distinct training rows, already in a random order) minus
+    b_dec, unit norm, and the encoder their transpose; rows that are zero after b_dec, and latents beyond
+    the rows there are, keep their random init."""
+    centred = rows[: sae.cfg.width] - sae.b_dec
+    norms = centred.norm(dim=1)
+    keep = norms > 1e-6 * float(norms.max().clamp_min(1e-30))
+    latents = torch.arange(len(centred), device=sae.W_dec.device)[keep]
+    sae.W_dec[latents] = (centred[keep] / norms[keep, None]).to(sae.W_dec)
+    sae.W_enc[:, latents] = sae.W_dec[latents].t()
 
 
 class _Batches:
@@ -340,6 +360,8 @@ def train_sae(
             sae.b_dec.copy_(
                 geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0)
             )
+        if train_cfg.decoder_init == "data":
+            data_init_decoder_(sae, sample.to(dev))
     opt = Adam(sae.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
     decoder_lr_scale = decoder_lr_scale_for(sae_cfg.architecture, train_cfg.decoder_lr_scale)
     total = train_cfg.total_steps(len(data))
