@@ -70,7 +70,7 @@ def known_depth(report: ReportData) -> str:
     accuracy = report.load(path, ["stack", "criterion", "mode", "fraction_correct", "spearman"])
     if accuracy is None:
         return report.skip("optimal-depth criteria on planted trees of known depth", path)
-    text = _known_depth_verdict(accuracy) + "\n"
+    text = _known_depth_verdict(accuracy) + "\n\n"
     table = accuracy.assign(
         right=[_share_with_ci(row) for _, row in accuracy.iterrows()],
         spearman=[_with_ci(row, "spearman") for _, row in accuracy.iterrows()],
@@ -140,7 +140,7 @@ def _plain_statistics(report: ReportData, folder: Path) -> str:
         "\nThe plain statistics (Appendix B), each read as a criterion and scored the same way, give no "
         "optimal depth. "
         + ("; ".join(passing) + "; the others miss L" if passing else "Each misses L")
-        + " on the oracle stacks somewhere.\n"
+        + " on the oracle stacks somewhere.\n\n"
     )
     table = stats.assign(
         right=[_share_with_ci(row) for _, row in stats.iterrows()],
