@@ -197,8 +197,9 @@ def test_bad_train_config():
 
 
 def test_data_init_puts_each_latent_on_a_distinct_training_row():
-    """Rows minus b_dec, unit norm, encoder tied; a zero row and the latents past the rows keep their init."""
-    cfg = SAEConfig(architecture="topk", d_in=4, width=5, k=1)
+    """Rows minus b_dec, unit norm, encoder tied (divided by k); a zero row and the latents past the rows keep
+    their init."""
+    cfg = SAEConfig(architecture="topk", d_in=4, width=5, k=2)
     sae = trainer_mod.build_sae(cfg, torch.Generator().manual_seed(0))
     before = sae.W_dec.detach().clone()
     with torch.no_grad():
@@ -208,7 +209,7 @@ def test_data_init_puts_each_latent_on_a_distinct_training_row():
     assert torch.allclose(sae.W_dec[0], torch.tensor([1.0, 0, 0, 0]))
     assert torch.allclose(sae.W_dec[2], torch.tensor([0.0, 0, 0, 1]))
     assert torch.equal(sae.W_dec[1], before[1]) and torch.equal(sae.W_dec[3:], before[3:])
-    assert torch.equal(sae.W_enc, sae.W_dec.t())
+    assert torch.equal(sae.W_enc[:, [0, 2]], sae.W_dec[[0, 2]].t() / 2)
 
 
 def test_cli_export(tmp_path):

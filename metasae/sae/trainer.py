@@ -136,14 +136,15 @@ def geometric_median(points: Tensor, iters: int = 64, eps: float = 1e-8) -> Tens
 @torch.no_grad()
 def data_init_decoder_(sae: SAE, rows: Tensor) -> None:
     """Decoder rows := the first `width` of `rows` (distinct training rows, already in a random order) minus
-    b_dec, unit norm, and the encoder their transpose; rows that are zero after b_dec, and latents beyond
-    the rows there are, keep their random init."""
+    b_dec, unit norm, and the encoder their transpose divided by k (k latents of rows alike in direction
+    would otherwise rebuild an input k times over); rows that are zero after b_dec, and latents beyond the
+    rows there are, keep their random init."""
     centred = rows[: sae.cfg.width] - sae.b_dec
     norms = centred.norm(dim=1)
     keep = norms > 1e-6 * float(norms.max().clamp_min(1e-30))
     latents = torch.arange(len(centred), device=sae.W_dec.device)[keep]
     sae.W_dec[latents] = (centred[keep] / norms[keep, None]).to(sae.W_dec)
-    sae.W_enc[:, latents] = sae.W_dec[latents].t()
+    sae.W_enc[:, latents] = sae.W_dec[latents].t() / (sae.cfg.k if sae.needs_k else 1)
 
 
 class _Batches:
