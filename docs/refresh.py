@@ -61,6 +61,18 @@ def small_png(source: Path, target: Path) -> None:
     image.quantize(colors=64).save(target, optimize=True)
 
 
+def write_between_markers(start: str, end: str, parts: list[str]) -> None:
+    """Replace the README's text from the marker `start` (matched up to its parenthesis) to `end` with
+    `start`, the parts and `end`, blank lines between; exits naming the markers when the README lacks
+    them."""
+    readme = README.read_text()
+    pattern = re.compile(re.escape(start.split(" (")[0]) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(readme):
+        sys.exit(f"{README}: no markers {start.split(' (')[0]} ... {end}")
+    block = "\n\n".join([start, *parts, end])
+    README.write_text(pattern.sub(lambda _: block, readme, count=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="the real study's results folder (e.g. results_mnist)")
@@ -73,12 +85,7 @@ def main() -> None:
             sys.exit(f"{source}: missing (run the study to the end first)")
         small_png(source, ROOT / "docs" / name)
         figures.append(f"![{alt}](docs/{name})")
-    block = "\n\n".join([START, data_used(study), tldr(results / "report" / "index.md"), *figures, END])
-    readme = README.read_text()
-    pattern = re.compile(re.escape(START.split(" (")[0]) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        sys.exit(f"{README}: no headline markers ({START.split(' (')[0]} ... {END})")
-    README.write_text(pattern.sub(lambda _: block, readme, count=1))
+    write_between_markers(START, END, [data_used(study), tldr(results / "report" / "index.md"), *figures])
     print(f"README headline refreshed from {results}; figures in docs/")
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
+from refresh import write_between_markers  # docs/refresh.py: this script's folder is first on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 START = (
     "<!-- synth-tables:start (written by `python docs/synth_tables.py <results>`; do not edit by hand) -->"
 )
@@ -126,12 +124,7 @@ def main() -> None:
             sys.exit(f"{path}: missing (run the study to the end first)")
     accuracy, recovery, statistics = (pd.read_csv(p) for p in paths)
     tables = [accuracy_table(accuracy), recovery_table(recovery), statistics_table(statistics)]
-    block = "\n\n".join([START, *tables, END])
-    readme = README.read_text()
-    pattern = re.compile(re.escape(START.split(" (")[0]) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        sys.exit(f"{README}: no synth-tables markers ({START.split(' (')[0]} ... {END})")
-    README.write_text(pattern.sub(lambda _: block, readme, count=1))
+    write_between_markers(START, END, tables)
     print(f"README planted-hierarchy tables refreshed from {summary}")
 
 
