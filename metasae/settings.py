@@ -92,7 +92,7 @@ class SAESpec:
     b_dec_init: str | None = setting("decoder bias initialisation", {"enum": list(B_DEC_INITS)})
     decoder_init: str | None = setting(
         "random (unit Gaussian rows) | data (distinct training rows minus b_dec, unit norm); the encoder "
-        "starts as the decoder's transpose either way",
+        "starts as the decoder's transpose (divided by k for data)",
         {"enum": list(DECODER_INITS)},
     )
     log_every: int | None = setting("steps between train_log.csv rows", POSITIVE_INT)

@@ -64,8 +64,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     b_dec_init: str = "geometric_median"
-    # 'data': the decoder rows start as distinct training rows (minus b_dec, unit norm), the encoder tied to
-    # them: each latent starts on an input it explains (data_init_decoder_)
+    # 'data': the decoder rows start as distinct training rows (minus b_dec, unit norm), the encoder their
+    # transpose over k: each latent starts on an input it explains (data_init_decoder_)
     decoder_init: str = "random"
     normalize_inputs: bool = True  # train on x / sqrt(E||x||^2); folded back into the saved weights
     eval_batch_size: int = 4096

@@ -121,10 +121,9 @@ def known_depth(report: ReportData) -> str:
 def _plain_statistics(report: ReportData, folder: Path) -> str:
     """The former criteria, kept as plain statistics, scored the same way (statistics_accuracy.csv): which
     would pass the oracle, and how far each is from the shuffled control; empty where not written."""
-    path = folder / "statistics_accuracy.csv"
-    if not path.is_file():
-        return ""
-    stats = report.load(path, ["stack", "criterion", "mode", "fraction_correct", "spearman"])
+    stats = report.load(
+        folder / "statistics_accuracy.csv", ["stack", "criterion", "mode", "fraction_correct", "spearman"]
+    )
     if stats is None:
         return ""
     share = stats.groupby(["stack", "criterion"])["fraction_correct"]
