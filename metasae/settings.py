@@ -89,6 +89,16 @@ class SAESpec:
     dead_after_examples: int | None = setting(
         "a latent is dead after this many examples without firing", POSITIVE_INT
     )
+    balance_fraction: float | None = setting(
+        "topk: the share of training steps (from the start) in which latents firing below their share "
+        "k/width of a batch rank higher, those above it lower (auxiliary-loss-free load balancing); 0 = off",
+        {"type": "number", "minimum": 0, "maximum": 1},
+    )
+    balance_rate: float | None = setting(
+        "how far a step of balance_fraction moves a latent's rank bias (pre-activation units of the "
+        "normalised input)",
+        {"type": "number", "exclusiveMinimum": 0},
+    )
     b_dec_init: str | None = setting("decoder bias initialisation", {"enum": list(B_DEC_INITS)})
     decoder_init: str | None = setting(
         "random (unit Gaussian rows) | data (distinct training rows minus b_dec, unit norm); the encoder "

@@ -230,6 +230,33 @@ def test_sparse_gradients_equal_dense_reference(arch, chunk_elements, aux_path, 
         torch.testing.assert_close(sparse_grads[n], p.grad, msg=n)
 
 
+@pytest.mark.parametrize("path", SELECTION_PATHS)
+@pytest.mark.parametrize("chunk_elements", [1 << 20, 40])
+def test_rank_bias_moves_the_selection_not_the_values(chunk_elements, path, monkeypatch):
+    """The trainer's firing balance (TopKSAE.rank_bias): pairs chosen by pre + bias, valued (and
+    differentiated) at pre, on every selection path; encode, the saved SAE's, ignores the bias."""
+    monkeypatch.setattr(sparse, "CPU_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(sparse, "SMALL_BATCH_ELEMENTS", SELECTION_PATHS[path])
+    torch.manual_seed(0)
+    sae = _sae("topk", d_in=5, width=16, k=3).double()
+    x = torch.randn(7, 5, dtype=torch.float64)
+    plain = sae.encode(x)
+    sae.rank_bias = torch.zeros(16, dtype=torch.float64)
+    sae.rank_bias[:4] = 10.0  # latents 0-3 win every row
+    sae.train()
+    sae.loss(x).total.backward()
+    grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    chosen = (pre + sae.rank_bias).topk(3, dim=1).indices
+    assert set(chosen.flatten().tolist()) <= {0, 1, 2, 3}
+    z = torch.zeros_like(pre).scatter(1, chosen, pre.gather(1, chosen).relu())
+    (z @ sae.W_dec + sae.b_dec - x).pow(2).sum(1).mean().backward()
+    for n, p in sae.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, msg=n)
+    assert torch.equal(sae.encode(x), plain)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_bf16_autocast_loss_and_gradients_near_float32(arch):
     """Under bf16 autocast the encoder (and dense decoder) products run in bf16: the loss moves by rounding

@@ -97,7 +97,7 @@ class LossParts:
     sparsity: Tensor
     aux: Tensor
     l0: Tensor  # mean active latents per example (0-d; a tensor so a GPU step need not wait to read it)
-    fired: Tensor  # bool [width]: latents active on at least one example of the batch
+    fired: Tensor  # float [width]: on how many examples of the batch each latent was active
     x_hat: Tensor  # detached reconstruction, for batch FVU
 
     @classmethod
@@ -113,8 +113,8 @@ class LossParts:
     ) -> LossParts:
         """The statistics of codes given as selected pairs (sparse ops)."""
         live = sel.vals > 0
-        # index_add, not fired[idx[live]] = True: a boolean mask makes a GPU wait for the host
-        fired = torch.zeros(width, device=x_hat.device).index_add_(0, sel.idx, live.float()) > 0
+        # index_add, not fired[idx[live]] += 1: a boolean mask makes a GPU wait for the host
+        fired = torch.zeros(width, device=x_hat.device).index_add_(0, sel.idx, live.float())
         return cls(
             total=total,
             mse=mse.detach(),
@@ -135,7 +135,7 @@ class LossParts:
             sparsity=sparsity.detach(),
             aux=torch.zeros((), device=z.device),
             l0=active.sum() / len(z),
-            fired=active.any(0),
+            fired=active.sum(0, dtype=torch.float32),
             x_hat=x_hat.detach(),
         )
 

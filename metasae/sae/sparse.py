@@ -103,16 +103,25 @@ class Selector:
 
 
 class RowTopK(Selector):
-    """Each row's k largest pre-activations (TopK), optionally among `columns` only (AuxK's dead latents)."""
+    """Each row's k largest pre-activations (TopK), optionally among `columns` only (AuxK's dead latents), or
+    ranked by pre-activation + `rank_bias` [width]: a training-time bias that moves which latents fire, not
+    the values they fire with (the trainer's firing balance, TrainConfig.balance_fraction)."""
 
-    def __init__(self, k: int, columns: Tensor | None = None) -> None:
-        self.k, self.columns = k, columns
+    def __init__(self, k: int, columns: Tensor | None = None, rank_bias: Tensor | None = None) -> None:
+        if columns is not None and rank_bias is not None:
+            raise ValueError("RowTopK: rank_bias covers every column; give columns or rank_bias, not both")
+        self.k, self.columns, self.rank_bias = k, columns, rank_bias
         self.vals: list[Tensor] = []
         self.idx: list[Tensor] = []
 
     def take(self, pre: Tensor) -> None:
         source = pre if self.columns is None else pre[:, self.columns]
-        vals, idx = row_topk(source, min(self.k, source.shape[1]))
+        k = min(self.k, source.shape[1])
+        if self.rank_bias is None:
+            vals, idx = row_topk(source, k)
+        else:
+            idx = row_topk(source + self.rank_bias, k)[1]
+            vals = source.gather(1, idx)
         self.vals.append(vals)
         self.idx.append(idx if self.columns is None else self.columns[idx])
 

@@ -18,9 +18,11 @@ class TopKSAE(SAE):
     needs_k = True
     sparse_input = True
     saelens_architecture = "topk"
+    # [width], set by the trainer while it balances firing (TrainConfig.balance_fraction); encode ignores it
+    rank_bias: Tensor | None = None
 
     def selector(self) -> Selector:
-        return RowTopK(self.cfg.k)
+        return RowTopK(self.cfg.k, rank_bias=self.rank_bias)
 
     def encode(self, x: Tensor) -> Tensor:
         pre = self.pre_acts(x)
