@@ -105,16 +105,22 @@ class Ours:
         self.dead_after = a.dead_after
         self.decoder_lr_scale = decoder_lr_scale_for("topk", a.decoder_lr_scale)
         self.encoder_lr_scale = a.encoder_lr_scale
+        self.balance_steps, self.balance_rate = round(a.balance_fraction * a.steps), a.balance_rate
+        self.rank_bias = torch.zeros(a.d_sae, device=a.device)
 
     def step(self, step: int, x) -> None:
-        from metasae.sae.trainer import optimizer_step
+        from metasae.sae.trainer import balance_, optimizer_step
 
+        balancing = step < self.balance_steps
+        self.sae.rank_bias = self.rank_bias if balancing else None
         parts = self.sae.loss(x, dead=self.since_fired >= self.dead_after)
         self.opt.zero_grad(set_to_none=True)
         parts.total.backward()
         optimizer_step(self.sae, self.opt, self.decoder_lr_scale, self.encoder_lr_scale)
+        if balancing:
+            balance_(self.rank_bias, parts.fired, len(x), self.sae.cfg.k, self.balance_rate)
         self.since_fired += len(x)
-        self.since_fired[parts.fired] = 0
+        self.since_fired[parts.fired > 0] = 0
 
     def reconstruct(self, x):
         return self.sae(x)
@@ -370,6 +376,13 @@ def main() -> None:
     p.add_argument(
         "--encoder-lr-scale", type=float, default=1.0, help="ours: train.encoder_lr_scale (default 1)"
     )
+    p.add_argument(
+        "--balance-fraction",
+        type=float,
+        default=0.0,
+        help="ours: train.balance_fraction, of --steps (default 0: off)",
+    )
+    p.add_argument("--balance-rate", type=float, default=0.003, help="ours: train.balance_rate")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--install-errors", type=json.loads, default={}, help=argparse.SUPPRESS)
     a = p.parse_args()
