@@ -59,7 +59,7 @@ class ReconstructionStats:
         self.sums = dict.fromkeys(("sq_err", "sq_x", "sq_xhat", "dot", "cos", "l2_ratio"), 0.0)
 
     def update(self, x: Tensor, x_hat: Tensor) -> None:
-        x, x_hat = x.double(), x_hat.double()
+        x, x_hat = x.detach().double(), x_hat.detach().double()  # statistics, never differentiated
         self.n += len(x)
         self.sum_x = x.sum(0) if self.sum_x is None else self.sum_x + x.sum(0)
         nx, nxh = x.norm(dim=1), x_hat.norm(dim=1)
