@@ -77,6 +77,10 @@ class SAESpec:
         "the encoder's (W_enc, b_enc) learning rate / lr (default 1; below 1 fewer TopK latents die)",
         {"type": "number", "exclusiveMinimum": 0},
     )
+    encoder_init_scale: float | None = setting(
+        "W_enc starts as this x the decoder's transpose (default 1; below 1 it learns faster per step)",
+        {"type": "number", "exclusiveMinimum": 0},
+    )
     batch_size: int | None = setting("examples per step", POSITIVE_INT)
     epochs: int | None = setting("passes over the data (exactly one of epochs / steps)", POSITIVE_INT)
     steps: int | None = setting("optimizer steps (exactly one of epochs / steps)", POSITIVE_INT)

@@ -236,6 +236,27 @@ def test_bad_train_config():
         TrainConfig(steps=1, autocast="fp16")
     with pytest.raises(MetasaeError, match="decoder_init='pca'; allowed: random, data"):
         TrainConfig(steps=1, decoder_init="pca")
+    with pytest.raises(MetasaeError, match="train.encoder_init_scale=0: each must be > 0"):
+        TrainConfig(steps=1, encoder_init_scale=0)
+
+
+@pytest.mark.parametrize("decoder_init", ["random", "data"])
+def test_encoder_init_scale_shrinks_the_tied_encoder_only(decoder_init):
+    """The encoder starts as scale x its usual start (the decoder's transpose, over k for data); the decoder
+    rows and b_dec are the unscaled start's."""
+    cfg = SAEConfig(architecture="topk", d_in=4, width=6, k=2)
+    sample = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    saes = {}
+    for scale in (1.0, 0.3):
+        sae = trainer_mod.build_sae(cfg, torch.Generator().manual_seed(0))
+        trainer_mod.initialise_(
+            sae, TrainConfig(steps=1, decoder_init=decoder_init, encoder_init_scale=scale), sample
+        )
+        saes[scale] = sae
+    assert torch.equal(saes[0.3].W_dec, saes[1.0].W_dec) and torch.equal(saes[0.3].b_dec, saes[1.0].b_dec)
+    assert torch.allclose(saes[0.3].W_enc, 0.3 * saes[1.0].W_enc)
+    tied = saes[1.0].W_dec.t() / (cfg.k if decoder_init == "data" else 1)
+    assert torch.allclose(saes[1.0].W_enc, tied)
 
 
 def test_data_init_puts_each_latent_on_a_distinct_training_row():

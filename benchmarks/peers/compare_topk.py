@@ -100,12 +100,13 @@ class Ours:
         self.sae.to(a.device)
         with torch.no_grad():
             self.sae.b_dec.copy_(geometric_median(first_batch))
+            self.sae.W_enc.mul_(a.encoder_init_scale)
         self.opt = Adam(self.sae.parameters(), lr=a.lr)
         self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
         self.dead_after = a.dead_after
         self.decoder_lr_scale = decoder_lr_scale_for("topk", a.decoder_lr_scale)
         self.encoder_lr_scale = a.encoder_lr_scale
-        self.balance_steps, self.balance_rate = round(a.balance_fraction * a.steps), a.balance_rate
+        self.balance_steps, self.balance_rate = a.balance_steps, a.balance_rate
         self.rank_bias = torch.zeros(a.d_sae, device=a.device)
 
     def step(self, step: int, x) -> None:
@@ -377,10 +378,16 @@ def main() -> None:
         "--encoder-lr-scale", type=float, default=1.0, help="ours: train.encoder_lr_scale (default 1)"
     )
     p.add_argument(
-        "--balance-fraction",
+        "--encoder-init-scale",
         type=float,
-        default=0.0,
-        help="ours: train.balance_fraction, of --steps (default 0: off)",
+        default=1.0,
+        help="ours: train.encoder_init_scale (default 1)",
+    )
+    p.add_argument(
+        "--balance-steps",
+        type=int,
+        default=0,
+        help="ours: balanced firing (train.balance_fraction) over the first N steps (default 0: off)",
     )
     p.add_argument("--balance-rate", type=float, default=0.003, help="ours: train.balance_rate")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)

@@ -51,6 +51,9 @@ class TrainConfig:
     # the encoder's (W_enc, b_enc) learning rate / lr: below 1 a latent's receptive field turns more slowly,
     # so fewer latents lose the inputs they won (see optimizer_step); 1 = Adam at lr, as the peers train
     encoder_lr_scale: float = 1.0
+    # W_enc starts as this x the decoder's transpose: a small encoder turns further per Adam step relative
+    # to its norm, as SAELens's (both at norm 0.1) does; the unit-norm decoder keeps its rate (README, Speed)
+    encoder_init_scale: float = 1.0
     batch_size: int = 4096
     epochs: int | None = None
     steps: int | None = None
@@ -109,11 +112,13 @@ class TrainConfig:
         if (
             self.lr <= 0
             or self.encoder_lr_scale <= 0
+            or self.encoder_init_scale <= 0
             or (self.decoder_lr_scale is not None and self.decoder_lr_scale <= 0)
         ):
             raise MetasaeError(
                 f"train.lr={self.lr}, train.decoder_lr_scale={self.decoder_lr_scale}, "
-                f"train.encoder_lr_scale={self.encoder_lr_scale}: each must be > 0"
+                f"train.encoder_lr_scale={self.encoder_lr_scale}, "
+                f"train.encoder_init_scale={self.encoder_init_scale}: each must be > 0"
             )
 
     def total_steps(self, n: int) -> int:
@@ -144,6 +149,20 @@ def geometric_median(points: Tensor, iters: int = 64, eps: float = 1e-8) -> Tens
             return new
         median = new
     return median
+
+
+@torch.no_grad()
+def initialise_(sae: SAE, train_cfg: TrainConfig, sample: Tensor) -> None:
+    """The start the trainer gives a freshly built SAE, from `sample` (random training rows, normalised):
+    b_dec, then the decoder rows (decoder_init), then the encoder's scale (encoder_init_scale)."""
+    sample = sample.to(sae.b_dec.device)
+    if train_cfg.b_dec_init != "zeros":
+        sae.b_dec.copy_(
+            geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0)
+        )
+    if train_cfg.decoder_init == "data":
+        data_init_decoder_(sae, sample)
+    sae.W_enc.mul_(train_cfg.encoder_init_scale)
 
 
 @torch.no_grad()
@@ -386,15 +405,8 @@ def train_sae(
         raise MetasaeError("training data is all zeros; cannot normalise it (set normalize_inputs false)")
 
     sae = build_sae(sae_cfg, generator(train_cfg.seed, "sae-init")).to(dev)
-    with torch.no_grad():
-        chosen = torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]
-        sample = as_dense(take_rows(data, chosen)) / scale
-        if train_cfg.b_dec_init != "zeros":
-            sae.b_dec.copy_(
-                geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0)
-            )
-        if train_cfg.decoder_init == "data":
-            data_init_decoder_(sae, sample.to(dev))
+    chosen = torch.randperm(len(data), generator=generator(train_cfg.seed, "b_dec-init"))[:4096]
+    initialise_(sae, train_cfg, as_dense(take_rows(data, chosen)) / scale)
     opt = Adam(sae.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
     decoder_lr_scale = decoder_lr_scale_for(sae_cfg.architecture, train_cfg.decoder_lr_scale)
     total = train_cfg.total_steps(len(data))
