@@ -67,6 +67,8 @@ if [ -d .peers ]; then
   peers() { env PYTHONPATH="$PYTHONPATH:$PWD/.peers:/tmp/stub" "$PY" benchmarks/peers/compare_topk.py --inside \
     --install-errors '{"sae_lens": "not installed on the GPU machine (no registry there)"}' --device cuda "$@"; }
   step peers-cuda-default peers --out "$OUT/peers_cuda_default.json"
+  step peers-cuda-chosen peers --encoder-init-scale 0.3 --balance-steps 300 --check-every 5 \
+    --out "$OUT/peers_cuda_chosen.json"  # the CPU's choice (README, Speed)
   step peers-cuda-large peers --batch 4096 --d-sae 16384 --steps 300 --n-train 262144 --out "$OUT/peers_cuda_large.json"
 fi
 
