@@ -91,16 +91,17 @@ class Ours:
 
         from metasae.optim import Adam
         from metasae.sae import SAEConfig, build_sae
-        from metasae.sae.trainer import decoder_lr_scale_for, geometric_median
+        from metasae.sae.trainer import TrainConfig, decoder_lr_scale_for, initialise_
         from metasae.seeds import generator
 
         self.sae = build_sae(
             SAEConfig("topk", a.d_in, a.d_sae, k=a.k, aux_coeff=a.aux), generator(a.seed, "peers")
         )
         self.sae.to(a.device)
-        with torch.no_grad():
-            self.sae.b_dec.copy_(geometric_median(first_batch))
-            self.sae.W_enc.mul_(a.encoder_init_scale)
+        # the trainer's start: b_dec the geometric median, the encoder scaled by encoder_init_scale
+        initialise_(
+            self.sae, TrainConfig(steps=a.steps, encoder_init_scale=a.encoder_init_scale), first_batch
+        )
         self.opt = Adam(self.sae.parameters(), lr=a.lr)
         self.since_fired = torch.zeros(a.d_sae, dtype=torch.long, device=a.device)
         self.dead_after = a.dead_after
@@ -282,6 +283,16 @@ def _version(module: str, package: str) -> str:
         return str(getattr(sys.modules.get(module), "__version__", "unknown (no metadata)"))
 
 
+def batch_order(n_train: int, batch: int, seed: int) -> Callable[[int], object]:
+    """Step -> the training rows of its batch: one seeded permutation, cycled epoch after epoch, the ragged
+    tail dropped; every implementation (and ours_alone.py) sees the same batches."""
+    import torch
+
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    per_epoch = n_train // batch
+    return lambda s: perm[(s % per_epoch) * batch : (s % per_epoch + 1) * batch]
+
+
 def inside(a) -> None:
     import torch
 
@@ -291,9 +302,7 @@ def inside(a) -> None:
 
     data = make_data(a.n_train + a.n_test, a.d_in, a.seed).to(a.device)
     train, test = data[: a.n_train], data[a.n_train :]
-    perm = torch.randperm(a.n_train, generator=torch.Generator().manual_seed(a.seed))
-    per_epoch = a.n_train // a.batch
-    order = lambda s: perm[(s % per_epoch) * a.batch : (s % per_epoch + 1) * a.batch]  # noqa: E731
+    order = batch_order(a.n_train, a.batch, a.seed)
     errors = dict(a.install_errors)
     classes = []
     for module, cls in (
@@ -351,8 +360,9 @@ def inside(a) -> None:
         print(f"| {t['peer']} | {t['peer_fvu']:.4f} | {t['peer_train_s']:.1f} | {ours_part} |")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str = __doc__.splitlines()[0]) -> argparse.ArgumentParser:
+    """The settings of the comparison (data, SAE, training, ours' options); ours_alone.py adds its own."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--venv", type=Path, default=Path("/tmp/peers-venv"))
     p.add_argument("--out", type=Path, default=Path("results/bench/peers.json"))
     p.add_argument("--device", default="cpu")
@@ -392,7 +402,11 @@ def main() -> None:
     p.add_argument("--balance-rate", type=float, default=0.003, help="ours: train.balance_rate")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--install-errors", type=json.loads, default={}, help=argparse.SUPPRESS)
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = arguments().parse_args()
     if a.inside:
         inside(a)
         return

@@ -155,13 +155,12 @@ def geometric_median(points: Tensor, iters: int = 64, eps: float = 1e-8) -> Tens
 def initialise_(sae: SAE, train_cfg: TrainConfig, sample: Tensor) -> None:
     """The start the trainer gives a freshly built SAE, from `sample` (random training rows, normalised):
     b_dec, then the decoder rows (decoder_init), then the encoder's scale (encoder_init_scale)."""
-    sample = sample.to(sae.b_dec.device)
     if train_cfg.b_dec_init != "zeros":
         sae.b_dec.copy_(
             geometric_median(sample) if train_cfg.b_dec_init == "geometric_median" else sample.mean(0)
         )
     if train_cfg.decoder_init == "data":
-        data_init_decoder_(sae, sample)
+        data_init_decoder_(sae, sample.to(sae.b_dec.device))
     sae.W_enc.mul_(train_cfg.encoder_init_scale)
 
 
