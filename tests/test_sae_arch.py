@@ -88,7 +88,33 @@ def test_batchtopk_selects_k_times_batch(batch, k, seed):
     seed=st.integers(0, 2**16),
 )
 def test_block_row_topk_is_exact(rows, blocks, k, ties, seed):
-    pre = torch.randn(rows, blocks * sparse.BLOCK, generator=torch.Generator().manual_seed(seed))
+    _check_row_topk(
+        torch.randn(rows, blocks * sparse.BLOCK, generator=torch.Generator().manual_seed(seed)), k, ties
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    extra=st.integers(0, 40),
+    k=st.integers(33, 40),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_small_block_row_topk_is_exact_above_k_32(rows, extra, k, ties, seed):
+    cols = sparse.SMALL_BLOCK * (4 * k + extra)
+    assert sparse.topk_block(cols, k) in (sparse.SMALL_BLOCK, sparse.BLOCK)
+    _check_row_topk(torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)), k, ties)
+
+
+def test_topk_block_choice():
+    assert sparse.topk_block(8192, 32) == sparse.BLOCK
+    assert sparse.topk_block(2304, 48) == sparse.SMALL_BLOCK  # 72 blocks of 32 < 4k; 288 of 8 >= 4k
+    assert sparse.topk_block(2304, 32) is None  # k <= 32: torch.topk itself is fast enough
+    assert sparse.topk_block(576, 48) is None  # too few blocks of either width
+
+
+def _check_row_topk(pre: torch.Tensor, k: int, ties: bool) -> None:
     if ties:
         pre = pre.round()  # many equal values across blocks
     vals, idx = sparse.row_topk(pre, k)

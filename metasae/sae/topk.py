@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from metasae.sae.base import SAE, LossParts
-from metasae.sae.sparse import RowTopK, Selection, Selector, sparse_decode, sparse_encode
+from metasae.sae.sparse import RowTopK, Selection, Selector, row_topk, sparse_decode, sparse_encode
 from metasae.sae.sparse_rows import SparseRows
 
 # AuxK runs densely over the dead columns while there are at most this many per AuxK latent: the cross-over
@@ -26,7 +26,7 @@ class TopKSAE(SAE):
 
     def encode(self, x: Tensor) -> Tensor:
         pre = self.pre_acts(x)
-        vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
+        vals, idx = row_topk(pre, self.cfg.k)
         return torch.zeros_like(pre).scatter_(1, idx, vals.relu())
 
     def _dense_aux_recon(self, x: Tensor, cols: Tensor) -> Tensor:
