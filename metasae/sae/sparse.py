@@ -56,8 +56,9 @@ def row_chunk(batch: int, width: int, device: torch.device) -> int:
 
 
 BLOCK = 32
-# torch.topk's CPU cost per row jumps from k 32 to k 48 (5.9 vs 3.3 ms at [256, 2304], this project's AVX2
-# EPYC); above this k, row_topk falls back to 8-column blocks where 32-column ones are too few for the trick.
+# torch.topk's CPU cost per row jumps from k 32 to k 48 (3.3 ms, then 5.9 ms at [256, 2304] on this
+# project's AVX2 EPYC); above this k, row_topk falls back to 8-column blocks where 32-column ones are too
+# few for the trick.
 SMALL_BLOCK, SMALL_BLOCK_MIN_K = 8, 33
 
 
